@@ -1,0 +1,39 @@
+# Two entry points for a fresh machine (see README): `make repro` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+# torch is installed first, and only when missing. On machines with a local CPU build of 2.13.0 this pin
+# takes it; elsewhere it is the normal PyPI torch. Override with `make setup TORCH_SPEC=torch`.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup repro test lint browser clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+repro: setup
+	dvc repro
+
+lint: setup
+	ruff check .
+
+test: setup browser lint
+	pytest
+
+# Headless Chromium for the report tests (Debian packages). Skipped when not root or no apt.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "warning: could not install chromium; browser tests will be skipped"; \
+	  else echo "note: chromium not found and cannot be installed here; browser tests will be skipped"; fi; }
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Strings, their labels, the generator of labelled splits, and the tokenizer."""

@@ -1,0 +1,68 @@
+"""Shared fixtures: a temp git+DVC copy of the repo with the tiny params profile."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "tiny_params.yaml"
+BIN = Path(sys.executable).parent
+os.environ.setdefault("PALINDROME_LENS_QUIET", "1")
+
+
+def tiny_params() -> dict:
+    return yaml.safe_load(TINY.read_text())
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900, **kw) -> subprocess.CompletedProcess:
+    """Run a command with the venv's binaries first on PATH (dvc runs `python -m stages.X`)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PALINDROME_LENS_QUIET": "1"}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def tracked_files() -> list[str]:
+    """What a fresh clone has: tracked files plus untracked files that git does not ignore."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
+        check=True,
+    ).stdout
+    return [line for line in out.splitlines() if line and (ROOT / line).is_file()]
+
+
+def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
+    """Copy the project into `dest` as a fresh git repo (one commit) with `params` as params.yaml."""
+    for rel in tracked_files():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    run(["git", "init", "-q"], dest)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], dest)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """A fresh tiny-profile copy of the project (nothing run yet)."""
+    return make_repo_copy(tmp_path / "repo")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole pipeline reproduced once with `dvc repro` on the tiny profile; shared read-only."""
+    repo = make_repo_copy(tmp_path_factory.mktemp("pipeline") / "repo")
+    run(["dvc", "repro"], repo)
+    return repo

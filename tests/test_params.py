@@ -1,0 +1,98 @@
+"""Bad params: each gives a clear error naming the key and value, and the stage writes nothing."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from palindrome_lens.errors import ParamsError
+from palindrome_lens.params import declared_params, known_keys, load_stage_params, validate
+from tests.conftest import ROOT, make_repo_copy, run, tiny_params
+
+
+def _with(path: str, value):
+    params = copy.deepcopy(tiny_params())
+    *parents, last = path.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return params
+
+
+_DELETE = object()
+
+BAD = [
+    ("data.alphabet", "", r"data\.alphabet: '' .*non-empty"),
+    ("data.alphabet", "abca", r"data\.alphabet: 'abca' .*distinct.*'a'"),
+    ("data.alphabet", 12, r"data\.alphabet: 12"),
+    ("data.lengths", [1, 5], r"data\.lengths: 1 is too short; lengths must be >= 2"),
+    ("data.lengths", "10", r"data\.lengths: '10' .*list of integers"),
+    ("data.lengths", [5.5], r"data\.lengths: \[5\.5\] .*integer"),
+    ("data.n_train", 0, r"data\.n_train: 0 .*>= 1"),
+    ("data.n_val", -3, r"data\.n_val: -3 .*>= 1"),
+    ("data.n_test", 10**9, r"data\.n_test: 1000000000 .*distinct"),
+    ("data.negative_mix", {"near1": 0.5, "near2": 0.2, "random": 0.2}, r"data\.negative_mix: .*sum to 1"),
+    ("data.negative_mix", {"near1": 1.2, "near2": -0.2, "random": 0.0}, r"data\.negative_mix\.near1: 1\.2"),
+    ("data.negative_mix", {"near1": 0.8, "near3": 0.2, "random": 0.0}, r"near3: unknown kind"),
+    ("data.palindrome_fraction", 1.5, r"data\.palindrome_fraction: 1\.5 .*<= 1"),
+    ("seed", 1.5, r"seed: 1\.5 .*integer"),
+    ("seed", "zero", r"seed: 'zero' .*integer"),
+    ("data.alphabett", "abc", r"data\.alphabett: unknown key; known keys in data are alphabet, lengths"),
+    ("modle", {}, r"modle: unknown key in params.yaml; known top-level keys are seed, data"),
+    ("data.alphabet", _DELETE, r"data\.alphabet is missing"),
+    ("tokenize.add_eos", "yes", r"tokenize\.add_eos: 'yes' .*true or false"),
+    ("model.d_model", 15, r"model\.d_model: 15 does not divide into model\.n_heads 2"),
+    ("model.act_fn", "tanh", r"model\.act_fn: 'tanh' .*one of relu, gelu"),
+    ("model.n_ctx", 4, r"model\.n_ctx: 4 is too small .*>= 8"),
+    ("train.batch_size", 0, r"train\.batch_size: 0 .*>= 1"),
+    ("train.lr", 0, r"train\.lr: 0 .*> 0"),
+    ("train.device", "tpu", r"train\.device: 'tpu' .*auto, cpu, cuda"),
+    ("extract.hooks", ["hook_embed", "blocks.0.hook_nope"], r"extract\.hooks: 'blocks\.0\.hook_nope' .*valid hooks are"),
+    ("extract.dtype", "bfloat16", r"extract\.dtype: 'bfloat16' .*float32, float16"),
+    ("report.hist_bins", 1, r"report\.hist_bins: 1 .*>= 2"),
+    ("report.n_examples", -1, r"report\.n_examples: -1"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD, ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD])
+def test_bad_value_names_key_value_and_rule(key, value, message) -> None:
+    with pytest.raises(ParamsError, match=message):
+        validate(_with(key, value))
+
+
+def test_tiny_and_default_profiles_are_valid() -> None:
+    validate(tiny_params())
+    validate(yaml.safe_load((ROOT / "params.yaml").read_text()))
+
+
+def test_every_stage_declares_only_known_keys_and_reads_only_declared_ones() -> None:
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for stage in spec["stages"]:
+        assert set(declared_params(stage, ROOT / "dvc.yaml")) <= set(known_keys())
+    p = load_stage_params("tokenize", ROOT)
+    assert p.data.alphabet
+    with pytest.raises(ParamsError, match=r"data\.n_train is read by this stage but not declared"):
+        _ = p.data.n_train
+    with pytest.raises(ParamsError, match="seed"):
+        _ = p.seed
+
+
+def test_every_key_is_declared_by_some_stage() -> None:
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    declared = {key for stage in spec["stages"].values() for key in stage.get("params", [])}
+    assert declared == set(known_keys())
+
+
+@pytest.mark.parametrize(("key", "value"), [("data.lengths", [1]), ("data.alphabet", "aa"), ("data.n_test", 0)])
+def test_stage_with_bad_params_exits_nonzero_and_writes_nothing(tmp_path, key, value) -> None:
+    repo = make_repo_copy(tmp_path / "repo", _with(key, value))
+    proc = run(["python", "-m", "stages.generate"], repo, check=False)
+    assert proc.returncode == 2
+    assert key in proc.stderr and "Traceback" not in proc.stderr
+    assert not (repo / "data" / "raw").exists()
