@@ -1,0 +1,1 @@
+"""The classifier: a TransformerLens TransformerBridge (boot_native), bidirectional, 2 logits at BOS."""
