@@ -49,8 +49,7 @@ def make_repo_copy(dest: Path, params: dict | None = None) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
     (dest / "dvc.lock").unlink(missing_ok=True)
     run(["git", "init", "-q"], dest)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], dest)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"], dest)
+    commit_all(dest, "copy")
     return dest
 
 
@@ -65,4 +64,10 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The whole pipeline reproduced once with `dvc repro` on the tiny profile; shared read-only."""
     repo = make_repo_copy(tmp_path_factory.mktemp("pipeline") / "repo")
     run(["dvc", "repro"], repo)
+    commit_all(repo, "tiny pipeline results")
     return repo
+
+
+def commit_all(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], repo)
