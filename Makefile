@@ -27,11 +27,11 @@ lint: setup
 test: setup browser lint
 	pytest
 
-# Headless Chromium for the report tests (Debian packages). Skipped when not root or no apt.
+# Headless Chromium + chromedriver for the report tests (Debian packages). Skipped when not root or no apt.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	      || echo "warning: could not install chromium; browser tests will be skipped"; \
 	  else echo "note: chromium not found and cannot be installed here; browser tests will be skipped"; fi; }
 
