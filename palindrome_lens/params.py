@@ -174,8 +174,26 @@ class DataParams:
                     f"palindromes of length {length}, but only {available} exist and half must stay for training; "
                     "lower the split sizes or data.palindrome_fraction, or add letters or longer lengths"
                 )
+        self._check_every_kind_is_evaluated()
         if size < 2 and self.palindrome_fraction < 1:
             raise _fail("data.alphabet", self.alphabet, "a one-letter alphabet makes only palindromes; add letters")
+
+
+    def _check_every_kind_is_evaluated(self) -> None:
+        """Val and test must hold every kind the mix asks for, at every length, or the breakdown lies."""
+        k = len(self.lengths)
+        shares = {"palindrome": self.palindrome_fraction}
+        shares |= {kind: (1 - self.palindrome_fraction) * f for kind, f in self.negative_mix.items()}
+        for split, n in (("n_val", self.n_val), ("n_test", self.n_test)):
+            for kind, share in shares.items():
+                if kind == "near2" and all(length < 4 for length in self.lengths):
+                    continue  # lengths 2-3 have one mirrored pair: near2 cannot exist there
+                if share > 0 and (n // k) * share < 1:
+                    need = math.ceil(k / share)
+                    raise ParamsError(
+                        f"data.{split}: {n} is too small; with {k} length(s) the {kind} share ({share:g}) gets no "
+                        f"examples at some length, so its metrics would be missing; use at least {need}"
+                    )
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ BAD = [
     ("extract.dtype", "bfloat16", r"extract\.dtype: 'bfloat16' .*float32, float16"),
     ("report.hist_bins", 1, r"report\.hist_bins: 1 .*>= 2"),
     ("report.n_examples", -1, r"report\.n_examples: -1"),
+    ("data.n_test", 8, r"data\.n_test: 8 is too small; .*near2 share \(0\.1\) gets no examples .*at least 20"),
 ]
 
 
