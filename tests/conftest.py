@@ -71,3 +71,18 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def commit_all(repo: Path, message: str) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], repo)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium with the network cut (tests/browser.py); skips only if it cannot be found."""
+    from tests.browser import Browser, find_chromium
+
+    chromium, chromedriver = find_chromium()
+    if chromium is None or chromedriver is None:
+        pytest.skip(
+            f"headless browser not found (chromium={chromium}, chromedriver={chromedriver}); "
+            "install with `make browser` (apt-get install chromium chromium-driver) or set CHROMIUM_BIN/CHROMEDRIVER_BIN"
+        )
+    with Browser.start(chromium, chromedriver) as started:
+        yield started

@@ -36,7 +36,8 @@ def test_fresh_clone_pulls_results_instead_of_recomputing(tiny_pipeline, remote,
     ).read_bytes()
 
 
-def test_exp_run_with_a_set_param_shows_in_exp_show(tiny_pipeline, remote, tmp_path) -> None:
+def test_exp_run_with_a_set_param_shows_in_exp_show_and_compare_reads_it(tiny_pipeline, remote, tmp_path,
+                                                                         browser) -> None:
     clone = _clone(tiny_pipeline, tmp_path / "clone", remote)
     run(["dvc", "pull"], clone)
     out = run(["dvc", "exp", "run", "-n", "lr-up", "-S", "train.lr=0.005"], clone)
@@ -49,3 +50,15 @@ def test_exp_run_with_a_set_param_shows_in_exp_show(tiny_pipeline, remote, tmp_p
     assert data["params"]["params.yaml"]["data"]["train"]["lr"] == 0.005
     metrics = data["metrics"]
     assert "accuracy" in json.dumps(metrics["data/eval/metrics.json"]["data"])
+
+    # A second experiment, then the cross-experiment comparison over all of them.
+    run(["dvc", "exp", "run", "-n", "one-head", "-S", "model.n_heads=1"], clone)
+    out = run(["python", "-m", "palindrome_lens.compare"], clone)
+    assert "3 runs" in out.stdout or "4 runs" in out.stdout, out.stdout
+    page = clone / "reports" / "experiments.html"
+    text = page.read_text()
+    for name in ("lr-up", "one-head", "model.n_heads", "train.lr", "circuit heads", "Mirror score per head"):
+        assert name in text
+    result = browser.open_page(page)
+    assert not result.console_errors and not result.network_requests
+    assert result.plots and all(result.plots.values())

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ from palindrome_lens.report import (
     missing_labels,
     render_page,
 )
-from tests.browser import Browser, find_chromium
+from tests.browser import Browser
 from tests.conftest import ROOT, run
 
 EVIL = '<script>alert("x")</script> & <b>bold</b>'
@@ -79,18 +78,6 @@ def html_files(folder: Path) -> list[Path]:
 
 def all_bytes(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium, chromedriver = find_chromium()
-    if chromium is None or chromedriver is None:
-        pytest.skip(
-            f"headless browser not found (chromium={chromium}, chromedriver={chromedriver}); "
-            "install with `make browser` (apt-get install chromium chromium-driver) or set CHROMIUM_BIN/CHROMEDRIVER_BIN"
-        )
-    with Browser.start(chromium, chromedriver) as started:
-        yield started
 
 
 @pytest.fixture(scope="module")
