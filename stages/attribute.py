@@ -1,0 +1,33 @@
+"""DVC stage `attribute`: explain the classifier (DLA, attention, patching, ablation, weights, adversarial
+edits, circuit summary) from the model and its extracted activations; tables under data/attribution/."""
+
+from pathlib import Path
+
+from palindrome_lens.activations import verify_sources
+from palindrome_lens.attribution import write_attribution
+from palindrome_lens.data.generate import SCHEMA
+from palindrome_lens.data.parquet import read_table
+from palindrome_lens.model.bridge import resolve_device
+from palindrome_lens.model.classifier import load_classifier
+from palindrome_lens.params import StageParams
+from palindrome_lens.stage import run_stage
+
+MODEL, ACTIVATIONS, TEST = Path("data/model"), Path("data/activations"), Path("data/raw/test.parquet")
+OUT = Path("data/attribution")
+
+
+def main(p: StageParams) -> None:
+    params = p.attribute.whole()
+    clf = load_classifier(MODEL, device=resolve_device("auto"))
+    verify_sources(ACTIVATIONS, model_dir=MODEL, data_files=[TEST])
+    test = read_table(TEST, {f.name: f.type for f in SCHEMA}).to_pandas()
+    summary = write_attribution(OUT, clf, ACTIVATIONS, test, n_adversarial=params.n_adversarial,
+                                batch_size=params.batch_size, max_circuit_heads=params.max_circuit_heads, seed=p.seed)
+    print(f"attribute: {OUT}: {len(summary['files'])} files from {summary['n_examples']} examples on {clf.device}; "
+          f"DLA max error {summary['dla_max_abs_error']:.2e}")
+    for sentence in summary["sentences"]:
+        print(f"attribute: {sentence}")
+
+
+if __name__ == "__main__":
+    run_stage("attribute", main)
