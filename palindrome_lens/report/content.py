@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -11,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from palindrome_lens.report.attention import attention_html
+from palindrome_lens.report.errors import ReportError
 from palindrome_lens.report.figures import figure_html, require_labels
 from palindrome_lens.report.tables import table_html
 
@@ -69,7 +71,26 @@ class Text:
         return f'<div id="{div_id}">{paragraphs(self.text)}</div>'
 
 
-Content = Figure | Table | AttentionView | Text
+_LOCAL_PAGE = re.compile(r"^[a-z0-9][a-z0-9_-]*\.html(#[A-Za-z0-9_-]+)?$")
+
+
+@dataclass(frozen=True, eq=False)
+class Links:
+    """A list of links to pages of the same report: (page filename, label, one-line description)."""
+
+    items: Sequence[tuple[str, str, str]]
+    kind: ClassVar[str] = "links"
+
+    def to_html(self, div_id: str, where: str) -> str:
+        entries = []
+        for href, label, description in self.items:
+            if not _LOCAL_PAGE.match(href):
+                raise ReportError(f"{where}: link {href!r} must name a page of this report ('name.html')")
+            entries.append(f'<li><a href="{href}">{html.escape(label)}</a>: {html.escape(description)}</li>')
+        return f'<ul id="{div_id}" class="links">\n' + "\n".join(entries) + "\n</ul>"
+
+
+Content = Figure | Table | AttentionView | Text | Links
 
 
 def paragraphs(text: str, css_class: str | None = None) -> str:

@@ -39,6 +39,8 @@ table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { border-bottom: 1px solid #e4e7eb; padding: 0.3rem 0.7rem; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f5f7fa; padding: 0.8rem; overflow-x: auto; }
+div.circuitsvis { max-width: 760px; }
+ul.links li { margin: 0.3rem 0; }
 """.strip()
 
 

@@ -1,0 +1,259 @@
+"""Read what the report shows: the pipeline's outputs, checked, as plain DataFrames and dicts.
+
+Every missing file, column or key is a DataFileError naming the file and what is wrong. The report never
+runs the model: attention views of example strings come from the extracted activations on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from palindrome_lens.data.parquet import read_table
+from palindrome_lens.errors import DataFileError
+
+INT, F, S, B = pa.int64(), pa.float64(), pa.string(), pa.bool_()
+
+PREDICTION_COLUMNS = {"text": S, "label": B, "kind": S, "length": INT, "distance": INT, "mismatch_pos": INT,
+                      "logit_diff": F, "prob_palindrome": F, "prediction": B, "correct": B}
+
+# Columns the pages read from each table of data/attribution/ (see palindrome_lens.attribution).
+ATTRIBUTION_COLUMNS: dict[str, dict[str, pa.DataType]] = {
+    "dla": {"example_id": INT, "text": S, "kind": S, "label": B, "length": INT, "component": S, "value": F,
+            "logit_diff": F},
+    "distributions": {"example_id": INT, "component": S, "kind": S, "class": S, "centred": F},
+    "attention": {"component": S, "layer": INT, "head": INT, "length": INT, "dest": INT, "src": INT, "value": F, "n": INT},
+    "mirror": {"component": S, "layer": INT, "head": INT, "length": INT, "kind": S, "n": INT, "mirror_score": F},
+    "patching": {"length": INT, "activation": S, "component": S, "layer": INT, "head": INT, "pos": INT, "mismatch_pos": INT,
+                 "n": INT, "recovery": F},
+    "ablation": {"component": S, "mode": S, "kind": S, "n": INT, "accuracy": F, "mean_logit_diff": F,
+                 "accuracy_change": F, "logit_diff_change": F},
+    "pos_qk": {"component": S, "layer": INT, "head": INT, "query_pos": INT, "key_pos": INT, "score": F, "pattern": F},
+    "pos_embed": {"pos": INT, "dim": INT, "value": F},
+    "pos_cosine": {"pos_i": INT, "pos_j": INT, "cosine": F},
+    "adversarial": {"source": S, "text": S, "length": INT, "position": INT, "pair_pos": INT, "old": S, "new": S,
+                    "label": B, "logit_diff": F, "margin": F, "correct": B},
+    "adversarial_by_position": {"length": INT, "pair_pos": INT, "n": INT, "n_wrong": INT, "min_margin": F,
+                                "accuracy": F},
+}
+SUMMARY_KEYS = ("sentences", "circuit_heads", "circuit_accuracy", "evidence", "model", "n_examples",
+                "dla_max_abs_error", "patching", "adversarial")
+EXAMPLE_KINDS = ("palindrome", "near1", "near2", "random")
+BOS, EOS = "[BOS]", "[EOS]"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the report reads from (the stage passes the pipeline's paths)."""
+
+    train_metrics: Path
+    train_loss: Path  # dvclive TSV: step, loss
+    val_accuracy: Path  # dvclive TSV: step, accuracy
+    eval_metrics: Path
+    predictions: Path
+    attribution: Path  # directory
+    activations: Path  # directory
+
+
+@dataclass(frozen=True)
+class Training:
+    metrics: dict[str, Any]
+    loss: pd.DataFrame  # step, loss
+    val_accuracy: pd.DataFrame  # step, accuracy
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame  # PREDICTION_COLUMNS; mismatch_pos is nullable
+
+
+@dataclass(frozen=True)
+class Attribution:
+    summary: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.tables[name]
+
+
+@dataclass(frozen=True)
+class ExampleAttention:
+    """Every head's attention on one analysis string, real positions only (BOS, characters, EOS)."""
+
+    example_id: int
+    text: str
+    kind: str
+    tokens: list[str]
+    pattern: np.ndarray  # (heads in TransformerLens order, dest, src)
+    head_names: list[str]
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    training: Training
+    evaluation: Evaluation
+    attribution: Attribution
+    examples: list[ExampleAttention] = field(default_factory=list)
+
+
+# --- small readers -----------------------------------------------------------------------------------
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found; run the stage that produces it (dvc repro)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataFileError(f"{path}: not valid JSON ({exc}); rerun the stage that produces it") from exc
+    if not isinstance(data, dict):
+        raise DataFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def require_keys(data: Mapping[str, Any], keys: Sequence[str], path: str | os.PathLike[str]) -> None:
+    """Dotted keys (`val.accuracy`) that must be present in `data`."""
+    for key in keys:
+        node: Any = data
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                raise DataFileError(f"{path}: key {key!r} is missing; rerun the stage that produces it")
+            node = node[part]
+
+
+def read_curve(path: str | os.PathLike[str], value: str) -> pd.DataFrame:
+    """A dvclive plot TSV with columns `step` and `value`, sorted by step, numbers checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found; run the train stage (dvc repro train)")
+    try:
+        frame = pd.read_csv(path, sep="\t")
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataFileError(f"{path}: not a readable TSV ({exc}); rerun the train stage") from exc
+    for column in ("step", value):
+        if column not in frame.columns:
+            raise DataFileError(f"{path}: column {column!r} is missing (columns are {', '.join(frame.columns)})")
+    frame = frame[["step", value]]
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna().any(axis=1) | ~np.isfinite(numeric.to_numpy(dtype="float64")).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataFileError(f"{path}: row {row + 2} is not a pair of finite numbers: {frame.iloc[row].tolist()}")
+    return numeric.astype({"step": "int64", value: "float64"}).sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def read_frame(path: str | os.PathLike[str], required: Mapping[str, pa.DataType]) -> pd.DataFrame:
+    """A Parquet table with the `required` columns (and only those), as pandas."""
+    table = read_table(path, required)
+    return table.select(list(required)).to_pandas()
+
+
+# --- the pipeline's outputs ---------------------------------------------------------------------------
+
+
+def load_training(sources: Sources) -> Training:
+    metrics = read_json(sources.train_metrics)
+    require_keys(metrics, ("step", "n_examples", "val.accuracy", "val.loss", "train.loss"), sources.train_metrics)
+    return Training(metrics, read_curve(sources.train_loss, "loss"), read_curve(sources.val_accuracy, "accuracy"))
+
+
+def load_evaluation(sources: Sources) -> Evaluation:
+    metrics = read_json(sources.eval_metrics)
+    require_keys(metrics, ("n",), sources.eval_metrics)
+    if metrics["n"]:
+        require_keys(metrics, ("accuracy", "kind", "distance", "length", "mismatch_pos", "confusion"),
+                     sources.eval_metrics)
+    predictions = read_frame(sources.predictions, PREDICTION_COLUMNS)
+    predictions["mismatch_pos"] = predictions["mismatch_pos"].astype("Int64")
+    return Evaluation(metrics, predictions)
+
+
+def load_attribution(directory: str | os.PathLike[str]) -> Attribution:
+    directory = Path(directory)
+    summary_path = directory / "summary.json"
+    summary = read_json(summary_path)
+    require_keys(summary, SUMMARY_KEYS, summary_path)
+    require_keys(summary, ("circuit_accuracy.unablated", "circuit_accuracy.circuit_ablated",
+                           "circuit_accuracy.others_ablated", "model.n_layers", "model.n_heads"), summary_path)
+    tables = {}
+    for name, columns in ATTRIBUTION_COLUMNS.items():
+        frame = read_frame(directory / f"{name}.parquet", columns)
+        if name == "patching":  # null = "every position" / "no head" / "all mismatch positions"
+            frame = frame.astype({"head": "Int64", "pos": "Int64", "mismatch_pos": "Int64"})
+        tables[name] = frame
+    return Attribution(summary, tables)
+
+
+def pick_examples(examples: pd.DataFrame, per_kind: int = 1) -> pd.DataFrame:
+    """Analysis strings for attention views: the first stratified string(s) of each kind at the longest length."""
+    stratified = examples[examples["role"].isna()]
+    if stratified.empty:
+        return stratified
+    longest = stratified[stratified["length"] == stratified["length"].max()]
+    order = [k for k in EXAMPLE_KINDS if k in set(longest["kind"])]
+    chosen = [longest[longest["kind"] == kind].head(per_kind) for kind in order]
+    return pd.concat(chosen) if chosen else longest.head(0)
+
+
+def load_example_attention(activations: str | os.PathLike[str], attention: pd.DataFrame,
+                           per_kind: int = 1) -> list[ExampleAttention]:
+    """Attention of a few analysis strings, read from the stored `attn.hook_pattern` (no model run).
+
+    `attention` (attention.parquet) gives the number of real positions per length. Returns [] when the
+    patterns were not extracted.
+    """
+    # Imported here: the activations package pulls in TransformerLens, which only this view needs.
+    from palindrome_lens.activations import load_examples, load_manifest
+
+    manifest = load_manifest(activations)
+    hooks = sorted((name for name in manifest.hooks if name.endswith("attn.hook_pattern")),
+                   key=lambda name: int(name.split(".")[1]))
+    if not hooks:
+        return []
+    examples = load_examples(manifest.examples_path)
+    widths = attention.groupby("length")["dest"].max() + 1
+    patterns = [np.load(manifest.path_of(hook), mmap_mode="r", allow_pickle=False) for hook in hooks]
+    out = []
+    for row in pick_examples(examples, per_kind).itertuples(index=False):
+        length = int(row.length)
+        if length not in widths.index:
+            continue
+        n = int(widths[length])
+        stacked = np.concatenate([np.asarray(p[int(row.example_id), :, :n, :n], dtype=np.float64) for p in patterns])
+        n_heads = patterns[0].shape[1]
+        names = [f"L{layer}H{head}" for layer in range(len(hooks)) for head in range(n_heads)]
+        tokens = [BOS, *str(row.text), *([EOS] if n > length + 1 else [])]
+        if len(tokens) != n or not np.isfinite(stacked).all():
+            raise DataFileError(f"{Path(activations)}: the stored attention of example {row.example_id} "
+                                f"({row.text!r}) does not fit {n} real positions; rerun dvc repro extract attribute")
+        out.append(ExampleAttention(int(row.example_id), str(row.text), str(row.kind), tokens, stacked, names))
+    return out
+
+
+def load_inputs(sources: Sources) -> ReportInputs:
+    attribution = load_attribution(sources.attribution)
+    return ReportInputs(
+        training=load_training(sources),
+        evaluation=load_evaluation(sources),
+        attribution=attribution,
+        examples=load_example_attention(sources.activations, attribution["attention"]),
+    )
+
+
+def finite(value: Any) -> float | None:
+    """A float, or None for missing/NaN (JSON null)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value

@@ -1,0 +1,148 @@
+"""The attention page: mean attention per head by length, mirror scores, CircuitsVis views of example
+strings, and the weights-only views (positional QK per head, W_pos and its cosine similarity)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from palindrome_lens.report.content import AttentionView, Figure, Text
+from palindrome_lens.report.formatting import names, num
+from palindrome_lens.report.html import Page, Section
+from palindrome_lens.report.inputs import Attribution, ExampleAttention
+from palindrome_lens.report.plots import (
+    DIVERGING,
+    SEQUENTIAL,
+    Panel,
+    grouped_bars,
+    heatmap_grid,
+    kind_sorted,
+    position_labels,
+)
+
+FILENAME = "attention.html"
+TITLE = "Attention"
+SUMMARY = "mean attention per head, mirror scores, example strings, positional QK and W_pos"
+
+
+def head_order(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(frame.sort_values(["layer", "head"], kind="stable")["component"]))
+
+
+def mean_pattern_figure(attention: pd.DataFrame, length: int, n_heads: int) -> Figure:
+    rows = attention[attention["length"] == length]
+    n = int(rows["dest"].max()) + 1
+    labels = position_labels(length, n)
+    panels = []
+    for component in head_order(rows):
+        cells = rows[rows["component"] == component]
+        z = np.full((n, n), np.nan)
+        z[cells["dest"].to_numpy(), cells["src"].to_numpy()] = cells["value"].to_numpy()
+        panels.append(Panel(f"{component} (n={int(cells['n'].max())})", z, labels, labels))
+    fig = heatmap_grid(panels, f"Mean attention pattern per head, strings of length {length}",
+                       "key position (attended to)", "query position (attending)", "attention", cols=n_heads,
+                       zmin=0, zmax=1, colorscale=SEQUENTIAL, panel_height=320)
+    return Figure(fig)
+
+
+def mirror_figure(mirror: pd.DataFrame) -> Figure:
+    """Mirror score per head and kind, averaged over lengths weighted by their string counts."""
+    heads = head_order(mirror)
+    series = {}
+    for kind in kind_sorted(mirror["kind"].unique().tolist()):
+        rows = mirror[mirror["kind"] == kind]
+        series[kind] = [float(np.average(g["mirror_score"], weights=g["n"])) if g["n"].sum() else float("nan")
+                        for g in (rows[rows["component"] == h] for h in heads)]
+    fig = grouped_bars(heads, series, "Mirror score per head, by kind", "head",
+                       "mirror score (attention from i to L+1−i)", legend_title="kind")
+    fig.update_yaxes(range=[0, 1])
+    return Figure(fig)
+
+
+def positional_qk_figure(pos_qk: pd.DataFrame, max_length: int, n_heads: int) -> Figure:
+    n = int(pos_qk["query_pos"].max()) + 1
+    labels = position_labels(max_length, n)
+    panels = []
+    for component in head_order(pos_qk):
+        cells = pos_qk[pos_qk["component"] == component]
+        z = np.full((n, n), np.nan)
+        z[cells["query_pos"].to_numpy(), cells["key_pos"].to_numpy()] = cells["pattern"].to_numpy()
+        panels.append(Panel(component, z, labels, labels))
+    fig = heatmap_grid(panels, "Positional QK pattern per head (softmax of ln1(W_pos) W_Q · W_K ln1(W_pos))",
+                       "key position", "query position", "attention", cols=n_heads, zmin=0, zmax=1,
+                       colorscale=SEQUENTIAL, panel_height=320)
+    return Figure(fig)
+
+
+def pos_embed_figure(pos_embed: pd.DataFrame, max_length: int) -> Figure:
+    n_pos, n_dim = int(pos_embed["pos"].max()) + 1, int(pos_embed["dim"].max()) + 1
+    z = np.full((n_pos, n_dim), np.nan)
+    z[pos_embed["pos"].to_numpy(), pos_embed["dim"].to_numpy()] = pos_embed["value"].to_numpy()
+    limit = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    fig = heatmap_grid([Panel("", z, [str(d) for d in range(n_dim)], position_labels(max_length, n_pos))],
+                       "Positional embedding W_pos", "residual-stream dimension", "position", "weight",
+                       zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, panel_height=24 * n_pos)
+    return Figure(fig)
+
+
+def pos_cosine_figure(pos_cosine: pd.DataFrame, max_length: int) -> Figure:
+    n = int(pos_cosine["pos_i"].max()) + 1
+    z = np.full((n, n), np.nan)
+    z[pos_cosine["pos_i"].to_numpy(), pos_cosine["pos_j"].to_numpy()] = pos_cosine["cosine"].to_numpy()
+    labels = position_labels(max_length, n)
+    fig = heatmap_grid([Panel("", z, labels, labels)], "Cosine similarity between positional embeddings",
+                       "position", "position", "cosine", zmin=-1, zmax=1, zmid=0, colorscale=DIVERGING,
+                       panel_height=max(300, 28 * n))
+    fig.update_layout(width=max(520, 28 * n + 200))
+    return Figure(fig)
+
+
+def example_section(example: ExampleAttention) -> Section:
+    return Section(f"Example: {example.text!r} ({example.kind})", (
+        "CircuitsVis view of every head on this analysis string (read from the stored activations, no masking: "
+        "attention is bidirectional). Pick a head; rows are query positions, columns key positions, darker = more "
+        "attention. Hover a token to see where it attends."),
+        AttentionView(example.pattern, example.tokens, head_names=example.head_names))
+
+
+def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -> Page:
+    attention, summary = attribution["attention"], attribution.summary
+    n_heads = int(summary["model"]["n_heads"])
+    lengths = sorted(int(v) for v in attention["length"].unique())
+    max_length = max(lengths) if lengths else 0
+    mirrors = summary.get("mirror_scores") or {}
+    best = sorted(mirrors, key=lambda h: (-mirrors[h], h))[:2]
+    intro = ("Where each head looks. A head that compares mirrored characters attends from character i to "
+             "character L+1−i, which shows as an anti-diagonal. "
+             + (f"Highest mirror scores: {names([f'{h} {num(mirrors[h], 2)}' for h in best])}." if best else ""))
+    sections = [Section(f"Mean attention, length {length}", (
+        "One panel per head (rows of panels = layers). Rows are query positions (BOS, characters 1..L, EOS), "
+        "columns the positions they attend to; colour is the mean attention over the analysis strings of this "
+        "length (each row sums to 1). An anti-diagonal means mirror comparison; a bright BOS row shows what the "
+        "classification position reads."), mean_pattern_figure(attention, length, n_heads)) for length in lengths]
+    sections.append(Section("Mirror scores", (
+        "Mirror score = the attention that character position i puts on its mirror L+1−i, averaged over the "
+        "characters (1 = every character attends only to its mirror; uniform attention gives about 1/(L+2)). "
+        "Averaged over lengths; one bar per kind of string."), mirror_figure(attribution["mirror"])))
+    if examples:
+        sections += [example_section(example) for example in examples]
+    else:
+        sections.append(Section("Example strings", "CircuitsVis views need attn.hook_pattern in extract.hooks.",
+                                Text("No attention patterns were extracted, so there are no example views.")))
+    sections += [
+        Section("Positional QK per head", (
+            "Weights only: the attention each head would give if the residual stream held just the positional "
+            "embedding (after ln1), softmaxed over the keys of the longest string. A mirror-comparing head shows "
+            "an anti-diagonal. Exact for layer 0; for later layers the real residual holds more than positions, so "
+            "read it as a guide."), positional_qk_figure(attribution["pos_qk"], max_length, n_heads)),
+        Section("Positional embeddings", (
+            "W_pos, one row per position (BOS, characters, EOS; later rows are PAD slots), one column per "
+            "residual-stream dimension; red positive, blue negative."),
+            pos_embed_figure(attribution["pos_embed"], max_length)),
+        Section("Positional similarity", (
+            "Cosine similarity of every pair of W_pos rows (red: same direction, blue: opposite). Mirrored "
+            "positions i and L+1−i of the longest string lie on the anti-diagonal between 1 and L; a strong colour "
+            "there means W_pos itself pairs each position with its mirror."),
+            pos_cosine_figure(attribution["pos_cosine"], max_length)),
+    ]
+    return Page(FILENAME, TITLE, intro, sections)

@@ -1,0 +1,132 @@
+"""The activation-patching page: how much of the clean palindrome's answer each activation restores in its
+distance-1 corruption, per layer/head and position, for every mismatch position."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from palindrome_lens.report.content import Figure, Text
+from palindrome_lens.report.formatting import num
+from palindrome_lens.report.html import Page, Section
+from palindrome_lens.report.inputs import Attribution
+from palindrome_lens.report.plots import Panel, heatmap_grid, pair_label, position_labels
+
+FILENAME = "patching.html"
+TITLE = "Activation patching"
+NAV = "Patching"
+SUMMARY = "which layer, head and position restores the right answer when patched from the clean palindrome"
+READ = ("Colour is the normalised recovery (patched − corrupted) / (clean − corrupted) of the logit difference, "
+        "averaged over the pairs: 1 (red) restores the clean palindrome's answer, 0 (white) changes nothing, "
+        "negative (blue) pushes further towards 'not palindrome'. The colour scale is clipped to [−1, 1]; hover "
+        "shows the exact value.")
+ALL = "all pairs"
+
+
+def _panels(rows: pd.DataFrame, length: int, row_key: str, row_labels: dict[object, str]) -> list[Panel]:
+    """One panel per mismatch pair (rows with a position): y = `row_key` values, x = token position."""
+    with_pos = rows[rows["pos"].notna()]
+    n_positions = int(with_pos["pos"].max()) + 1
+    x = position_labels(length, n_positions)
+    panels = []
+    for pair in sorted(int(p) for p in with_pos["mismatch_pos"].dropna().unique()):
+        cells = with_pos[with_pos["mismatch_pos"] == pair]
+        z = np.full((len(row_labels), n_positions), np.nan)
+        index = {key: i for i, key in enumerate(row_labels)}
+        for r in cells.itertuples(index=False):
+            z[index[getattr(r, row_key)], int(r.pos)] = r.recovery
+        n = int(cells["n"].max()) if len(cells) else 0
+        panels.append(Panel(f"{pair_label(length, pair)} (n={n})", z, x, list(row_labels.values())))
+    return panels
+
+
+def layer_figure(rows: pd.DataFrame, length: int, activation: str, what: str) -> Figure | None:
+    rows = rows[rows["activation"] == activation]
+    if rows.empty:
+        return None
+    layers = sorted(int(v) for v in rows["layer"].unique())
+    hook = {"resid_pre": "blocks.{l}.hook_resid_pre", "mlp_out": "{l}_mlp_out"}[activation]
+    labels = {layer: hook.format(l=layer) for layer in layers}
+    panels = _panels(rows, length, "layer", labels)
+    if not panels:
+        return None
+    fig = heatmap_grid(panels, f"{what} patched per position, length {length}", "token position", "layer",
+                       "recovery", zmin=-1, zmax=1, zmid=0, panel_height=40 * len(layers))
+    return Figure(fig)
+
+
+def head_figure(rows: pd.DataFrame, length: int) -> Figure | None:
+    rows = rows[rows["activation"] == "z"]
+    if rows.empty:
+        return None
+    heads = sorted({(int(r.layer), int(r.head)) for r in rows.itertuples(index=False)})
+    labels = {f"L{layer}H{head}": f"L{layer}H{head}" for layer, head in heads}
+    panels = _panels(rows, length, "component", labels)
+    if not panels:
+        return None
+    fig = heatmap_grid(panels, f"Head output (hook_z) patched per position, length {length}", "token position",
+                       "head", "recovery", zmin=-1, zmax=1, zmid=0, panel_height=32 * len(heads))
+    return Figure(fig)
+
+
+def head_all_positions_figure(patching: pd.DataFrame) -> Figure | None:
+    """Head x mismatch pair (plus all pairs), z patched at every position at once; one panel per length."""
+    rows = patching[(patching["activation"] == "z") & patching["pos"].isna()]
+    if rows.empty:
+        return None
+    panels = []
+    for length, group in rows.groupby("length", sort=True):
+        heads = list(dict.fromkeys(group.sort_values(["layer", "head"])["component"]))
+        pairs = sorted(int(p) for p in group["mismatch_pos"].dropna().unique())
+        columns = [ALL, *[f"pair {p}" for p in pairs]]
+        z = np.full((len(heads), len(columns)), np.nan)
+        for r in group.itertuples(index=False):
+            column = 0 if pd.isna(r.mismatch_pos) else 1 + pairs.index(int(r.mismatch_pos))
+            z[heads.index(r.component), column] = r.recovery
+        panels.append(Panel(f"length {length}", z, columns, heads))
+    fig = heatmap_grid(panels, "Head output patched at every position, by mismatch pair", "mismatch pair",
+                       "head", "recovery", zmin=-1, zmax=1, zmid=0, cols=2, text_format="%{z:.2f}",
+                       panel_height=36 * max(len(p.y) for p in panels))
+    return Figure(fig)
+
+
+def patching_page(attribution: Attribution) -> Page:
+    patching, summary = attribution["patching"], attribution.summary
+    facts = summary["patching"]
+    if patching.empty:
+        return Page(FILENAME, TITLE, "The analysis set holds no clean/corrupted pairs, so nothing was patched.",
+                    [Section("No pairs", "Patching needs extract.n_pairs > 0.", Text("Nothing to show."))],
+                    nav_label=NAV)
+    intro = (
+        f"Each of {facts['n_pairs']} distance-1 strings is a test palindrome with one mirrored pair broken. We run "
+        "the corrupted string and replace one activation by its value on the clean palindrome "
+        "(transformer_lens.patching). Where that restores the palindrome answer, the activation carries the "
+        "information that the broken pair matches. Sanity check: patching the whole residual stream before a "
+        f"layer recovers between {num(facts['full_resid_pre_recovery_min'])} and "
+        f"{num(facts['full_resid_pre_recovery_max'])} (1 = exact).")
+    sections = []
+    fig = head_all_positions_figure(patching)
+    if fig is not None:
+        sections.append(Section("Heads, every position at once", (
+            "Each cell patches one head's output (hook_z) at every position at once; the 'all pairs' column "
+            "averages over every mismatch pair. Heads whose cells are red carry the decision. " + READ), fig))
+    for length in sorted(int(v) for v in patching["length"].unique()):
+        rows = patching[patching["length"] == length]
+        pos = ("x is the token position: BOS (where the class is read), characters 1..L, EOS. Pair k breaks "
+               "positions k+1 and L−k. ")
+        for fig, heading, caption in (
+            (layer_figure(rows, length, "resid_pre", "Residual stream (hook_resid_pre)"),
+             f"Residual stream by layer and position, length {length}",
+             "One panel per broken pair; each cell patches the residual stream entering a layer at one position. "
+             "Information about the broken pair starts at its two positions and must reach BOS by the last "
+             "layer. "),
+            (head_figure(rows, length), f"Heads by position, length {length}",
+             "One panel per broken pair; each cell patches one head's output (hook_z) at one position. Only BOS "
+             "feeds the answer directly; red cells elsewhere matter through later layers. "),
+            (layer_figure(rows, length, "mlp_out", "MLP output (hook_mlp_out)"),
+             f"MLPs by position, length {length}",
+             "One panel per broken pair; each cell patches one MLP's output at one position. "),
+        ):
+            if fig is not None:
+                sections.append(Section(heading, caption + pos + READ, fig))
+    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
