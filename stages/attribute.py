@@ -1,7 +1,10 @@
 """DVC stage `attribute`: explain the classifier (DLA, attention, patching, ablation, weights, adversarial
 edits, circuit summary) from the model and its extracted activations; tables under data/attribution/."""
 
+import os
 from pathlib import Path
+
+import torch
 
 from palindrome_lens.activations import verify_sources
 from palindrome_lens.attribution import write_attribution
@@ -19,6 +22,10 @@ OUT = Path("data/attribution")
 def main(p: StageParams) -> None:
     params = p.attribute.whole()
     clf = load_classifier(MODEL, device=resolve_device("auto"))
+    if clf.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        # Thousands of tiny forward passes: intra-op threads only add overhead, and on a shared box they
+        # thrash (benchmarks/attribute_runtime.py: 10.5 s at 1 thread vs 75.7 s at 2 on 2 busy cores).
+        torch.set_num_threads(1)
     verify_sources(ACTIVATIONS, model_dir=MODEL, data_files=[TEST])
     test = read_table(TEST, {f.name: f.type for f in SCHEMA}).to_pandas()
     summary = write_attribution(OUT, clf, ACTIVATIONS, test, n_adversarial=params.n_adversarial,

@@ -18,7 +18,7 @@ from test_attribution_world import ALPHABET, tiny_classifier, world
 from palindrome_lens.activations import choose_examples, load_cache, load_examples, write_activations
 from palindrome_lens.attribution.common import head_names, logit_diff
 from palindrome_lens.attribution.dla import direct_logit_attribution
-from palindrome_lens.attribution.run import NEEDED_HOOKS, needed_hooks, write_attribution
+from palindrome_lens.attribution.run import NEEDED_HOOKS, analyse, needed_hooks, write_attribution
 from palindrome_lens.attribution.summary import MIN_SCORE, choose_circuit, circuit_accuracy
 from palindrome_lens.data.parquet import write_table
 from palindrome_lens.errors import DataFileError
@@ -121,3 +121,22 @@ def test_missing_hook_is_a_clear_error(store, tmp_path: Path) -> None:
     assert "hook_pos_embed" in str(info.value)
     assert not (tmp_path / "out").exists()
     assert set(NEEDED_HOOKS) <= set(KNOWN_HOOKS)
+
+
+@pytest.mark.parametrize("variant", ["attn_only", "no_ln"])
+def test_analyse_runs_without_mlps_or_layernorm(variant: str) -> None:
+    w = world(variant)
+    result = analyse(w.clf, w.cache, w.examples, w.test, n_adversarial=2, batch_size=64, max_circuit_heads=2, seed=0)
+    assert result.summary["dla_max_abs_error"] < 1e-4
+    assert result.summary["patching"]["full_resid_pre_recovery_min"] == pytest.approx(1.0, abs=1e-4)
+    components = set(result.tables["dla"]["component"])
+    assert any(c.endswith("_mlp_out") for c in components) == (not w.model.cfg.attn_only)
+    assert set(result.tables["patching"]["activation"]) == ({"resid_pre", "z"} if w.model.cfg.attn_only
+                                                            else {"resid_pre", "z", "mlp_out"})
+    json.dumps(result.summary, allow_nan=False)
+
+
+def test_examples_must_match_the_cache() -> None:
+    w = world("ln")
+    with pytest.raises(DataFileError, match="example_id"):
+        analyse(w.clf, w.cache, w.examples.iloc[1:], w.test, n_adversarial=1, batch_size=64, max_circuit_heads=1, seed=0)

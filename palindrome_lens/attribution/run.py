@@ -64,6 +64,11 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     """All analyses in memory. `cache` holds the rows of `examples` (example_id order)."""
     model = clf.model
     model.eval()
+    if not (examples["example_id"].to_numpy() == np.arange(len(examples))).all():
+        raise DataFileError("examples: example_id must be 0..n-1 in row order (the rows of the activation cache)")
+    cached = cache["hook_embed"].shape[0] if "hook_embed" in cache.cache_dict else len(examples)
+    if cached != len(examples):
+        raise DataFileError(f"the activation cache holds {cached} examples but examples.parquet lists {len(examples)}")
     tokens = clf.encode(examples["text"].tolist())
     label = torch.tensor(examples["label"].to_numpy(dtype=bool))
     diff = forward_logit_diff(model, tokens, batch_size)
