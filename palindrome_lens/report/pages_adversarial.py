@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from palindrome_lens.report.content import Figure, Table, Text
-from palindrome_lens.report.formatting import num, pct
+from palindrome_lens.report.formatting import count, num, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
 from palindrome_lens.report.plots import grouped_bars
@@ -74,7 +74,8 @@ def adversarial_page(attribution: Attribution, n_examples: int) -> Page:
     else:
         sections.append(Section("Misclassified edits", "Edits the model gets wrong.",
                                 Text(f"None: all {len(edits)} edits are classified correctly.")))
-    sections.append(Section(f"Closest calls ({min(n_examples, len(right))} correct edits with the smallest margin)",
+    sections.append(Section(f"Closest calls ({count(min(n_examples, len(right)), 'correct edit')} with the smallest "
+                            "margin)",
                             "Correct, but nearest to the wrong side. " + table_read,
                             edit_table(right, n_examples) if len(right) else Text("No edit is classified correctly.")))
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

@@ -132,7 +132,8 @@ def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> 
     else:
         sections.append(Section("Misclassified test strings", "Test strings the model gets wrong.",
                                 Text(f"None: all {m['n']} test strings are classified correctly.")))
-    sections.append(Section(f"Closest calls ({min(n_examples, len(right))} correct strings with the smallest margin)", (
+    sections.append(Section(f"Closest calls ({count(min(n_examples, len(right)), 'correct string')} with the "
+                            "smallest margin)", (
         "Correctly classified test strings whose logit difference is closest to the wrong side; margin is the "
         "logit difference signed towards the true class. Small margins show where the model is least sure."),
         example_table(right, n_examples) if len(right) else Text("No string is classified correctly.")))
