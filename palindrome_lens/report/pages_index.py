@@ -45,6 +45,8 @@ def _worst(kinds: dict) -> str:
     if not kinds:
         return "n/a"
     kind = min(kinds, key=lambda k: (kinds[k]["accuracy"], k))
+    if all(cell["accuracy"] == kinds[kind]["accuracy"] for cell in kinds.values()):
+        return f"none: every kind {pct(kinds[kind]['accuracy'], 2)}"
     return f"{kind}: {pct(kinds[kind]['accuracy'], 2)}"
 
 
