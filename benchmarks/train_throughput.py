@@ -1,9 +1,12 @@
 """Training throughput: the project's training step against a plain PyTorch pre-LN transformer.
 
-Both models have the shape in params.yaml (`model.*`), train on the same batches with the same AdamW
-(same param groups, fused), warmup/cosine schedule and gradient clipping, so the ratio measures the
-model and step code only. Runs are interleaved round by round (order alternating) on one machine, and
-the figures are medians over rounds, so load from other processes hits both sides alike.
+Contenders, all with the shape in params.yaml (`model.*`), trained on the same batches with the same
+AdamW (same param groups, fused), warmup/cosine schedule, gradient clipping and `train_step`:
+- project: the TL-native module under `training_mode` (lean attention forward), as `train_native` runs it;
+- tl_as_is: the same module with TransformerLens's own attention forward (for information);
+- reference: plain PyTorch (fused QKV, learned positions, pre-LN, final LN, 2-way unembed).
+Runs are interleaved round by round (order rotating) on one machine, and the figures are medians
+over rounds, so load from other processes hits every side alike.
 
     .venv/bin/python benchmarks/train_throughput.py [--rounds 9] [--steps 30] [--threads N]
 """
@@ -11,6 +14,7 @@ the figures are medians over rounds, so load from other processes hits both side
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import time
@@ -26,7 +30,7 @@ from palindrome_lens.model.bridge import new_native_model, resolve_device
 from palindrome_lens.model.config import model_config
 from palindrome_lens.params import ModelParams, load_params_file
 from palindrome_lens.training.schedule import warmup_cosine
-from palindrome_lens.training.train import make_optimizer, train_step
+from palindrome_lens.training.train import make_optimizer, train_step, training_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,6 +115,7 @@ def main() -> None:
     torch.manual_seed(params.seed)
     models = {
         "project": new_native_model(config).to(device),
+        "tl_as_is": new_native_model(config).to(device),
         "reference": Reference(params.model, config["d_vocab"], config["n_ctx"]).to(device),
     }
     total = args.rounds * args.steps + args.steps
@@ -125,26 +130,29 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for tokens, y, mask in zip(data, labels, masks):
-            loss, _ = train_step(model, optimizer, tokens, y, mask, tp.grad_clip)
-            scheduler.step()
-        loss.item()  # wait for the device
+        with training_mode(model) if name == "project" else contextlib.nullcontext():
+            for tokens, y, mask in zip(data, labels, masks):
+                loss, _ = train_step(model, optimizer, tokens, y, mask, tp.grad_clip)
+                scheduler.step()
+            loss.item()  # wait for the device
         return tp.batch_size * args.steps / (time.perf_counter() - start)
 
     for name in models:  # warm-up
         run(name)
     speeds: dict[str, list[float]] = {name: [] for name in models}
+    names = list(models)
     for r in range(args.rounds):
-        for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
+        for name in names[r % len(names):] + names[: r % len(names)]:
             speeds[name].append(run(name))
-    ratios = [p / q for p, q in zip(speeds["project"], speeds["reference"])]
-    print(f"device {device}, torch threads {torch.get_num_threads()}, batch {tp.batch_size}, "
+    print(f"device {device}, torch threads {torch.get_num_threads()}, batch {tp.batch_size}, padded {padded}, "
           f"{args.rounds} rounds x {args.steps} steps, parameters {n_params}")
     for name in models:
         print(f"{name:>9}: {statistics.median(speeds[name]):9.0f} examples/s (median; "
               f"min {min(speeds[name]):.0f}, max {max(speeds[name]):.0f})")
-    print(f"ratio project/reference: {statistics.median(ratios):.3f} (median of per-round ratios; "
-          f"ratio of medians {statistics.median(speeds['project']) / statistics.median(speeds['reference']):.3f})")
+    for name in ("project", "tl_as_is"):
+        ratios = [p / q for p, q in zip(speeds[name], speeds["reference"])]
+        print(f"ratio {name}/reference: {statistics.median(ratios):.3f} (median of per-round ratios; ratio of "
+              f"medians {statistics.median(speeds[name]) / statistics.median(speeds['reference']):.3f})")
 
 
 if __name__ == "__main__":

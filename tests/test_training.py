@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -21,6 +22,7 @@ from palindrome_lens.model.classifier import WEIGHTS, save_classifier
 from palindrome_lens.model.config import model_config
 from palindrome_lens.params import Params, validate
 from palindrome_lens.training.batches import index_batches, load_token_set, token_set
+from palindrome_lens.training.lean_forward import lean_forward
 from palindrome_lens.training.schedule import warmup_cosine, warmup_cosine_factor
 from palindrome_lens.training.tracking import LiveLogger
 from palindrome_lens.training.train import (
@@ -54,6 +56,35 @@ def tiny():
 def fresh_model(params: Params, tokenizer: Tokenizer, seed: int):
     config = model_config(params.model, tokenizer, seed, list(params.data.lengths))
     return new_native_model(config), config
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_lean_forward_equals_transformer_lens(tiny, padded: bool) -> None:
+    """Training's lean forward gives TL's logits and gradients; TL's classes come back afterwards."""
+    params, tokenizer, train, _ = tiny
+    tokens = train.tokens[:64]
+    if not padded:
+        tokens = tokens[(tokens != tokenizer.pad_id).all(dim=1)]
+    assert bool((tokens == tokenizer.pad_id).any()) == padded and len(tokens) > 8
+    mask = tokens != tokenizer.pad_id if padded else None
+    results = []
+    for lean in (False, True):
+        model, _ = fresh_model(params, tokenizer, 5)
+        classes = [type(m) for m in model.modules()]
+        with lean_forward(model) if lean else contextlib.nullcontext() as swapped:
+            if lean:
+                assert swapped == params.model.n_layers + 1
+                assert type(model).__name__ == "LeanNativeModel"
+            logits = model(tokens, attention_mask=mask)
+            logits[:, 0].logsumexp(-1).sum().backward()
+        assert [type(m) for m in model.modules()] == classes
+        results.append((logits.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (tl_logits, tl_grads), (lean_logits, lean_grads) = results
+    real = (tokens != tokenizer.pad_id)[..., None]
+    torch.testing.assert_close(lean_logits * real, tl_logits * real, atol=1e-5, rtol=1e-5)
+    assert tl_grads.keys() == lean_grads.keys()
+    for name in tl_grads:
+        torch.testing.assert_close(lean_grads[name], tl_grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_warmup_then_cosine_decay() -> None:
