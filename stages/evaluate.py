@@ -6,6 +6,7 @@ from pathlib import Path
 
 from palindrome_lens.atomic import write_json, write_text
 from palindrome_lens.data.parquet import write_table
+from palindrome_lens.model.bridge import resolve_device
 from palindrome_lens.model.classifier import load_classifier
 from palindrome_lens.params import StageParams
 from palindrome_lens.stage import run_stage
@@ -16,7 +17,7 @@ MODEL, RAW, TOKENS, OUT = Path("data/model"), Path("data/raw/test.parquet"), Pat
 
 
 def main(p: StageParams) -> None:
-    classifier = load_classifier(MODEL)
+    classifier = load_classifier(MODEL, device=resolve_device("auto"))  # CUDA when present
     raw = read_raw(RAW)
     tokens = aligned_tokens(raw, RAW, TOKENS)
     predictions = score_table(raw, class_logits(classifier, tokens, p.evaluate.batch_size))

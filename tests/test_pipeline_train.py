@@ -17,6 +17,9 @@ EVAL_PLOTS = ("confusion", "accuracy_by_kind", "accuracy_by_length", "accuracy_b
 
 def test_repro_train_and_evaluate(tmp_path) -> None:
     repo = make_repo_copy(tmp_path / "repo")
+    for stage, missing in (("train", "data/tokens/tokenizer.json"), ("evaluate", "data/model")):
+        proc = run(["python", "-m", f"stages.{stage}"], repo, check=False)
+        assert proc.returncode == 2 and missing in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     run(["dvc", "repro", "evaluate"], repo)
     params = tiny_params()
 
