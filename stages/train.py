@@ -27,10 +27,12 @@ def main(p: StageParams) -> None:
     native = new_native_model(config).to(device)
     logger = LiveLogger(LIVE)
     summary = train_native(native, train, val, p.train.whole(), p.seed, logger)
-    metrics = logger.finish(summary, time.perf_counter() - started)
+    logger.finish(summary)
     save_classifier(wrap_native(native, config), tokenizer, config, MODEL)
     print(
-        f"train: {summary.steps} steps, {summary.n_examples} examples at {metrics['examples_per_s']:.0f}/s; "
+        f"train: {summary.steps} steps, {summary.n_examples} examples at {summary.examples_per_s:.0f}/s "
+        f"({summary.train_seconds:.1f} s optimising, {summary.eval_seconds:.1f} s validating, "
+        f"{time.perf_counter() - started:.1f} s in all); "
         f"val accuracy {summary.val.accuracy:.4f}, loss {summary.val.loss:.4f}; saved {MODEL}"
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,3 +59,35 @@ def test_tokenizer_on_arbitrary_unicode(texts: list[str]) -> None:
         assert repr(exc)
         return
     assert tok.decode(ids) == texts
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    from palindrome_lens import load_classifier
+    from palindrome_lens.model.bridge import new_native_model, wrap_native
+    from palindrome_lens.model.classifier import save_classifier
+    from palindrome_lens.model.config import model_config
+    from palindrome_lens.params import load_params_file
+    from tests.conftest import ROOT
+
+    tok = Tokenizer("abcdefgh", max_length=6)
+    config = model_config(load_params_file(ROOT / "tests" / "tiny_params.yaml").model, tok, 0, [5, 6])
+    directory = tmp_path_factory.mktemp("fuzz") / "model"
+    save_classifier(wrap_native(new_native_model(config), config), tok, config, directory)
+    return load_classifier(directory)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(alphabet="abcdefgh", min_size=5, max_size=6), st.text(max_size=9)), max_size=6))
+def test_predict_on_arbitrary_strings(classifier, texts: list[str]) -> None:
+    try:
+        predicted = classifier.predict(texts)
+        proba = classifier.predict_proba(texts)
+    except PalindromeLensError as exc:
+        bad = [t for t in texts if len(t) not in (5, 6) or set(t) - set("abcdefgh")]
+        assert bad and repr(exc)
+        return
+    assert predicted.shape == (len(texts),) and predicted.dtype == bool
+    assert proba.shape == (len(texts), 2)
+    assert (abs(proba.sum(axis=1) - 1) < 1e-5).all()
+    assert ((proba[:, 1] > 0.5) == predicted).all() or (abs(proba[:, 1] - 0.5) < 1e-6).any()

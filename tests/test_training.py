@@ -174,9 +174,11 @@ def test_dvclive_files(tiny, tmp_path, monkeypatch) -> None:
     budget = dataclasses.replace(params.train, n_examples=64 * 25, batch_size=64, eval_every=10)
     logger = LiveLogger("live")
     summary = train_native(model, train, val, budget, 0, logger)
-    metrics = logger.finish(summary, 1.5)
+    metrics = logger.finish(summary)
     assert json.loads((tmp_path / "live" / "metrics.json").read_text()) == metrics
-    assert metrics["step"] == 25 and metrics["n_examples"] == 1600 and metrics["wall_seconds"] == 1.5
+    assert metrics["step"] == 25 and metrics["n_examples"] == 1600
+    # timings vary run to run, so they stay out of a DVC output that must be byte-identical
+    assert set(metrics) == {"step", "n_examples", "train", "val"}
     assert set(metrics["val"]) == {"loss", "accuracy", "n"} and set(metrics["train"]) == {"loss", "accuracy"}
     assert metrics["val"]["accuracy"] == summary.val.accuracy
     plots = tmp_path / "live" / "plots" / "metrics"

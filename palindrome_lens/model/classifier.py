@@ -55,8 +55,10 @@ class Classifier:
     def logits(self, texts: Sequence[str], batch_size: int = 4096) -> torch.Tensor:
         """(n, 2) class logits at position 0, on the CPU."""
         tokens = self.encode(texts)
+        if len(tokens) == 0:  # TL's forward cannot take an empty batch
+            return torch.empty(0, 2)
         out = [self.model(chunk.to(self.device))[:, 0].float().cpu() for chunk in tokens.split(batch_size)]
-        return torch.cat(out) if out else torch.empty(0, 2)
+        return torch.cat(out)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """(n, 2) probabilities: column 1 is P(palindrome)."""

@@ -38,9 +38,9 @@ class LiveLogger:
         self._log(step, VAL_LOSS, result.loss)
         self._log(step, VAL_ACCURACY, result.accuracy)
 
-    def finish(self, summary: TrainSummary, wall_seconds: float) -> dict[str, Any]:
+    def finish(self, summary: TrainSummary) -> dict[str, Any]:
         """Write metrics.json (final metrics, nested for `dvc metrics show`) and return it."""
-        metrics = final_metrics(summary, wall_seconds)
+        metrics = final_metrics(summary)
         self.live.summary = metrics
         self.live.end()
         # dvclive's own write is not atomic; rewrite the same content atomically with stable key order.
@@ -48,14 +48,11 @@ class LiveLogger:
         return metrics
 
 
-def final_metrics(summary: TrainSummary, wall_seconds: float) -> dict[str, Any]:
+def final_metrics(summary: TrainSummary) -> dict[str, Any]:
+    # No timings: a DVC output must be byte-identical across reruns; the stage prints them instead.
     return {
         "step": summary.steps,
         "n_examples": summary.n_examples,
         "train": {"loss": summary.train_loss, "accuracy": summary.train_accuracy},
         "val": {"loss": summary.val.loss, "accuracy": summary.val.accuracy, "n": summary.val.n},
-        "examples_per_s": round(summary.examples_per_s, 1),
-        "train_seconds": round(summary.train_seconds, 3),
-        "eval_seconds": round(summary.eval_seconds, 3),
-        "wall_seconds": round(wall_seconds, 3),
     }
