@@ -144,6 +144,10 @@ def runs_table(runs: list[Run], swept: list[str]) -> pd.DataFrame:
             "circuit heads": ", ".join(summary.get("circuit_heads", [])) or "n/a",
             "d1 acc, circuit ablated": (accuracy.get("circuit_ablated") or {}).get("distance_1_accuracy"),
             "d1 acc, others ablated": (accuracy.get("others_ablated") or {}).get("distance_1_accuracy"),
+            # a model that falls back to "not a palindrome" keeps distance-1 accuracy when its circuit is
+            # ablated; the palindromes are where the loss shows
+            "palindrome acc, circuit ablated": (accuracy.get("circuit_ablated") or {}).get("palindrome_accuracy"),
+            "palindrome acc, others ablated": (accuracy.get("others_ablated") or {}).get("palindrome_accuracy"),
         })
     return pd.DataFrame(rows)
 
@@ -212,8 +216,8 @@ def build_page(runs: list[Run]) -> Page:
     sections = [
         Section("Runs", "One row per run (the workspace, baseline commits and experiments). Columns: the params "
                 "that differ between runs, test accuracy, accuracy on distance-1 strings, the circuit heads the "
-                "attribute stage chose, and distance-1 accuracy with only those heads mean-ablated vs with all "
-                "other heads mean-ablated.", Table(runs_table(runs, swept))),
+                "attribute stage chose, and accuracy on distance-1 strings and on palindromes with only those heads "
+                "mean-ablated vs with all other heads mean-ablated.", Table(runs_table(runs, swept))),
         Section("Same circuit?", "Generated from the circuit heads each run's summary names.", Text(verdict(runs))),
     ]
     for param in swept:
