@@ -72,7 +72,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def exp_show(repo: Path) -> list[dict[str, Any]]:
     """`dvc exp show --json`: the workspace, the baseline commit(s) and their experiments."""
-    proc = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
+    # `python -m dvc` from this interpreter: works when the venv is not on PATH
+    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         raise PalindromeLensError(f"`dvc exp show --json` failed in {repo}: {proc.stderr.strip()}")
     return json.loads(proc.stdout)
@@ -192,8 +194,26 @@ def circuit_heatmap(heads: pd.DataFrame, value: str, title: str) -> go.Figure:
     return label_figure(fig, title, x_title="head (L{layer}H{head})", y_title="run", color_title=value)
 
 
+MIRROR = 0.5  # a head whose mirror score is at least this compares mirrored characters
+
+
+def roles(summary: dict[str, Any]) -> tuple[str, ...]:
+    """A circuit up to head naming: its heads as (layer, mirror head or not), sorted.
+
+    Heads within a layer are interchangeable (permuting them leaves the model's function unchanged), so two
+    runs whose circuits are "one layer-0 mirror head plus both layer-1 heads" learnt the same mechanism
+    even when the mirror head is L0H0 in one and L0H1 in the other."""
+    evidence = summary.get("evidence") or {}
+    found = []
+    for head in summary.get("circuit_heads", []):
+        e = evidence.get(head) or {}
+        mirror = (_number(e.get("mirror_score")) or 0.0) >= MIRROR
+        found.append(f"layer-{e.get('layer', '?')} {'mirror head' if mirror else 'head'}")
+    return tuple(sorted(found))
+
+
 def verdict(runs: list[Run]) -> str:
-    """One sentence: do the runs with a summary name the same circuit?"""
+    """One or two sentences: do the runs with a summary name the same circuit, by name or by role?"""
     with_summary = [r for r in runs if r.summary]
     if len(with_summary) < 2:
         return "Fewer than two runs have a circuit summary, so there is nothing to compare yet."
@@ -204,8 +224,14 @@ def verdict(runs: list[Run]) -> str:
                 "they learn the same mechanism at the head level.")
     groups = "; ".join(f"{', '.join(c) or 'none'}: {', '.join(n for n, h in circuits.items() if h == c)}"
                        for c in distinct)
-    return (f"The runs name {len(distinct)} different circuits ({groups}). Compare the mirror scores: "
-            "heads that attend from each character to its mirror play the same role under different names.")
+    by_role = {roles(r.summary) for r in with_summary}
+    if len(by_role) == 1:
+        (shape,) = by_role
+        return (f"The runs name different heads ({groups}), but every circuit has the same shape: "
+                f"{', '.join(shape)} (a mirror head attends from each character to its mirror, score >= {MIRROR}). "
+                "Heads within a layer are interchangeable, so this is the same mechanism under other names.")
+    return (f"The runs name {len(distinct)} different circuits ({groups}) of {len(by_role)} different shapes "
+            "(by layer and mirror head): compare the mirror scores and ablation effects below.")
 
 
 def build_page(runs: list[Run]) -> Page:
