@@ -255,9 +255,12 @@ def summary_json(n_edits: int, n_wrong: int, n_examples: int, attn_only: bool) -
         "circuit_heads": ["L0H0", "L0H1"], "weak": False, "selection": "top heads by score",
         "evidence": evidence,
         "circuit_accuracy": {"n": n_examples, "n_distance_1": 8, "other_heads": ["L1H0", "L1H1"],
-                             "unablated": {"accuracy": 0.9, "distance_1_accuracy": 0.875},
-                             "circuit_ablated": {"accuracy": 0.55, "distance_1_accuracy": 0.125},
-                             "others_ablated": {"accuracy": 0.85, "distance_1_accuracy": 0.75}},
+                             "unablated": {"accuracy": 0.9, "distance_1_accuracy": 0.875,
+                                           "palindrome_accuracy": 1.0},
+                             "circuit_ablated": {"accuracy": 0.55, "distance_1_accuracy": 0.125,
+                                                 "palindrome_accuracy": 0.25},
+                             "others_ablated": {"accuracy": 0.85, "distance_1_accuracy": 0.75,
+                                                "palindrome_accuracy": 0.5}},
         "sentences": ["The decision is carried mainly by L0H0 and L0H1.", "Patching L0H0 recovers 90.0%."],
         "patching": {"n_pairs": 6, "full_resid_pre_recovery_min": 1.0, "full_resid_pre_recovery_max": 1.0},
         "adversarial": {"n_palindromes": 2, "n_edits": n_edits, "n_misclassified": n_wrong, "min_margin": -0.1,
@@ -395,6 +398,7 @@ def test_index_links_every_page_and_shows_the_key_numbers(synthetic: ReportInput
     assert numbers["test accuracy, distance 1 (one pair broken)"] == f"{100 * d1['accuracy']:.2f}% of {d1['n']}"
     assert numbers["distance-1 accuracy, circuit heads mean-ablated"] == "12.5%"
     assert numbers["distance-1 accuracy, all other heads mean-ablated"] == "75.0%"
+    assert numbers["palindrome accuracy: unablated / circuit ablated / others ablated"] == "100.0% / 25.0% / 50.0%"
 
 
 def test_training_curves_come_from_the_dvclive_files(synthetic: ReportInputs) -> None:

@@ -32,6 +32,9 @@ def key_numbers(inputs: ReportInputs) -> pd.DataFrame:
         ("distance-1 accuracy, unablated (analysis set)", pct(acc["unablated"].get("distance_1_accuracy"))),
         ("distance-1 accuracy, circuit heads mean-ablated", pct(acc["circuit_ablated"].get("distance_1_accuracy"))),
         ("distance-1 accuracy, all other heads mean-ablated", pct(acc["others_ablated"].get("distance_1_accuracy"))),
+        # a model that falls back to "not a palindrome" keeps distance-1 accuracy; palindromes show the loss
+        ("palindrome accuracy: unablated / circuit ablated / others ablated",
+         " / ".join(pct(acc[k].get("palindrome_accuracy")) for k in ("unablated", "circuit_ablated", "others_ablated"))),
         ("accuracy on every analysis string: unablated / circuit ablated / others ablated",
          " / ".join(pct(acc[k].get("accuracy")) for k in ("unablated", "circuit_ablated", "others_ablated"))),
         ("single-letter edits misclassified", f"{adv['n_misclassified']} of {adv['n_edits']}"),
