@@ -84,7 +84,8 @@ def list_runs(shown: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any
     """(name, rev, data) for the workspace, each baseline and each experiment that has data."""
     found: list[tuple[str, str, dict[str, Any]]] = []
     for baseline in shown:
-        entries = [(baseline.get("name") or baseline["rev"][:7], baseline)]
+        rev = baseline["rev"]
+        entries = [(baseline.get("name") or (rev if rev == "workspace" else rev[:7]), baseline)]
         for exp in baseline.get("experiments") or []:
             revs = exp.get("revs") or []
             if revs:
@@ -217,7 +218,8 @@ def verdict(runs: list[Run]) -> str:
     with_summary = [r for r in runs if r.summary]
     if len(with_summary) < 2:
         return "Fewer than two runs have a circuit summary, so there is nothing to compare yet."
-    circuits = {r.name: tuple(r.summary.get("circuit_heads", [])) for r in with_summary}
+    # the order of the heads is their ranking, not part of the circuit
+    circuits = {r.name: tuple(sorted(r.summary.get("circuit_heads", []))) for r in with_summary}
     distinct = sorted(set(circuits.values()))
     if len(distinct) == 1:
         return (f"All {len(with_summary)} runs name the same circuit heads ({', '.join(distinct[0])}): "
@@ -230,8 +232,12 @@ def verdict(runs: list[Run]) -> str:
         return (f"The runs name different heads ({groups}), but every circuit has the same shape: "
                 f"{', '.join(shape)} (a mirror head attends from each character to its mirror, score >= {MIRROR}). "
                 "Heads within a layer are interchangeable, so this is the same mechanism under other names.")
+    shapes = {r.name: roles(r.summary) for r in with_summary}
+    by_shape = "; ".join(f"{', '.join(shape) or 'none'}: {', '.join(n for n, h in shapes.items() if h == shape)}"
+                         for shape in sorted(by_role))
     return (f"The runs name {len(distinct)} different circuits ({groups}) of {len(by_role)} different shapes "
-            "(by layer and mirror head): compare the mirror scores and ablation effects below.")
+            f"({by_shape}): these runs learnt different mechanisms; compare the mirror scores and ablation "
+            "effects below.")
 
 
 def build_page(runs: list[Run]) -> Page:

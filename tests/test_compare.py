@@ -29,12 +29,19 @@ def test_same_mechanism_under_other_head_names() -> None:
         "layer-0 mirror head", "layer-1 head", "layer-1 head")
     text = verdict(runs)
     assert "the same shape: layer-0 mirror head, layer-1 head, layer-1 head" in text
-    assert "L0H0, L1H1, L1H0: seed0" in text and "L0H1, L1H1, L1H0: seed1" in text
+    assert "L0H0, L1H0, L1H1: seed0" in text and "L0H1, L1H0, L1H1: seed1" in text
+
+
+def test_head_order_is_a_ranking_not_a_different_circuit() -> None:
+    runs = [run("seed0", ["L0H0", "L1H1"], {"L0H0": 0.8}), run("seed1", ["L1H1", "L0H0"], {"L0H0": 0.8})]
+    assert verdict(runs).startswith("All 2 runs name the same circuit heads (L0H0, L1H1)")
 
 
 def test_different_mechanisms() -> None:
     runs = [run("seed0", ["L0H0", "L1H1"], {"L0H0": 0.82}), run("seed1", ["L0H1", "L1H1"], {})]
-    assert "2 different circuits" in verdict(runs) and "2 different shapes" in verdict(runs)
+    text = verdict(runs)
+    assert "2 different circuits" in text and "2 different shapes" in text
+    assert "layer-0 head, layer-1 head: seed1" in text and "layer-0 mirror head, layer-1 head: seed0" in text
 
 
 def test_one_run_is_nothing_to_compare() -> None:
@@ -46,3 +53,16 @@ def test_table_shows_palindrome_accuracy_under_ablation() -> None:
     assert table["palindrome acc, circuit ablated"].tolist() == [0.0, 0.0]
     assert table["palindrome acc, others ablated"].tolist() == [0.8, 0.8]
     assert table["seed"].tolist() == [0, 1]
+
+
+def test_runs_are_named_as_dvc_exp_show_names_them() -> None:
+    from palindrome_lens.compare import list_runs
+
+    shown = [{"rev": "workspace", "name": None, "data": {"params": {}}},
+             {"rev": "e7701aa0123456789", "name": "main", "data": {"params": {}},
+              "experiments": [{"revs": [{"rev": "5fe5801abcdef", "name": "seed1", "data": {"params": {}}}],
+                               "name": "seed1"},
+                              {"revs": [{"rev": "3364e6cabcdef", "data": {"params": {}}}]}]}]
+    assert [(name, rev) for name, rev, _ in list_runs(shown)] == [
+        ("workspace", "workspace"), ("main", "e7701aa0123456789"), ("seed1", "5fe5801abcdef"),
+        ("3364e6c", "3364e6cabcdef")]
