@@ -44,7 +44,8 @@ def test_two_full_runs_give_identical_outputs_and_repro_is_then_a_no_op(tiny_pip
 
 
 def test_committed_lock_agrees_with_dvc_yaml_and_params() -> None:
-    """A fresh clone has no data, so missing outputs are expected; changed params or deps are not."""
+    """A fresh clone has no data, so missing outputs are expected (deps "deleted", outs "not in cache");
+    changed params, code or commands are not."""
     status = json.loads(run(["dvc", "status", "--json"], ROOT).stdout)
     stale = []
     for stage, changes in status.items():
@@ -52,7 +53,7 @@ def test_committed_lock_agrees_with_dvc_yaml_and_params() -> None:
             if isinstance(change, dict):
                 for kind, detail in change.items():
                     if kind == "changed command" or (kind in ("changed deps", "changed outs") and any(
-                        state not in ("deleted",) for state in _states(detail)
+                        state not in ("deleted", "not in cache") for state in _states(detail)
                     )):
                         stale.append(f"{stage}: {kind}: {detail}")
             elif change == "changed checksum":
