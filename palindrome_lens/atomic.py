@@ -1,6 +1,7 @@
 """Atomic writes: outputs appear whole or not at all, so a killed stage never leaves a partial file.
 
 Write into a temporary sibling (same filesystem, so the final rename is atomic), fsync, then rename.
+`read_json` is the matching read, with errors that name the file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from palindrome_lens.errors import PalindromeLensError
+from palindrome_lens.errors import DataFileError, PalindromeLensError
 
 
 def _check_writable(directory: Path) -> None:
@@ -95,3 +96,18 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_json(path: str | os.PathLike[str], what: str = "file", hint: str = "") -> dict[str, Any]:
+    """A JSON object from `path`; a missing, unreadable or non-object file is a DataFileError naming the
+    file and `what` it should be, followed by `hint` (what to do about it)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataFileError(f"{path}: {what} not found{hint}") from exc
+    except (OSError, ValueError) as exc:
+        raise DataFileError(f"{path}: not valid JSON ({exc}){hint}") from exc
+    if not isinstance(data, dict):
+        raise DataFileError(f"{path}: expected a JSON object ({what}), got {type(data).__name__}{hint}")
+    return data

@@ -11,7 +11,6 @@ hook name to its file.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
-from palindrome_lens.atomic import write_json
+from palindrome_lens.atomic import read_json, write_json
 from palindrome_lens.errors import DataFileError, PalindromeLensError
 
 FORMAT = "palindrome-lens/activations/v1"
@@ -108,21 +107,19 @@ class Manifest:
         return self.directory / self.hooks[hook].file
 
 
+RERUN = "; rerun the extract stage (dvc repro extract)"
+
+
 def _bad(path: Path, what: str) -> DataFileError:
-    return DataFileError(f"{path}: {what}; rerun the extract stage (dvc repro extract)")
+    return DataFileError(f"{path}: {what}{RERUN}")
 
 
 def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
     """Parse and check `manifest.json`, then check every hook file's header and size against it."""
     directory = Path(directory)
     path = directory / MANIFEST
-    if not path.is_file():
-        raise _bad(path, "activation manifest not found")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise _bad(path, f"not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+    raw = read_json(path, "activation manifest", RERUN)
+    if raw.get("format") != FORMAT:
         raise _bad(path, f"not an activation manifest (expected format {FORMAT!r})")
     missing = [k for k in MANIFEST_KEYS if k not in raw]
     if missing:

@@ -6,16 +6,14 @@ class logits are read.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from palindrome_lens.atomic import write_json
+from palindrome_lens.atomic import read_json, write_json
 from palindrome_lens.errors import DataFileError, TokenizerError
 
 PAD, BOS, EOS = "[PAD]", "[BOS]", "[EOS]"
@@ -142,11 +140,4 @@ class Tokenizer:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> Tokenizer:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise DataFileError(f"{path}: tokenizer file not found") from exc
-        except (OSError, ValueError) as exc:
-            raise DataFileError(f"{path}: not valid tokenizer JSON ({exc})") from exc
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, "tokenizer file"), source=str(path))

@@ -6,14 +6,12 @@ check it strictly on load.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 from transformer_lens.config import TransformerBridgeConfig
 
-from palindrome_lens.atomic import write_json
+from palindrome_lens.atomic import read_json, write_json
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import DataFileError
 from palindrome_lens.params import ModelParams
@@ -91,11 +89,4 @@ def save_config(config: dict[str, Any], path: str | os.PathLike[str]) -> None:
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DataFileError(f"{path}: model config not found") from exc
-    except (OSError, ValueError) as exc:
-        raise DataFileError(f"{path}: not valid JSON ({exc})") from exc
-    return check_config(config, str(path))
+    return check_config(read_json(path, "model config"), str(path))

@@ -6,7 +6,6 @@ runs the model: attention views of example strings come from the extracted activ
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from palindrome_lens.atomic import read_json
 from palindrome_lens.data.parquet import read_table
 from palindrome_lens.errors import DataFileError
 
@@ -109,17 +109,7 @@ class ReportInputs:
 # --- small readers -----------------------------------------------------------------------------------
 
 
-def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"{path}: file not found; run the stage that produces it (dvc repro)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataFileError(f"{path}: not valid JSON ({exc}); rerun the stage that produces it") from exc
-    if not isinstance(data, dict):
-        raise DataFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+RERUN = "; rerun the stage that produces it (dvc repro)"
 
 
 def require_keys(data: Mapping[str, Any], keys: Sequence[str], path: str | os.PathLike[str]) -> None:
@@ -163,13 +153,13 @@ def read_frame(path: str | os.PathLike[str], required: Mapping[str, pa.DataType]
 
 
 def load_training(sources: Sources) -> Training:
-    metrics = read_json(sources.train_metrics)
+    metrics = read_json(sources.train_metrics, hint=RERUN)
     require_keys(metrics, ("step", "n_examples", "val.accuracy", "val.loss", "train.loss"), sources.train_metrics)
     return Training(metrics, read_curve(sources.train_loss, "loss"), read_curve(sources.val_accuracy, "accuracy"))
 
 
 def load_evaluation(sources: Sources) -> Evaluation:
-    metrics = read_json(sources.eval_metrics)
+    metrics = read_json(sources.eval_metrics, hint=RERUN)
     require_keys(metrics, ("n",), sources.eval_metrics)
     if metrics["n"]:
         require_keys(metrics, ("accuracy", "kind", "distance", "length", "mismatch_pos", "confusion"),
@@ -182,7 +172,7 @@ def load_evaluation(sources: Sources) -> Evaluation:
 def load_attribution(directory: str | os.PathLike[str]) -> Attribution:
     directory = Path(directory)
     summary_path = directory / "summary.json"
-    summary = read_json(summary_path)
+    summary = read_json(summary_path, hint=RERUN)
     require_keys(summary, SUMMARY_KEYS, summary_path)
     require_keys(summary, ("circuit_accuracy.unablated", "circuit_accuracy.circuit_ablated",
                            "circuit_accuracy.others_ablated", "model.n_layers", "model.n_heads"), summary_path)
