@@ -174,6 +174,14 @@ def head_table(runs: list[Run]) -> pd.DataFrame:
                                        "patching recovery"])
 
 
+def param_order(runs: list[Run], param: str) -> list[str]:
+    """The values a param takes across runs, as axis categories: numbers ascending, then the rest by JSON text."""
+    values = {json.dumps(r.params.get(param), sort_keys=True): r.params.get(param) for r in runs}
+    return [str(v) for _, v in sorted(values.items(), key=lambda kv: (
+        not isinstance(kv[1], int | float) or isinstance(kv[1], bool),
+        kv[1] if isinstance(kv[1], int | float) and not isinstance(kv[1], bool) else 0, kv[0]))]
+
+
 def accuracy_figure(runs: list[Run], param: str) -> go.Figure:
     fig = go.Figure()
     for label, getter in (("test accuracy", lambda r: r.accuracy), ("distance-1 accuracy", lambda r: r.near1_accuracy)):
@@ -181,7 +189,7 @@ def accuracy_figure(runs: list[Run], param: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], text=[p[2] for p in points],
                                  mode="markers", name=label, marker={"size": 11},
                                  hovertemplate="%{text}<br>%{x}: %{y:.4f}<extra></extra>"))
-    fig.update_xaxes(type="category")
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=param_order(runs, param))
     return label_figure(fig, f"Accuracy against {param}", x_title=param, y_title="accuracy")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from palindrome_lens.compare import Run, roles, runs_table, verdict
+from palindrome_lens.compare import Run, accuracy_figure, param_order, roles, runs_table, verdict
 
 
 def summary(circuit: list[str], mirror: dict[str, float]) -> dict:
@@ -66,3 +66,13 @@ def test_runs_are_named_as_dvc_exp_show_names_them() -> None:
     assert [(name, rev) for name, rev, _ in list_runs(shown)] == [
         ("workspace", "workspace"), ("main", "e7701aa0123456789"), ("seed1", "5fe5801abcdef"),
         ("3364e6c", "3364e6cabcdef")]
+
+
+def test_swept_values_are_in_order_on_the_axis() -> None:
+    runs = [run(f"seed{i}", ["L0H0"], {}) for i in (1, 0, 3, 2)]
+    for r, lr in zip(runs, (0.01, 0.002, None, "x")):
+        r.params["train.lr"] = lr
+    assert param_order(runs, "seed") == ["0", "1", "2", "3"]
+    assert param_order(runs, "train.lr") == ["0.002", "0.01", "x", "None"]  # the rest by JSON text
+    axis = accuracy_figure(runs, "seed").layout.xaxis
+    assert list(axis.categoryarray) == ["0", "1", "2", "3"] and axis.categoryorder == "array"
