@@ -139,7 +139,7 @@ def runs_table(runs: list[Run], swept: list[str]) -> pd.DataFrame:
         accuracy = (summary.get("circuit_accuracy") or {})
         rows.append({
             "run": run.name,
-            "rev": run.rev[:7],
+            "rev": run.rev if run.rev == "workspace" else run.rev[:7],
             **{key: json.dumps(run.params.get(key)) if isinstance(run.params.get(key), list | dict)
                else run.params.get(key) for key in swept},
             "test accuracy": run.accuracy,

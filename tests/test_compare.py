@@ -53,6 +53,9 @@ def test_table_shows_palindrome_accuracy_under_ablation() -> None:
     assert table["palindrome acc, circuit ablated"].tolist() == [0.0, 0.0]
     assert table["palindrome acc, others ablated"].tolist() == [0.8, 0.8]
     assert table["seed"].tolist() == [0, 1]
+    assert table["rev"].tolist() == ["seed0", "seed1"]
+    workspace = Run("workspace", "workspace", {}, {}, None)
+    assert runs_table([workspace], [])["rev"].tolist() == ["workspace"]
 
 
 def test_runs_are_named_as_dvc_exp_show_names_them() -> None:
