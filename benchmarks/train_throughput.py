@@ -97,12 +97,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per model per round")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--device", default=None, help="default: train.device from params")
+    parser.add_argument("--device", default=None, help="default: device from params")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     params = load_params_file(args.params)
-    device = resolve_device(args.device or params.train.device)
+    device = resolve_device(args.device or params.device)
     tokenizer = Tokenizer(params.data.alphabet, max(params.data.lengths), params.tokenize.add_eos)
     config = model_config(params.model, tokenizer, params.seed, list(params.data.lengths))
     tp = params.train

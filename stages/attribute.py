@@ -21,7 +21,7 @@ OUT = Path("data/attribution")
 
 def main(p: StageParams) -> None:
     params = p.attribute.whole()
-    clf = load_classifier(MODEL, device=resolve_device("auto"))
+    clf = load_classifier(MODEL, device=resolve_device(p.device))
     if clf.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         # Thousands of tiny forward passes: intra-op threads only add overhead, and on a shared box they
         # thrash (benchmarks/attribute_runtime.py: 10.5 s at 1 thread vs 75.7 s at 2 on 2 busy cores).

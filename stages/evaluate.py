@@ -17,7 +17,7 @@ MODEL, RAW, TOKENS, OUT = Path("data/model"), Path("data/raw/test.parquet"), Pat
 
 
 def main(p: StageParams) -> None:
-    classifier = load_classifier(MODEL, device=resolve_device("auto"))  # CUDA when present
+    classifier = load_classifier(MODEL, device=resolve_device(p.device))  # CUDA when present
     raw = read_raw(RAW)
     tokens = aligned_tokens(raw, RAW, TOKENS)
     predictions = score_table(raw, class_logits(classifier, tokens, p.evaluate.batch_size))

@@ -15,11 +15,11 @@ MODEL, TEST, OUT = Path("data/model"), Path("data/raw/test.parquet"), Path("data
 
 def main(p: StageParams) -> None:
     params = p.extract.whole()
-    clf = load_classifier(MODEL, device=resolve_device("auto"))
+    clf = load_classifier(MODEL, device=resolve_device(p.device))
     test = read_table(TEST, {f.name: f.type for f in SCHEMA})
     examples = choose_examples(test, params.n_per_group, params.n_pairs, p.seed, clf.tokenizer.alphabet)
     manifest = write_activations(OUT, clf, examples, params.hooks, params.dtype, params.batch_size,
-                                 model_dir=MODEL, data_files=[TEST], params=p.as_dict())
+                                 model_dir=MODEL, data_files=[TEST], params=p.as_dict(exclude=("device",)))
     files = {entry["file"] for entry in manifest["hooks"].values()}
     print(f"extract: {OUT}: {manifest['n_examples']} examples, {len(manifest['hooks'])} hooks in {len(files)} "
           f"{params.dtype} files on {clf.device}")

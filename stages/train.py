@@ -18,7 +18,7 @@ TOKENS, MODEL, LIVE = Path("data/tokens"), Path("data/model"), Path("data/train"
 
 def main(p: StageParams) -> None:
     started = time.perf_counter()
-    device = resolve_device(p.train.device)
+    device = resolve_device(p.device)
     tokenizer = Tokenizer.from_json(TOKENS / "tokenizer.json")
     train = load_token_set(TOKENS / "train.parquet", tokenizer, device)
     val = load_token_set(TOKENS / "val.parquet", tokenizer, device)

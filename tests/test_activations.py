@@ -26,12 +26,12 @@ from palindrome_lens.activations import (
     verify_sources,
     write_activations,
 )
-from palindrome_lens.activations.hooks import full_hook_names
 from palindrome_lens.data.generate import generate_splits
 from palindrome_lens.data.parquet import read_table, write_table
 from palindrome_lens.data.strings import distance, mismatch_positions
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import DataFileError, PalindromeLensError
+from palindrome_lens.hooks import full_hook_names
 from palindrome_lens.model.bridge import new_native_model, wrap_native
 from palindrome_lens.model.classifier import load_classifier, save_classifier
 from palindrome_lens.model.config import model_config

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from palindrome_lens.activations import load_cache, load_examples, load_manifest, verify_sources
-from palindrome_lens.activations.hooks import full_hook_names
 from palindrome_lens.data.parquet import read_table
+from palindrome_lens.hooks import full_hook_names
 from palindrome_lens.model.classifier import load_classifier
 from tests.conftest import make_repo_copy, run, tiny_params
 

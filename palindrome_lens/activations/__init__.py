@@ -14,7 +14,7 @@ from palindrome_lens.activations.cache import (
 )
 from palindrome_lens.activations.examples import EXAMPLES_SCHEMA, choose_examples, corrupt_pair, load_examples
 from palindrome_lens.activations.extract import write_activations
-from palindrome_lens.activations.hooks import UnknownHookError, full_hook_names
+from palindrome_lens.hooks import UnknownHookError, full_hook_names
 
 __all__ = [
     "EXAMPLES_SCHEMA",

@@ -19,9 +19,9 @@ from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 from palindrome_lens.activations.examples import load_examples
-from palindrome_lens.activations.hooks import UnknownHookError, generic_name
 from palindrome_lens.activations.store import Manifest, read_manifest, sha256_file
 from palindrome_lens.errors import DataFileError, PalindromeLensError
+from palindrome_lens.hooks import UnknownHookError, generic_name
 from palindrome_lens.model.classifier import Classifier
 
 Rows = slice | np.ndarray

@@ -19,7 +19,6 @@ import torch
 from tqdm import tqdm
 
 from palindrome_lens.activations.examples import write_examples
-from palindrome_lens.activations.hooks import full_hook_names
 from palindrome_lens.activations.store import (
     DTYPES,
     EXAMPLES,
@@ -31,6 +30,7 @@ from palindrome_lens.activations.store import (
 )
 from palindrome_lens.atomic import atomic_dir
 from palindrome_lens.errors import DataFileError, PalindromeLensError
+from palindrome_lens.hooks import full_hook_names
 from palindrome_lens.model.classifier import Classifier
 from palindrome_lens.stage import tqdm_disabled
 

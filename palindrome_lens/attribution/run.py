@@ -15,7 +15,6 @@ import torch
 from transformer_lens.ActivationCache import ActivationCache
 
 from palindrome_lens.activations import load_cache, load_examples, load_manifest
-from palindrome_lens.activations.hooks import full_hook_names
 from palindrome_lens.atomic import atomic_dir, write_json
 from palindrome_lens.attribution.ablation import ablation_table
 from palindrome_lens.attribution.adversarial import (
@@ -31,13 +30,11 @@ from palindrome_lens.attribution.patching import activation_patching
 from palindrome_lens.attribution.summary import circuit_summary
 from palindrome_lens.attribution.weights import pos_cosine, pos_embed_table, positional_qk
 from palindrome_lens.errors import DataFileError
+from palindrome_lens.hooks import ATTRIBUTION_HOOKS, full_hook_names
 from palindrome_lens.model.classifier import Classifier
 
 FORMAT = "palindrome-lens/attribution/v1"
 SUMMARY = "summary.json"
-# Generic names of the activations the analyses read (as in extract.hooks).
-NEEDED_HOOKS = ("hook_embed", "hook_pos_embed", "hook_resid_pre", "attn.hook_pattern", "attn.hook_z",
-                "hook_mlp_out", "ln_final.hook_scale")
 
 
 @dataclass
@@ -49,13 +46,13 @@ class Attribution:
 
 
 def needed_hooks(clf: Classifier) -> list[str]:
-    """Full hook names this model has among NEEDED_HOOKS (no MLPs when attn_only, no ln_final without LN)."""
+    """Full hook names this model has among ATTRIBUTION_HOOKS (no MLPs when attn_only, no LN scales without LN)."""
     cfg = clf.model.cfg
-    names = full_hook_names(NEEDED_HOOKS, cfg.n_layers)
+    names = full_hook_names(ATTRIBUTION_HOOKS, cfg.n_layers)
     if cfg.attn_only:
         names = [n for n in names if not n.endswith("hook_mlp_out")]
     if cfg.normalization_type != "LN":
-        names = [n for n in names if not n.startswith("ln_final")]
+        names = [n for n in names if ".hook_scale" not in n]
     return names
 
 
@@ -143,7 +140,7 @@ def write_attribution(out_dir: str | os.PathLike[str], clf: Classifier, activati
     missing = [n for n in names if n not in manifest.hooks]
     if missing:
         raise DataFileError(f"{Path(activations)}: the attribute stage needs {missing[0]} (and {len(missing) - 1} more), "
-                            f"which were not extracted; add {', '.join(NEEDED_HOOKS)} to extract.hooks")
+                            f"which were not extracted; add {', '.join(ATTRIBUTION_HOOKS)} to extract.hooks")
     examples = load_examples(manifest.examples_path)
     if manifest.n_positions != clf.tokenizer.width:
         raise DataFileError(f"{Path(activations)}: activations have {manifest.n_positions} positions but the model's "

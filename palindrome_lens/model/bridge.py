@@ -32,7 +32,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise DataFileError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+        raise DataFileError("device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     return torch.device(device)
 
 

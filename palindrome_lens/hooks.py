@@ -1,8 +1,8 @@
-"""Hook names: the generic names of `extract.hooks` and the full TransformerLens names they stand for.
+"""The hook catalogue: every TransformerLens hook the pipeline extracts, in forward order, and what the
+attribute stage reads. One torch-free list that params, activations and attribution all import.
 
-`hook_resid_pre` in params means `blocks.{l}.hook_resid_pre` for every layer `l`. Full names are
-listed in forward order (embeddings, then each block as the residual stream flows through it, then
-`ln_final`), the order in which they are written.
+A generic name (`attn.hook_z`) in `extract.hooks` stands for that hook in every layer
+(`blocks.{l}.attn.hook_z`); global hooks (`hook_embed`) have one name.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from palindrome_lens.errors import PalindromeLensError
-from palindrome_lens.params import GLOBAL_HOOKS, KNOWN_HOOKS, PER_LAYER_HOOKS
 
+BEFORE_BLOCKS = ("hook_embed", "hook_pos_embed")
 # Inside one block, in the order the forward pass reaches them.
 BLOCK_ORDER = (
     "hook_resid_pre",
@@ -25,14 +25,21 @@ BLOCK_ORDER = (
     "hook_mlp_out",
     "hook_resid_post",
 )
-assert set(BLOCK_ORDER) == set(PER_LAYER_HOOKS)
-BEFORE_BLOCKS = ("hook_embed", "hook_pos_embed")
 AFTER_BLOCKS = ("ln_final.hook_scale",)
-assert set(BEFORE_BLOCKS + AFTER_BLOCKS) == set(GLOBAL_HOOKS)
+KNOWN_HOOKS = BEFORE_BLOCKS + BLOCK_ORDER + AFTER_BLOCKS
+# What the attribute stage reads (MLP and LayerNorm hooks only where the model has them).
+ATTRIBUTION_HOOKS = ("hook_embed", "hook_pos_embed", "hook_resid_pre", "ln1.hook_scale", "attn.hook_pattern",
+                     "attn.hook_z", "hook_mlp_out", "ln_final.hook_scale")
 
 
 class UnknownHookError(PalindromeLensError):
     """A hook name that is neither extracted nor a known generic name."""
+
+
+def unknown_hook(hook: object) -> str:
+    """The one message for a name outside the catalogue."""
+    return (f"{hook!r} is not a hook we extract; valid hooks are {', '.join(KNOWN_HOOKS)} "
+            "(per-layer names stand for every layer)")
 
 
 def full_hook_names(generic: Iterable[str], n_layers: int) -> list[str]:
@@ -40,10 +47,7 @@ def full_hook_names(generic: Iterable[str], n_layers: int) -> list[str]:
     wanted = set(generic)
     unknown = sorted(wanted - set(KNOWN_HOOKS))
     if unknown:
-        raise UnknownHookError(
-            f"hook {unknown[0]!r} is not a hook we extract; valid hooks are {', '.join(KNOWN_HOOKS)} "
-            "(per-layer names stand for every layer)"
-        )
+        raise UnknownHookError(f"hook {unknown_hook(unknown[0])}")
     names = [h for h in BEFORE_BLOCKS if h in wanted]
     for layer in range(n_layers):
         names += [f"blocks.{layer}.{h}" for h in BLOCK_ORDER if h in wanted]
