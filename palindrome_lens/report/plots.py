@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -52,6 +53,11 @@ def kind_sorted(kinds: Sequence[str]) -> list[str]:
     """Kinds in the report's fixed order, unknown ones after (alphabetically)."""
     rank = {k: i for i, k in enumerate(KIND_ORDER)}
     return sorted(dict.fromkeys(kinds), key=lambda k: (rank.get(k, len(rank)), k))
+
+
+def head_order(frame: pd.DataFrame) -> list[str]:
+    """The `component` names of `frame`'s heads in TransformerLens order (by layer, then head)."""
+    return list(dict.fromkeys(frame.sort_values(["layer", "head"], kind="stable")["component"]))
 
 
 def position_labels(length: int, n_positions: int) -> list[str]:
@@ -167,6 +173,16 @@ class Panel:
     y: Sequence[str]
 
 
+def grid(cells: pd.DataFrame, rows: str, columns: str, values: str, row_keys: Sequence[object],
+         column_keys: Sequence[object]) -> np.ndarray:
+    """`cells` (one row per cell) as a (len(row_keys), len(column_keys)) array of `values`, in that order.
+
+    Cells `cells` lacks are NaN (drawn blank); a cell given twice is an error (DataFrame.pivot raises).
+    """
+    table = cells.pivot(index=rows, columns=columns, values=values)
+    return table.reindex(index=list(row_keys), columns=list(column_keys)).to_numpy(np.float64)
+
+
 def heatmap_grid(panels: Sequence[Panel], title: str, x_title: str, y_title: str, color_title: str, *,
                  cols: int = 3, zmin: float | None = None, zmax: float | None = None, zmid: float | None = None,
                  colorscale: str = DIVERGING, hover: str = "%{z:.3f}", text_format: str | None = None,
@@ -204,7 +220,7 @@ def heatmap_grid(panels: Sequence[Panel], title: str, x_title: str, y_title: str
     return fig
 
 
-def symmetric_limit(values: np.ndarray, floor: float = 1e-6) -> float:
-    """max |value| (at least `floor`), for a colour scale centred on 0."""
+def symmetric_limit(values: np.ndarray) -> float:
+    """max |value| over the finite values (1 if there are none), for a colour scale centred on 0."""
     finite = np.abs(values[np.isfinite(values)])
-    return max(float(finite.max()) if finite.size else 0.0, floor)
+    return float(finite.max()) if finite.size else 1.0

@@ -10,7 +10,15 @@ from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.formatting import names, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
-from palindrome_lens.report.plots import DIVERGING, Panel, grouped_bars, heatmap_grid, kind_sorted
+from palindrome_lens.report.plots import (
+    DIVERGING,
+    Panel,
+    grid,
+    grouped_bars,
+    heatmap_grid,
+    kind_sorted,
+    symmetric_limit,
+)
 
 FILENAME = "ablation.html"
 TITLE = "Ablation and circuit"
@@ -40,11 +48,8 @@ def ablation_figure(ablation: pd.DataFrame, value: str, title: str, color_title:
     kinds = kind_sorted(ablation["kind"].unique().tolist())
     panels = []
     for mode in MODES:
-        z = np.full((len(rows), len(kinds)), np.nan)
-        for i, component in enumerate(rows):
-            hit = ablation[(ablation["component"] == component) & ((ablation["mode"] == mode) | (component == NONE))]
-            for r in hit.itertuples(index=False):
-                z[i, kinds.index(r.kind)] = getattr(r, value)
+        cells = ablation[(ablation["mode"] == mode) | (ablation["component"] == NONE)]  # 'none' in every panel
+        z = grid(cells, "component", "kind", value, rows, kinds)
         labels = ["none (unablated)" if c == NONE else c for c in rows]
         panels.append(Panel(f"{mode} ablation", z, kinds, labels))
     if percent:
@@ -52,8 +57,7 @@ def ablation_figure(ablation: pd.DataFrame, value: str, title: str, color_title:
                            colorscale="RdYlGn", hover="%{z:.1%}", text_format="%{z:.0%}",
                            panel_height=32 * len(rows))
     else:
-        finite = np.abs(np.concatenate([p.z.ravel() for p in panels]))
-        limit = float(np.nanmax(finite)) if np.isfinite(finite).any() else 1.0
+        limit = symmetric_limit(np.concatenate([p.z.ravel() for p in panels]))
         fig = heatmap_grid(panels, title, "kind of string", "ablated component", color_title, cols=2,
                            zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, text_format="%{z:.2f}",
                            panel_height=32 * len(rows))
