@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from palindrome_lens.report.figures import label_figure
+from palindrome_lens.report.formatting import num, pct
 
 KIND_ORDER = ("all", "palindrome", "near1", "near2", "random", "distance_1")
 KIND_COLORS = {"all": "#3e4c59", "palindrome": "#2f9e44", "near1": "#e8590c", "near2": "#c92a2a",
@@ -106,6 +107,23 @@ def grouped_bars(x: Sequence[object], series: dict[str, Sequence[float]], title:
     if percent:
         fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     return label_figure(fig, title, x_title, y_title)
+
+
+def pair_bars(values: pd.DataFrame, notes: pd.DataFrame, title: str, x_title: str, y_title: str, *,
+              percent: bool) -> go.Figure:
+    """Bars of `values` (mirrored pair x string length, NaN = no bar) grouped by pair, one colour per length.
+
+    Hovering a bar shows its value and its cell of `notes` (same index and columns as `values`).
+    """
+    shown = (lambda v: pct(v, 2)) if percent else num
+    series, hover = {}, {}
+    for length in values.columns:
+        name = f"length {length}"
+        series[name] = values[length].tolist()
+        hover[name] = [f"length {length}, pair {pair}: {shown(v)}{notes.loc[pair, length]}"
+                       for pair, v in values[length].items()]
+    return grouped_bars([str(p) for p in values.index], series, title, x_title, y_title, legend_title="string length",
+                        percent=percent, hover=hover)
 
 
 def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, x_title: str, y_title: str, *,

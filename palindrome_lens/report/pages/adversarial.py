@@ -6,10 +6,10 @@ from __future__ import annotations
 import pandas as pd
 
 from palindrome_lens.report.content import Figure, Table, Text
-from palindrome_lens.report.formatting import count, num, pct
+from palindrome_lens.report.formatting import count, num
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
-from palindrome_lens.report.plots import grouped_bars
+from palindrome_lens.report.plots import pair_bars
 
 FILENAME = "adversarial.html"
 TITLE = "Adversarial single edits"
@@ -19,18 +19,12 @@ COLUMNS = ["source", "text", "position", "pair_pos", "old", "new", "label", "log
 
 
 def by_position_figure(by_position: pd.DataFrame, value: str, title: str, y_title: str, percent: bool) -> Figure:
-    pairs = sorted(int(p) for p in by_position["pair_pos"].unique())
-    series, hover = {}, {}
-    for length in sorted(int(v) for v in by_position["length"].unique()):
-        rows = by_position[by_position["length"] == length].set_index("pair_pos")
-        values = [float(rows.loc[p, value]) if p in rows.index else float("nan") for p in pairs]
-        series[f"length {length}"] = values
-        hover[f"length {length}"] = [
-            f"length {length}, pair {p}: {pct(v, 2) if percent else num(v)}"
-            + (f" ({int(rows.loc[p, 'n_wrong'])} wrong of {int(rows.loc[p, 'n'])})" if p in rows.index else "")
-            for p, v in zip(pairs, values)]
-    fig = grouped_bars([str(p) for p in pairs], series, title, "broken pair (0 = the outermost characters)", y_title,
-                       legend_title="string length", percent=percent, hover=hover)
+    note = " (" + by_position["n_wrong"].astype(str) + " wrong of " + by_position["n"].astype(str) + ")"
+    cells = by_position.assign(note=note)
+    values = cells.pivot(index="pair_pos", columns="length", values=value)
+    notes = cells.pivot(index="pair_pos", columns="length", values="note").fillna("")  # no note without a bar
+    fig = pair_bars(values, notes, title, "broken pair (0 = the outermost characters)", y_title,
+                    percent=percent)
     return Figure(fig)
 
 

@@ -16,10 +16,10 @@ from palindrome_lens.report.plots import (
     HistPanel,
     Panel,
     bars,
-    grouped_bars,
     heatmap_grid,
     histograms,
     kind_sorted,
+    pair_bars,
 )
 
 FILENAME = "evaluation.html"
@@ -52,19 +52,11 @@ def breakdown_figure(cells: dict[str, Any], title: str, x_title: str, kinds: boo
 def mismatch_figure(predictions: pd.DataFrame) -> Figure:
     """Accuracy on distance-1 strings per mismatch pair, one bar colour per string length."""
     near = predictions[predictions["mismatch_pos"].notna()]
-    pairs = sorted(int(p) for p in near["mismatch_pos"].unique())
-    series, hover = {}, {}
-    for length in sorted(int(v) for v in near["length"].unique()):
-        rows = near[near["length"] == length]
-        acc, text = [], []
-        for pair in pairs:
-            cell = rows[rows["mismatch_pos"] == pair]["correct"]
-            acc.append(float(cell.mean()) if len(cell) else float("nan"))
-            text.append(f"length {length}, pair {pair}: {pct(acc[-1], 2)} of {len(cell)}")
-        series[f"length {length}"], hover[f"length {length}"] = acc, text
-    fig = grouped_bars([str(p) for p in pairs], series, "Accuracy on distance-1 strings by mismatch position",
-                       "mismatch pair (0 = the outermost characters)", "accuracy", legend_title="string length",
-                       percent=True, hover=hover)
+    cells = {"index": "mismatch_pos", "columns": "length", "values": "correct"}
+    accuracy = near.pivot_table(**cells, aggfunc="mean")
+    n = near.pivot_table(**cells, aggfunc="count", fill_value=0)
+    fig = pair_bars(accuracy, " of " + n.astype(str), "Accuracy on distance-1 strings by mismatch position",
+                    "mismatch pair (0 = the outermost characters)", "accuracy", percent=True)
     return Figure(fig)
 
 
