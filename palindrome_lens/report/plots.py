@@ -109,9 +109,10 @@ def grouped_bars(x: Sequence[object], series: dict[str, Sequence[float]], title:
     return label_figure(fig, title, x_title, y_title)
 
 
-def pair_bars(values: pd.DataFrame, notes: pd.DataFrame, title: str, x_title: str, y_title: str, *,
+def pair_bars(values: pd.DataFrame, notes: pd.DataFrame, title: str, pair_name: str, y_title: str, *,
               percent: bool) -> go.Figure:
     """Bars of `values` (mirrored pair x string length, NaN = no bar) grouped by pair, one colour per length.
+    `pair_name` says which pair it is ('broken pair'); pair 0 is the outermost one.
 
     Hovering a bar shows its value and its cell of `notes` (same index and columns as `values`).
     """
@@ -122,8 +123,8 @@ def pair_bars(values: pd.DataFrame, notes: pd.DataFrame, title: str, x_title: st
         series[name] = values[length].tolist()
         hover[name] = [f"length {length}, pair {pair}: {shown(v)}{notes.loc[pair, length]}"
                        for pair, v in values[length].items()]
-    return grouped_bars([str(p) for p in values.index], series, title, x_title, y_title, legend_title="string length",
-                        percent=percent, hover=hover)
+    return grouped_bars([str(p) for p in values.index], series, title, f"{pair_name} (0 = the outermost characters)",
+                        y_title, legend_title="string length", percent=percent, hover=hover)
 
 
 def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, x_title: str, y_title: str, *,
