@@ -26,6 +26,9 @@ NAV = "Ablation & circuit"
 SUMMARY = "zero and mean ablation of every head and MLP; the circuit heads and how much they carry"
 NONE = "none"
 MODES = ("zero", "mean")
+# summary.json's circuit_accuracy entries, in the order the page and the index show them.
+INTERVENTIONS = {"unablated": "nothing ablated", "circuit_ablated": "circuit heads mean-ablated",
+                 "others_ablated": "all other heads mean-ablated"}
 EVIDENCE_COLUMNS = {
     "score": "score",
     "mean_ablation_margin_loss": "mean-ablation margin loss",
@@ -65,14 +68,12 @@ def ablation_figure(ablation: pd.DataFrame, value: str, title: str, color_title:
 
 
 def circuit_figure(accuracy: dict) -> Figure:
-    labels = {"unablated": "nothing ablated", "circuit_ablated": "circuit heads mean-ablated",
-              "others_ablated": "all other heads mean-ablated"}
-    keys = [k for k in labels if k in accuracy]
+    keys = [k for k in INTERVENTIONS if k in accuracy]
     series = {"distance_1": [accuracy[k].get("distance_1_accuracy") for k in keys],
               "all": [accuracy[k].get("accuracy") for k in keys]}
     series = {k: [np.nan if v is None else v for v in vals] for k, vals in series.items()}
-    hover = {k: [f"{labels[key]}: {pct(v, 2)}" for key, v in zip(keys, vals)] for k, vals in series.items()}
-    fig = grouped_bars([labels[k] for k in keys], series, "Accuracy with the circuit heads or the rest mean-ablated",
+    hover = {k: [f"{INTERVENTIONS[key]}: {pct(v, 2)}" for key, v in zip(keys, vals)] for k, vals in series.items()}
+    fig = grouped_bars([INTERVENTIONS[k] for k in keys], series, "Accuracy with the circuit heads or the rest mean-ablated",
                        "intervention", "accuracy on the analysis set", legend_title="strings", percent=True,
                        hover=hover)
     return Figure(fig)
@@ -96,7 +97,7 @@ def ablation_page(attribution: Attribution) -> Page:
     summary, ablation = attribution.summary, attribution["ablation"]
     accuracy = summary["circuit_accuracy"]
     heads = list(summary["circuit_heads"])
-    d1 = {k: accuracy[k].get("distance_1_accuracy") for k in ("unablated", "circuit_ablated", "others_ablated")}
+    d1 = {k: accuracy[k].get("distance_1_accuracy") for k in INTERVENTIONS}
     intro = (f"Circuit heads: {names(heads)}. On the distance-1 strings of the analysis set, accuracy is "
              f"{pct(d1['unablated'])} unablated, {pct(d1['circuit_ablated'])} with only the circuit heads "
              f"mean-ablated, and {pct(d1['others_ablated'])} with every other head mean-ablated (MLPs untouched).")
