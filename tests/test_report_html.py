@@ -122,7 +122,8 @@ def test_user_text_is_escaped_everywhere(report_dir: Path) -> None:
     index = (report_dir / "index.html").read_text()
     evil = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"
     assert evil in index
-    cells = [(text, "num" in classes.split()) for classes, text in re.findall(r'<td class="([^"]*)"\s*>([^<]*)</td>', index)]
+    cells = [(text, "num" in classes.split())
+             for classes, text in re.findall(r'<td class="([^"]*)"\s*>([^<]*)</td>', index)]
     # Numbers to 4 significant digits and marked `num` (aligned right); text and the NaN cell (blank) are not.
     assert cells == [("palindrome", False), ("500", True), ("0.9988", True), ("near1", False), ("300", True),
                      ("0.91", True), (evil, False), ("1", True), ("", False)]

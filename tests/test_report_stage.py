@@ -446,7 +446,8 @@ def test_index_shows_the_circuit_in_the_attribute_stages_own_sentences(tmp_path:
     summary["circuit_heads"], summary["weak"] = ["L1H1", "L0H0", "L1H0"], True
     (src.attribution / "summary.json").write_text(json.dumps(summary))
     after = index_html(load_inputs(src))
-    assert "<p>L1H1 compares the outer pair &lt;first&gt; &amp; passes it to BOS.</p>\n<p>Nothing else matters.</p>" in after
+    shown = "<p>L1H1 compares the outer pair &lt;first&gt; &amp; passes it to BOS.</p>\n<p>Nothing else matters.</p>"
+    assert shown in after
     assert "carried mainly by" in before and "carried mainly by" not in after
     assert ">L1H1, L0H0 and L1H0 (weak: no head passes the threshold)</td>" in after  # a key number
 

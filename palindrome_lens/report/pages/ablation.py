@@ -73,9 +73,9 @@ def circuit_figure(accuracy: dict) -> Figure:
               "all": [accuracy[k].get("accuracy") for k in keys]}
     series = {k: [np.nan if v is None else v for v in vals] for k, vals in series.items()}
     hover = {k: [f"{INTERVENTIONS[key]}: {pct(v, 2)}" for key, v in zip(keys, vals)] for k, vals in series.items()}
-    fig = grouped_bars([INTERVENTIONS[k] for k in keys], series, "Accuracy with the circuit heads or the rest mean-ablated",
-                       "intervention", "accuracy on the analysis set", legend_title="strings", percent=True,
-                       hover=hover)
+    fig = grouped_bars([INTERVENTIONS[k] for k in keys], series,
+                       "Accuracy with the circuit heads or the rest mean-ablated", "intervention",
+                       "accuracy on the analysis set", legend_title="strings", percent=True, hover=hover)
     return Figure(fig)
 
 
