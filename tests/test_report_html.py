@@ -120,8 +120,13 @@ def test_user_text_is_escaped_everywhere(report_dir: Path) -> None:
     for page in html_files(report_dir):
         assert "<script>alert" not in page.read_text(), page.name
     index = (report_dir / "index.html").read_text()
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in index
-    assert "<td class=\"num\">0.9988</td>" in index and "<td class=\"num\">500</td>" in index
+    evil = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"
+    assert evil in index
+    cells = [(text, "num" in classes.split())
+             for classes, text in re.findall(r'<td class="([^"]*)"\s*>([^<]*)</td>', index)]
+    # Numbers to 4 significant digits and marked `num` (aligned right); text and the NaN cell (blank) are not.
+    assert cells == [("palindrome", False), ("500", True), ("0.9988", True), ("near1", False), ("300", True),
+                     ("0.91", True), (evil, False), ("1", True), ("", False)]
 
 
 def test_nav_links_every_page_and_marks_the_current_one(report_dir: Path) -> None:

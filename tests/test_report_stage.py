@@ -8,8 +8,10 @@ cell by cell. The real pipeline and a real browser are in test_pipeline_report.p
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +20,24 @@ import plotly.graph_objects as go
 import pyarrow as pa
 import pytest
 import torch
+from plotly.colors import get_colorscale
 
 from palindrome_lens.activations import EXAMPLES_SCHEMA
 from palindrome_lens.data.generate import SCHEMA as RAW_SCHEMA
 from palindrome_lens.data.parquet import write_table
 from palindrome_lens.data.strings import distance, mismatch_positions
 from palindrome_lens.errors import DataFileError
-from palindrome_lens.report import Figure, Links, Page, ReportError, Section, Table, Text, build_report
+from palindrome_lens.report import (
+    Figure,
+    Links,
+    Page,
+    ReportError,
+    Section,
+    Table,
+    Text,
+    build_report,
+    render_page,
+)
 from palindrome_lens.report.inputs import ReportInputs, Sources, load_inputs
 from palindrome_lens.report.pages import PAGE_FILES, report_pages, write_report
 from palindrome_lens.report.plots import position_labels
@@ -364,15 +377,27 @@ def z_of(trace: go.Heatmap) -> np.ndarray:
 def test_every_page_is_built_with_captions_and_labelled_figures(synthetic: ReportInputs, tmp_path: Path) -> None:
     pages = report_pages(synthetic, n_examples=3, hist_bins=7)
     assert tuple(p.filename for p in pages) == PAGE_FILES
-    for p in pages:
-        assert p.sections, p.filename
-        for s in p.sections:
-            assert len(s.caption) > 30, (p.filename, s.heading)  # says how to read it
     written = write_report(tmp_path, synthetic, n_examples=3, hist_bins=7)
     assert sorted(path.name for path in written if path.suffix == ".html") == sorted(PAGE_FILES)
-    for name in PAGE_FILES:
-        text = (tmp_path / name).read_text()
-        assert 'src="http' not in text and "cdn." not in text, name
+    for p in pages:
+        assert p.sections, p.filename
+        text = (tmp_path / p.filename).read_text()
+        assert 'src="http' not in text and "cdn." not in text, p.filename
+        for s in p.sections:  # the reader sees each caption right under its own heading
+            first = " ".join(s.caption.split("\n\n")[0].split())
+            assert f'<h2>{html.escape(s.heading)}</h2>\n<p class="caption">{html.escape(first)}</p>' in text, s.heading
+        # Sections share a caption only when their headings differ by a length, a count or an example string:
+        # a caption copied onto another kind of figure would say how to read the wrong thing.
+        headings_by_caption: dict[str, set[str]] = {}
+        for s in p.sections:
+            headings_by_caption.setdefault(s.caption, set()).add(re.sub(r"\d+|'[^']*'|\([^)]*\)", "#", s.heading))
+        assert all(len(h) == 1 for h in headings_by_caption.values()), (p.filename, headings_by_caption)
+        for s in p.sections:  # a heatmap's caption explains red and blue exactly when its colours diverge
+            if isinstance(s.content, Figure) and any(isinstance(t, go.Heatmap) for t in s.content.fig.data):
+                colours = [colour for _, colour in s.content.fig.layout.coloraxis.colorscale]
+                diverging = any(colours == [c for _, c in get_colorscale(name)] for name in ("RdBu_r", "RdYlGn"))
+                explains = re.search(r"\bred\b", s.caption, re.IGNORECASE) is not None
+                assert explains == diverging, (p.filename, s.heading)
     assert (tmp_path / "assets/plotly.min.js").is_file() and (tmp_path / "assets/circuitsvis.js").is_file()
 
 
@@ -384,21 +409,47 @@ def test_same_inputs_give_byte_identical_pages(synthetic: ReportInputs, tmp_path
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
+def index_html(inputs: ReportInputs) -> str:
+    pages = report_pages(inputs, n_examples=3, hist_bins=7)
+    return render_page(page(pages, "index.html"), pages)
+
+
 def test_index_links_every_page_and_shows_the_key_numbers(synthetic: ReportInputs) -> None:
     pages = report_pages(synthetic, n_examples=3, hist_bins=7)
     index = page(pages, "index.html")
     links = section(index, "Pages").content
     assert isinstance(links, Links)
     assert [href for href, _, _ in links.items] == list(PAGE_FILES[1:])
-    assert "L0H0 and L0H1" in section(index, "The circuit").content.text
     numbers = section(index, "Key numbers").content.df.set_index("quantity")["value"]
     m = synthetic.evaluation.metrics
     assert numbers["test accuracy"] == f"{100 * m['accuracy']:.2f}% of {m['n']} strings"
     d1 = m["distance"]["1"]
     assert numbers["test accuracy, distance 1 (one pair broken)"] == f"{100 * d1['accuracy']:.2f}% of {d1['n']}"
+    by_kind = synthetic.evaluation.predictions.groupby("kind")["correct"].mean()  # 5 wrong: 2 tie at 50%
+    worst = min(by_kind.index, key=lambda k: (by_kind[k], k))
+    assert (worst, by_kind[worst]) == ("near1", 0.5)
+    assert numbers["worst kind on test"] == "near1: 50.00%"
+    assert numbers["circuit heads"] == "L0H0 and L0H1"
     assert numbers["distance-1 accuracy, circuit heads mean-ablated"] == "12.5%"
     assert numbers["distance-1 accuracy, all other heads mean-ablated"] == "75.0%"
     assert numbers["palindrome accuracy: unablated / circuit ablated / others ablated"] == "100.0% / 25.0% / 50.0%"
+
+
+def test_index_shows_the_circuit_in_the_attribute_stages_own_sentences(tmp_path: Path) -> None:
+    src = write_all(tmp_path)
+    summary = json.loads((src.attribution / "summary.json").read_text())
+    before = index_html(load_inputs(src))
+    for sentence in summary["sentences"]:
+        assert f"<p>{html.escape(sentence)}</p>" in before
+    # Other sentences and heads in summary.json: the page follows the file, escaped, and drops the old ones.
+    summary["sentences"] = ["L1H1 compares the outer pair <first> & passes it to BOS.", "Nothing else matters."]
+    summary["circuit_heads"], summary["weak"] = ["L1H1", "L0H0", "L1H0"], True
+    (src.attribution / "summary.json").write_text(json.dumps(summary))
+    after = index_html(load_inputs(src))
+    shown = "<p>L1H1 compares the outer pair &lt;first&gt; &amp; passes it to BOS.</p>\n<p>Nothing else matters.</p>"
+    assert shown in after
+    assert "carried mainly by" in before and "carried mainly by" not in after
+    assert ">L1H1, L0H0 and L1H0 (weak: no head passes the threshold)</td>" in after  # a key number
 
 
 def test_training_curves_come_from_the_dvclive_files(synthetic: ReportInputs) -> None:
@@ -442,7 +493,11 @@ def test_a_perfect_model_says_so_instead_of_an_empty_table(tmp_path: Path) -> No
 
 def test_histograms_use_hist_bins_and_show_each_class_as_shares(synthetic: ReportInputs) -> None:
     for bins in (5, 13):
-        fig = figure(page(report_pages(synthetic, 3, bins), "attribution.html"), "Distributions by class")
+        pages = report_pages(synthetic, 3, bins)
+        for s in (section(page(pages, "attribution.html"), "Distributions by class"),
+                  section(page(pages, "evaluation.html"), "Logit difference by kind")):
+            assert f"({bins} bins" in s.caption and all(len(trace.x) == bins for trace in s.content.fig.data)
+        fig = figure(page(pages, "attribution.html"), "Distributions by class")
         assert len(fig.data) == 2 * len(COMPONENTS)  # palindrome + not_palindrome per component
         for trace in fig.data:
             assert len(trace.x) == bins

@@ -41,7 +41,7 @@ class Table:
     kind: ClassVar[str] = "table"
 
     def to_html(self, div_id: str, where: str) -> str:
-        return f'<div id="{div_id}">{table_html(self.df, index=self.index, digits=self.digits)}</div>'
+        return f'<div id="{div_id}">{table_html(self.df, div_id, index=self.index, digits=self.digits)}</div>'
 
 
 @dataclass(frozen=True, eq=False)

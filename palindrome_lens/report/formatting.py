@@ -7,18 +7,19 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def missing(value: Any) -> bool:
+    """None or NaN (JSON null, or a cell with no data)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def pct(value: Any, digits: int = 1) -> str:
     """0.9876 -> '98.8%'; None/NaN -> 'n/a'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{100 * float(value):.{digits}f}%"
+    return "n/a" if missing(value) else f"{100 * float(value):.{digits}f}%"
 
 
 def num(value: Any, digits: int = 3) -> str:
     """A float with `digits` significant digits; None/NaN -> 'n/a'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{float(value):.{digits}g}"
+    return "n/a" if missing(value) else f"{float(value):.{digits}g}"
 
 
 def count(n: int, noun: str) -> str:

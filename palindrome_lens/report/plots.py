@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from palindrome_lens.report.figures import label_figure
+from palindrome_lens.report.formatting import num, pct
 
 KIND_ORDER = ("all", "palindrome", "near1", "near2", "random", "distance_1")
 KIND_COLORS = {"all": "#3e4c59", "palindrome": "#2f9e44", "near1": "#e8590c", "near2": "#c92a2a",
@@ -52,6 +54,11 @@ def kind_sorted(kinds: Sequence[str]) -> list[str]:
     """Kinds in the report's fixed order, unknown ones after (alphabetically)."""
     rank = {k: i for i, k in enumerate(KIND_ORDER)}
     return sorted(dict.fromkeys(kinds), key=lambda k: (rank.get(k, len(rank)), k))
+
+
+def head_order(frame: pd.DataFrame) -> list[str]:
+    """The `component` names of `frame`'s heads in TransformerLens order (by layer, then head)."""
+    return list(dict.fromkeys(frame.sort_values(["layer", "head"], kind="stable")["component"]))
 
 
 def position_labels(length: int, n_positions: int) -> list[str]:
@@ -100,6 +107,24 @@ def grouped_bars(x: Sequence[object], series: dict[str, Sequence[float]], title:
     if percent:
         fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     return label_figure(fig, title, x_title, y_title)
+
+
+def pair_bars(values: pd.DataFrame, notes: pd.DataFrame, title: str, pair_name: str, y_title: str, *,
+              percent: bool) -> go.Figure:
+    """Bars of `values` (mirrored pair x string length, NaN = no bar) grouped by pair, one colour per length.
+    `pair_name` says which pair it is ('broken pair'); pair 0 is the outermost one.
+
+    Hovering a bar shows its value and its cell of `notes` (same index and columns as `values`).
+    """
+    shown = (lambda v: pct(v, 2)) if percent else num
+    series, hover = {}, {}
+    for length in values.columns:
+        name = f"length {length}"
+        series[name] = values[length].tolist()
+        hover[name] = [f"length {length}, pair {pair}: {shown(v)}{notes.loc[pair, length]}"
+                       for pair, v in values[length].items()]
+    return grouped_bars([str(p) for p in values.index], series, title, f"{pair_name} (0 = the outermost characters)",
+                        y_title, legend_title="string length", percent=percent, hover=hover)
 
 
 def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, x_title: str, y_title: str, *,
@@ -167,6 +192,16 @@ class Panel:
     y: Sequence[str]
 
 
+def grid(cells: pd.DataFrame, rows: str, columns: str, values: str, row_keys: Sequence[object],
+         column_keys: Sequence[object]) -> np.ndarray:
+    """`cells` (one row per cell) as a (len(row_keys), len(column_keys)) array of `values`, in that order.
+
+    Cells `cells` lacks are NaN (drawn blank); a cell given twice is an error (DataFrame.pivot raises).
+    """
+    table = cells.pivot(index=rows, columns=columns, values=values)
+    return table.reindex(index=list(row_keys), columns=list(column_keys)).to_numpy(np.float64)
+
+
 def heatmap_grid(panels: Sequence[Panel], title: str, x_title: str, y_title: str, color_title: str, *,
                  cols: int = 3, zmin: float | None = None, zmax: float | None = None, zmid: float | None = None,
                  colorscale: str = DIVERGING, hover: str = "%{z:.3f}", text_format: str | None = None,
@@ -204,7 +239,7 @@ def heatmap_grid(panels: Sequence[Panel], title: str, x_title: str, y_title: str
     return fig
 
 
-def symmetric_limit(values: np.ndarray, floor: float = 1e-6) -> float:
-    """max |value| (at least `floor`), for a colour scale centred on 0."""
+def symmetric_limit(values: np.ndarray) -> float:
+    """max |value| over the finite values (1 if there are none), for a colour scale centred on 0."""
     finite = np.abs(values[np.isfinite(values)])
-    return max(float(finite.max()) if finite.size else 0.0, floor)
+    return float(finite.max()) if finite.size else 1.0

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from palindrome_lens.report.content import Figure, Table, Text
-from palindrome_lens.report.formatting import count, num, pct
+from palindrome_lens.report.content import Figure, Text
+from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
-from palindrome_lens.report.plots import grouped_bars
+from palindrome_lens.report.pages.margins import MARGIN, margin_sections
+from palindrome_lens.report.plots import pair_bars
 
 FILENAME = "adversarial.html"
 TITLE = "Adversarial single edits"
@@ -19,36 +20,21 @@ COLUMNS = ["source", "text", "position", "pair_pos", "old", "new", "label", "log
 
 
 def by_position_figure(by_position: pd.DataFrame, value: str, title: str, y_title: str, percent: bool) -> Figure:
-    pairs = sorted(int(p) for p in by_position["pair_pos"].unique())
-    series, hover = {}, {}
-    for length in sorted(int(v) for v in by_position["length"].unique()):
-        rows = by_position[by_position["length"] == length].set_index("pair_pos")
-        values = [float(rows.loc[p, value]) if p in rows.index else float("nan") for p in pairs]
-        series[f"length {length}"] = values
-        hover[f"length {length}"] = [
-            f"length {length}, pair {p}: {pct(v, 2) if percent else num(v)}"
-            + (f" ({int(rows.loc[p, 'n_wrong'])} wrong of {int(rows.loc[p, 'n'])})" if p in rows.index else "")
-            for p, v in zip(pairs, values)]
-    fig = grouped_bars([str(p) for p in pairs], series, title, "broken pair (0 = the outermost characters)", y_title,
-                       legend_title="string length", percent=percent, hover=hover)
+    note = " (" + by_position["n_wrong"].astype(str) + " wrong of " + by_position["n"].astype(str) + ")"
+    cells = by_position.assign(note=note)
+    values = cells.pivot(index="pair_pos", columns="length", values=value)
+    notes = cells.pivot(index="pair_pos", columns="length", values="note").fillna("")  # no note without a bar
+    fig = pair_bars(values, notes, title, "broken pair", y_title, percent=percent)
     return Figure(fig)
-
-
-def edit_table(rows: pd.DataFrame, n: int) -> Table:
-    shown = rows[COLUMNS].head(n).rename(columns={"label": "is palindrome"})
-    return Table(shown.reset_index(drop=True))
 
 
 def adversarial_page(attribution: Attribution, n_examples: int) -> Page:
     edits, facts = attribution["adversarial"], attribution.summary["adversarial"]
     by_position = attribution["adversarial_by_position"]
-    ordered = edits.sort_values(["margin", "source", "position", "new"], kind="stable")
-    wrong, right = ordered[~ordered["correct"]], ordered[ordered["correct"]]
     intro = (f"Every single-character edit of {facts['n_palindromes']} test palindromes ({facts['n_edits']} strings) "
              f"was scored by the model. An edit breaks exactly one mirrored pair (except at the centre of an odd "
              f"length, which leaves a palindrome). {facts['n_misclassified']} edits are misclassified; the smallest "
-             f"margin is {num(facts['min_margin'])} (margin = logit difference signed towards the true class; "
-             "negative = wrong).")
+             f"margin is {num(facts['min_margin'])} (margin = {MARGIN}; negative = wrong).")
     read = ("pair k = characters k and L−1−k (0-based): pair 0 is the outermost pair, so a weak pair shows which "
             "comparison the model does badly.")
     sections = []
@@ -68,14 +54,8 @@ def adversarial_page(attribution: Attribution, n_examples: int) -> Page:
     table_read = ("source is the palindrome, text the edited string; position is the 0-based index of the changed "
                   "character (old → new) and pair_pos its mirrored pair; 'is palindrome' is the truth (a centre edit "
                   "stays a palindrome).")
-    if len(wrong):
-        sections.append(Section(f"Misclassified edits ({min(n_examples, len(wrong))} of {len(wrong)})",
-                                "Most confidently wrong first. " + table_read, edit_table(wrong, n_examples)))
-    else:
-        sections.append(Section("Misclassified edits", "Edits the model gets wrong.",
-                                Text(f"None: all {len(edits)} edits are classified correctly.")))
-    sections.append(Section(f"Closest calls ({count(min(n_examples, len(right)), 'correct edit')} with the smallest "
-                            "margin)",
-                            "Correct, but nearest to the wrong side. " + table_read,
-                            edit_table(right, n_examples) if len(right) else Text("No edit is classified correctly.")))
+    sections += margin_sections(edits, n_examples, order=["source", "position", "new"], columns=COLUMNS,
+                                headers={"label": "is palindrome"}, things="edits", thing="edit",
+                                wrong_caption="Most confidently wrong first. " + table_read,
+                                close_caption="Correct, but nearest to the wrong side. " + table_read)
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

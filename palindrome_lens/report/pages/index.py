@@ -10,6 +10,7 @@ from palindrome_lens.report.content import Links, Table, Text
 from palindrome_lens.report.formatting import names, num, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import ReportInputs
+from palindrome_lens.report.pages.ablation import INTERVENTIONS
 
 FILENAME = "index.html"
 TITLE = "palindrome-lens: how the classifier works"
@@ -34,9 +35,9 @@ def key_numbers(inputs: ReportInputs) -> pd.DataFrame:
         ("distance-1 accuracy, all other heads mean-ablated", pct(acc["others_ablated"].get("distance_1_accuracy"))),
         # a model that falls back to "not a palindrome" keeps distance-1 accuracy; palindromes show the loss
         ("palindrome accuracy: unablated / circuit ablated / others ablated",
-         " / ".join(pct(acc[k].get("palindrome_accuracy")) for k in ("unablated", "circuit_ablated", "others_ablated"))),
+         " / ".join(pct(acc[k].get("palindrome_accuracy")) for k in INTERVENTIONS)),
         ("accuracy on every analysis string: unablated / circuit ablated / others ablated",
-         " / ".join(pct(acc[k].get("accuracy")) for k in ("unablated", "circuit_ablated", "others_ablated"))),
+         " / ".join(pct(acc[k].get("accuracy")) for k in INTERVENTIONS)),
         ("single-letter edits misclassified", f"{adv['n_misclassified']} of {adv['n_edits']}"),
         ("DLA check: max |sum of components − logit diff|", num(summary["dla_max_abs_error"], 2)),
         ("patching check: full residual patch recovery", _recovery_range(summary["patching"])),

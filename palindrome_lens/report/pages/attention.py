@@ -3,6 +3,8 @@ strings, and the weights-only views (positional QK per head, W_pos and its cosin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -14,10 +16,13 @@ from palindrome_lens.report.plots import (
     DIVERGING,
     SEQUENTIAL,
     Panel,
+    grid,
     grouped_bars,
+    head_order,
     heatmap_grid,
     kind_sorted,
     position_labels,
+    symmetric_limit,
 )
 
 FILENAME = "attention.html"
@@ -25,20 +30,23 @@ TITLE = "Attention"
 SUMMARY = "mean attention per head, mirror scores, example strings, positional QK and W_pos"
 
 
-def head_order(frame: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(frame.sort_values(["layer", "head"], kind="stable")["component"]))
+def head_panels(frame: pd.DataFrame, rows: str, columns: str, values: str, labels: list[str],
+                title: Callable[[str, pd.DataFrame], str]) -> list[Panel]:
+    """One square panel per head (TransformerLens order) over the positions named by `labels`."""
+    positions = range(len(labels))
+    panels = []
+    for component in head_order(frame):
+        cells = frame[frame["component"] == component]
+        panels.append(Panel(title(component, cells), grid(cells, rows, columns, values, positions, positions),
+                            labels, labels))
+    return panels
 
 
 def mean_pattern_figure(attention: pd.DataFrame, length: int, n_heads: int) -> Figure:
     rows = attention[attention["length"] == length]
-    n = int(rows["dest"].max()) + 1
-    labels = position_labels(length, n)
-    panels = []
-    for component in head_order(rows):
-        cells = rows[rows["component"] == component]
-        z = np.full((n, n), np.nan)
-        z[cells["dest"].to_numpy(), cells["src"].to_numpy()] = cells["value"].to_numpy()
-        panels.append(Panel(f"{component} (n={int(cells['n'].max())})", z, labels, labels))
+    labels = position_labels(length, int(rows["dest"].max()) + 1)
+    panels = head_panels(rows, "dest", "src", "value", labels,
+                         lambda component, cells: f"{component} (n={int(cells['n'].max())})")
     fig = heatmap_grid(panels, f"Mean attention pattern per head, strings of length {length}",
                        "key position (attended to)", "query position (attending)", "attention", cols=n_heads,
                        zmin=0, zmax=1, colorscale=SEQUENTIAL, panel_height=320)
@@ -60,14 +68,8 @@ def mirror_figure(mirror: pd.DataFrame) -> Figure:
 
 
 def positional_qk_figure(pos_qk: pd.DataFrame, max_length: int, n_heads: int) -> Figure:
-    n = int(pos_qk["query_pos"].max()) + 1
-    labels = position_labels(max_length, n)
-    panels = []
-    for component in head_order(pos_qk):
-        cells = pos_qk[pos_qk["component"] == component]
-        z = np.full((n, n), np.nan)
-        z[cells["query_pos"].to_numpy(), cells["key_pos"].to_numpy()] = cells["pattern"].to_numpy()
-        panels.append(Panel(component, z, labels, labels))
+    labels = position_labels(max_length, int(pos_qk["query_pos"].max()) + 1)
+    panels = head_panels(pos_qk, "query_pos", "key_pos", "pattern", labels, lambda component, _: component)
     fig = heatmap_grid(panels, "Positional QK pattern per head (softmax of ln1(W_pos) W_Q · W_K ln1(W_pos))",
                        "key position", "query position", "attention", cols=n_heads, zmin=0, zmax=1,
                        colorscale=SEQUENTIAL, panel_height=320)
@@ -76,9 +78,8 @@ def positional_qk_figure(pos_qk: pd.DataFrame, max_length: int, n_heads: int) ->
 
 def pos_embed_figure(pos_embed: pd.DataFrame, max_length: int) -> Figure:
     n_pos, n_dim = int(pos_embed["pos"].max()) + 1, int(pos_embed["dim"].max()) + 1
-    z = np.full((n_pos, n_dim), np.nan)
-    z[pos_embed["pos"].to_numpy(), pos_embed["dim"].to_numpy()] = pos_embed["value"].to_numpy()
-    limit = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    z = grid(pos_embed, "pos", "dim", "value", range(n_pos), range(n_dim))
+    limit = symmetric_limit(z)
     fig = heatmap_grid([Panel("", z, [str(d) for d in range(n_dim)], position_labels(max_length, n_pos))],
                        "Positional embedding W_pos", "residual-stream dimension", "position", "weight",
                        zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, panel_height=24 * n_pos)
@@ -87,8 +88,7 @@ def pos_embed_figure(pos_embed: pd.DataFrame, max_length: int) -> Figure:
 
 def pos_cosine_figure(pos_cosine: pd.DataFrame, max_length: int) -> Figure:
     n = int(pos_cosine["pos_i"].max()) + 1
-    z = np.full((n, n), np.nan)
-    z[pos_cosine["pos_i"].to_numpy(), pos_cosine["pos_j"].to_numpy()] = pos_cosine["cosine"].to_numpy()
+    z = grid(pos_cosine, "pos_i", "pos_j", "cosine", range(n), range(n))
     labels = position_labels(max_length, n)
     fig = heatmap_grid([Panel("", z, labels, labels)], "Cosine similarity between positional embeddings",
                        "position", "position", "cosine", zmin=-1, zmax=1, zmid=0, colorscale=DIVERGING,

@@ -3,14 +3,13 @@ distance-1 corruption, per layer/head and position, for every mismatch position.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from palindrome_lens.report.content import Figure, Text
 from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
-from palindrome_lens.report.plots import Panel, heatmap_grid, pair_label, position_labels
+from palindrome_lens.report.plots import Panel, grid, head_order, heatmap_grid, pair_label, position_labels
 
 FILENAME = "patching.html"
 TITLE = "Activation patching"
@@ -31,10 +30,7 @@ def _panels(rows: pd.DataFrame, length: int, row_key: str, row_labels: dict[obje
     panels = []
     for pair in sorted(int(p) for p in with_pos["mismatch_pos"].dropna().unique()):
         cells = with_pos[with_pos["mismatch_pos"] == pair]
-        z = np.full((len(row_labels), n_positions), np.nan)
-        index = {key: i for i, key in enumerate(row_labels)}
-        for r in cells.itertuples(index=False):
-            z[index[getattr(r, row_key)], int(r.pos)] = r.recovery
+        z = grid(cells, row_key, "pos", "recovery", list(row_labels), range(n_positions))
         n = int(cells["n"].max()) if len(cells) else 0
         panels.append(Panel(f"{pair_label(length, pair)} (n={n})", z, x, list(row_labels.values())))
     return panels
@@ -76,13 +72,11 @@ def head_all_positions_figure(patching: pd.DataFrame) -> Figure | None:
         return None
     panels = []
     for length, group in rows.groupby("length", sort=True):
-        heads = list(dict.fromkeys(group.sort_values(["layer", "head"])["component"]))
+        heads = head_order(group)
         pairs = sorted(int(p) for p in group["mismatch_pos"].dropna().unique())
         columns = [ALL, *[f"pair {p}" for p in pairs]]
-        z = np.full((len(heads), len(columns)), np.nan)
-        for r in group.itertuples(index=False):
-            column = 0 if pd.isna(r.mismatch_pos) else 1 + pairs.index(int(r.mismatch_pos))
-            z[heads.index(r.component), column] = r.recovery
+        cells = group.assign(column=[ALL if pd.isna(p) else f"pair {p}" for p in group["mismatch_pos"]])
+        z = grid(cells, "component", "column", "recovery", heads, columns)
         panels.append(Panel(f"length {length}", z, columns, heads))
     fig = heatmap_grid(panels, "Head output patched at every position, by mismatch pair", "mismatch pair",
                        "head", "recovery", zmin=-1, zmax=1, zmid=0, cols=2, text_format="%{z:.2f}",

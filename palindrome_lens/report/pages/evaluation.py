@@ -8,36 +8,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from palindrome_lens.report.content import Figure, Table, Text
+from palindrome_lens.report.content import Figure
 from palindrome_lens.report.formatting import count, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Evaluation
+from palindrome_lens.report.pages.margins import MARGIN, margin_sections, with_margin
 from palindrome_lens.report.plots import (
     HistPanel,
     Panel,
     bars,
-    grouped_bars,
     heatmap_grid,
     histograms,
     kind_sorted,
+    pair_bars,
 )
 
 FILENAME = "evaluation.html"
 TITLE = "Evaluation"
 SUMMARY = "test accuracy by kind, length, distance and mismatch position; the misclassified strings"
 EXAMPLE_COLUMNS = ["text", "kind", "length", "distance", "mismatch_pos", "logit_diff", "prob_palindrome", "margin"]
-
-
-def with_margin(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Adds `margin`: the logit difference signed towards the true class (< 0 = misclassified)."""
-    out = predictions.copy()
-    out["margin"] = np.where(out["label"], out["logit_diff"], -out["logit_diff"]).astype("float64")
-    return out
-
-
-def example_table(rows: pd.DataFrame, n: int) -> Table:
-    """The first `n` rows (already ordered) with the columns a reader needs."""
-    return Table(rows[EXAMPLE_COLUMNS].head(n).reset_index(drop=True))
 
 
 def breakdown_figure(cells: dict[str, Any], title: str, x_title: str, kinds: bool = False) -> Figure:
@@ -52,19 +41,11 @@ def breakdown_figure(cells: dict[str, Any], title: str, x_title: str, kinds: boo
 def mismatch_figure(predictions: pd.DataFrame) -> Figure:
     """Accuracy on distance-1 strings per mismatch pair, one bar colour per string length."""
     near = predictions[predictions["mismatch_pos"].notna()]
-    pairs = sorted(int(p) for p in near["mismatch_pos"].unique())
-    series, hover = {}, {}
-    for length in sorted(int(v) for v in near["length"].unique()):
-        rows = near[near["length"] == length]
-        acc, text = [], []
-        for pair in pairs:
-            cell = rows[rows["mismatch_pos"] == pair]["correct"]
-            acc.append(float(cell.mean()) if len(cell) else float("nan"))
-            text.append(f"length {length}, pair {pair}: {pct(acc[-1], 2)} of {len(cell)}")
-        series[f"length {length}"], hover[f"length {length}"] = acc, text
-    fig = grouped_bars([str(p) for p in pairs], series, "Accuracy on distance-1 strings by mismatch position",
-                       "mismatch pair (0 = the outermost characters)", "accuracy", legend_title="string length",
-                       percent=True, hover=hover)
+    cells = {"index": "mismatch_pos", "columns": "length", "values": "correct"}
+    accuracy = near.pivot_table(**cells, aggfunc="mean")
+    n = near.pivot_table(**cells, aggfunc="count", fill_value=0)
+    fig = pair_bars(accuracy, " of " + n.astype(str), "Accuracy on distance-1 strings by mismatch position",
+                    "mismatch pair", "accuracy", percent=True)
     return Figure(fig)
 
 
@@ -93,13 +74,12 @@ def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> 
     m, predictions = evaluation.metrics, with_margin(evaluation.predictions)
     if not m["n"]:
         return Page(FILENAME, TITLE, "The test split is empty: there is nothing to evaluate.")
-    wrong = predictions[~predictions["correct"]].sort_values(["margin", "text"], kind="stable")
-    right = predictions[predictions["correct"]].sort_values(["margin", "text"], kind="stable")
+    n_wrong = int((~predictions["correct"]).sum())
     d1 = m["distance"].get("1", {})
     intro = (f"The model scored {pct(m['accuracy'], 2)} on {m['n']} held-out test strings"
              + (f", and {pct(d1['accuracy'], 2)} on the {d1['n']} that differ from a palindrome in exactly one "
                 f"mirrored pair (distance 1), the hardest case." if d1 else ".")
-             + f" {count(len(wrong), 'string')} misclassified.")
+             + f" {count(n_wrong, 'string')} misclassified.")
     sections = [
         Section("Accuracy by kind", (
             "Share of test strings classified correctly, per kind: palindrome; near1 (one mirrored pair broken); "
@@ -125,16 +105,10 @@ def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> 
             "other kind left of it; how far from 0 shows how confident it is."),
             logit_histogram(predictions, hist_bins)),
     ]
-    if len(wrong):
-        sections.append(Section(f"Misclassified test strings ({min(n_examples, len(wrong))} of {len(wrong)})", (
-            "The most confidently wrong first. margin = logit difference signed towards the true class (negative = "
-            "wrong); mismatch_pos is the broken pair of a distance-1 string."), example_table(wrong, n_examples)))
-    else:
-        sections.append(Section("Misclassified test strings", "Test strings the model gets wrong.",
-                                Text(f"None: all {m['n']} test strings are classified correctly.")))
-    sections.append(Section(f"Closest calls ({count(min(n_examples, len(right)), 'correct string')} with the "
-                            "smallest margin)", (
-        "Correctly classified test strings whose logit difference is closest to the wrong side; margin is the "
-        "logit difference signed towards the true class. Small margins show where the model is least sure."),
-        example_table(right, n_examples) if len(right) else Text("No string is classified correctly.")))
+    sections += margin_sections(
+        predictions, n_examples, order=["text"], columns=EXAMPLE_COLUMNS, things="test strings", thing="string",
+        wrong_caption=(f"The most confidently wrong first. margin = {MARGIN} (negative = wrong); mismatch_pos is "
+                       "the broken pair of a distance-1 string."),
+        close_caption=("Correctly classified test strings whose logit difference is closest to the wrong side; "
+                       f"margin is the {MARGIN}. Small margins show where the model is least sure."))
     return Page(FILENAME, TITLE, intro, sections)

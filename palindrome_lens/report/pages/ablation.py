@@ -10,7 +10,15 @@ from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.formatting import names, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
-from palindrome_lens.report.plots import DIVERGING, Panel, grouped_bars, heatmap_grid, kind_sorted
+from palindrome_lens.report.plots import (
+    DIVERGING,
+    Panel,
+    grid,
+    grouped_bars,
+    heatmap_grid,
+    kind_sorted,
+    symmetric_limit,
+)
 
 FILENAME = "ablation.html"
 TITLE = "Ablation and circuit"
@@ -18,6 +26,9 @@ NAV = "Ablation & circuit"
 SUMMARY = "zero and mean ablation of every head and MLP; the circuit heads and how much they carry"
 NONE = "none"
 MODES = ("zero", "mean")
+# summary.json's circuit_accuracy entries, in the order the page and the index show them.
+INTERVENTIONS = {"unablated": "nothing ablated", "circuit_ablated": "circuit heads mean-ablated",
+                 "others_ablated": "all other heads mean-ablated"}
 EVIDENCE_COLUMNS = {
     "score": "score",
     "mean_ablation_margin_loss": "mean-ablation margin loss",
@@ -40,11 +51,8 @@ def ablation_figure(ablation: pd.DataFrame, value: str, title: str, color_title:
     kinds = kind_sorted(ablation["kind"].unique().tolist())
     panels = []
     for mode in MODES:
-        z = np.full((len(rows), len(kinds)), np.nan)
-        for i, component in enumerate(rows):
-            hit = ablation[(ablation["component"] == component) & ((ablation["mode"] == mode) | (component == NONE))]
-            for r in hit.itertuples(index=False):
-                z[i, kinds.index(r.kind)] = getattr(r, value)
+        cells = ablation[(ablation["mode"] == mode) | (ablation["component"] == NONE)]  # 'none' in every panel
+        z = grid(cells, "component", "kind", value, rows, kinds)
         labels = ["none (unablated)" if c == NONE else c for c in rows]
         panels.append(Panel(f"{mode} ablation", z, kinds, labels))
     if percent:
@@ -52,8 +60,7 @@ def ablation_figure(ablation: pd.DataFrame, value: str, title: str, color_title:
                            colorscale="RdYlGn", hover="%{z:.1%}", text_format="%{z:.0%}",
                            panel_height=32 * len(rows))
     else:
-        finite = np.abs(np.concatenate([p.z.ravel() for p in panels]))
-        limit = float(np.nanmax(finite)) if np.isfinite(finite).any() else 1.0
+        limit = symmetric_limit(np.concatenate([p.z.ravel() for p in panels]))
         fig = heatmap_grid(panels, title, "kind of string", "ablated component", color_title, cols=2,
                            zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, text_format="%{z:.2f}",
                            panel_height=32 * len(rows))
@@ -61,16 +68,14 @@ def ablation_figure(ablation: pd.DataFrame, value: str, title: str, color_title:
 
 
 def circuit_figure(accuracy: dict) -> Figure:
-    labels = {"unablated": "nothing ablated", "circuit_ablated": "circuit heads mean-ablated",
-              "others_ablated": "all other heads mean-ablated"}
-    keys = [k for k in labels if k in accuracy]
+    keys = [k for k in INTERVENTIONS if k in accuracy]
     series = {"distance_1": [accuracy[k].get("distance_1_accuracy") for k in keys],
               "all": [accuracy[k].get("accuracy") for k in keys]}
     series = {k: [np.nan if v is None else v for v in vals] for k, vals in series.items()}
-    hover = {k: [f"{labels[key]}: {pct(v, 2)}" for key, v in zip(keys, vals)] for k, vals in series.items()}
-    fig = grouped_bars([labels[k] for k in keys], series, "Accuracy with the circuit heads or the rest mean-ablated",
-                       "intervention", "accuracy on the analysis set", legend_title="strings", percent=True,
-                       hover=hover)
+    hover = {k: [f"{INTERVENTIONS[key]}: {pct(v, 2)}" for key, v in zip(keys, vals)] for k, vals in series.items()}
+    fig = grouped_bars([INTERVENTIONS[k] for k in keys], series,
+                       "Accuracy with the circuit heads or the rest mean-ablated", "intervention",
+                       "accuracy on the analysis set", legend_title="strings", percent=True, hover=hover)
     return Figure(fig)
 
 
@@ -92,7 +97,7 @@ def ablation_page(attribution: Attribution) -> Page:
     summary, ablation = attribution.summary, attribution["ablation"]
     accuracy = summary["circuit_accuracy"]
     heads = list(summary["circuit_heads"])
-    d1 = {k: accuracy[k].get("distance_1_accuracy") for k in ("unablated", "circuit_ablated", "others_ablated")}
+    d1 = {k: accuracy[k].get("distance_1_accuracy") for k in INTERVENTIONS}
     intro = (f"Circuit heads: {names(heads)}. On the distance-1 strings of the analysis set, accuracy is "
              f"{pct(d1['unablated'])} unablated, {pct(d1['circuit_ablated'])} with only the circuit heads "
              f"mean-ablated, and {pct(d1['others_ablated'])} with every other head mean-ablated (MLPs untouched).")
