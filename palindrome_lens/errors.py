@@ -16,3 +16,7 @@ class DataFileError(PalindromeLensError):
 
 class TokenizerError(PalindromeLensError):
     """A string cannot be encoded with the vocabulary (unknown character, too long)."""
+
+
+class AnalysisError(PalindromeLensError):
+    """An analysis failed one of its own checks (e.g. DLA components that do not sum to the logit difference)."""

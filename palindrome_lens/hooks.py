@@ -29,7 +29,7 @@ AFTER_BLOCKS = ("ln_final.hook_scale",)
 KNOWN_HOOKS = BEFORE_BLOCKS + BLOCK_ORDER + AFTER_BLOCKS
 # What the attribute stage reads (MLP and LayerNorm hooks only where the model has them).
 ATTRIBUTION_HOOKS = ("hook_embed", "hook_pos_embed", "hook_resid_pre", "ln1.hook_scale", "attn.hook_pattern",
-                     "attn.hook_z", "hook_mlp_out", "ln_final.hook_scale")
+                     "attn.hook_z", "hook_mlp_out", "hook_resid_post", "ln_final.hook_scale")
 
 
 class UnknownHookError(PalindromeLensError):

@@ -1,5 +1,6 @@
-"""DVC stage `attribute`: explain the classifier (DLA, attention, patching, ablation, weights, adversarial
-edits, circuit summary) from the model and its extracted activations; tables under data/attribution/."""
+"""DVC stage `attribute`: explain the classifier (DLA, attention, patching, class-balanced ablation, the
+circuit graph and its evaluation, causal scrubbing, weights, adversarial edits) from the model and its
+extracted activations; tables, summary.json and circuit.json under data/attribution/."""
 
 import os
 from pathlib import Path
@@ -28,8 +29,7 @@ def main(p: StageParams) -> None:
         torch.set_num_threads(1)
     verify_sources(ACTIVATIONS, model_dir=MODEL, data_files=[TEST])
     test = read_table(TEST, {f.name: f.type for f in SCHEMA}).to_pandas()
-    summary = write_attribution(OUT, clf, ACTIVATIONS, test, n_adversarial=params.n_adversarial,
-                                batch_size=params.batch_size, max_circuit_heads=params.max_circuit_heads, seed=p.seed)
+    summary = write_attribution(OUT, clf, ACTIVATIONS, test, params, seed=p.seed)
     print(f"attribute: {OUT}: {len(summary['files'])} files from {summary['n_examples']} examples on {clf.device}; "
           f"DLA max error {summary['dla_max_abs_error']:.2e}")
     for sentence in summary["sentences"]:

@@ -1,17 +1,27 @@
-"""Zero and mean ablation of every head (`attn.hook_z`, one head's slice) and every MLP (`hook_mlp_out`).
+"""Ablation that does not lean to one class: resample (the default), label-balanced mean, and zero.
 
-Mean ablation replaces a component's activation by its mean over the analysis set, per position and per
-string length (positions mean different things at different lengths). The mean is taken over the
-stratified sample (rows with no role: equal numbers per kind and length) so the many corrupted pair rows
-do not tilt it towards one kind; zero ablation replaces it by zeros. ARENA's palindrome work prefers
-mean ablation: zeroing an early head moves later layers off their usual inputs.
+- `resample`: a component's activation is taken from another analysis string of the same length,
+  drawn with a seed so that its label is a fair coin (whatever the row's own label) from the
+  stratified rows. An ablated component then carries no information about the row it sits in, and
+  pushes towards neither class on average.
+- `mean`: the mean over palindromes and the mean over non-palindromes, averaged (per length and
+  position), so neither class dominates the reference. The old mean over the stratified rows was 75%
+  non-palindromes and pushed every ablated component towards "not".
+- `zero`: zeros; kept only as the contrast that shows how zero ablation misleads.
+
+Metrics are class-balanced: accuracy and margin (the logit difference signed towards the true
+label) are averaged within each class, then across the two, so a constant predictor scores a
+balanced accuracy of 0.5 and a balanced margin of exactly 0. The balanced mean logit difference is
+the *lean*: how far an ablation pushes towards "palindrome" (> 0) or "not" (< 0) on average.
+
+`Ablator` runs the model with chosen nodes (component x position group, see nodes.py) replaced, many
+node sets in one batched forward pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,29 +31,23 @@ from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 from palindrome_lens.attribution.common import (
+    balanced_accuracy,
+    balanced_mean,
     cache_tensor,
-    forward_logit_diff,
-    head_names,
-    margin,
-    mlp_names,
+    device_of,
+    logit_diff,
     parse_head,
-    to_numpy,
+    readout_positions,
 )
+from palindrome_lens.attribution.nodes import Node, component_layer, components
 from palindrome_lens.data.generate import KINDS
 from palindrome_lens.stage import tqdm_disabled
 
-MODES = ("zero", "mean")
+MODES = ("resample", "mean", "zero")
+ALL, DISTANCE_1, BALANCED = "all", "distance_1", "balanced"
 NONE = "none"
-ALL, DISTANCE_1 = "all", "distance_1"
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """Replace `hook` (one head's slice of it when `head` is set) by `values`, one row per example."""
-
-    hook: str
-    head: int | None
-    values: torch.Tensor  # (n, pos, ...) aligned with the tokens' rows
+_STREAM = 6  # a seed stream of its own (extract uses 4, adversarial 5)
+ROWS_PER_FORWARD = 4096  # rows of (node set x example) per batched forward pass (fastest on CPU)
 
 
 def component_hook(component: str) -> tuple[str, int | None]:
@@ -61,48 +65,137 @@ def component_activation(cache: ActivationCache, component: str, n: int) -> torc
     return tensor[:, :, head] if head is not None else tensor
 
 
-def zero_ablation(cache: ActivationCache, component: str, n: int) -> Ablation:
-    hook, head = component_hook(component)
-    return Ablation(hook, head, torch.zeros_like(component_activation(cache, component, n)))
-
-
-def mean_ablation(cache: ActivationCache, examples: pd.DataFrame, component: str) -> Ablation:
-    """The per-(length, position) mean over the stratified rows, given to every example of that length."""
-    hook, head = component_hook(component)
-    activation = component_activation(cache, component, len(examples)).float()
-    lengths = examples["length"].to_numpy()
+def source_pool(examples: pd.DataFrame) -> np.ndarray:
+    """Rows ablation values come from: the stratified rows (equal numbers per kind and length)."""
     stratified = examples["role"].isna().to_numpy()
-    values = torch.empty_like(activation)
-    for length in sorted(set(lengths.tolist())):
-        rows = lengths == length
-        reference = rows & stratified if (rows & stratified).any() else rows
-        index = torch.tensor(np.flatnonzero(rows), device=activation.device)
-        mean = activation[torch.tensor(np.flatnonzero(reference), device=activation.device)].mean(dim=0)
-        values[index] = mean.expand(len(index), *mean.shape)
-    return Ablation(hook, head, values)
+    return stratified if stratified.any() else np.ones(len(examples), dtype=bool)
 
 
-def _replace(activation: torch.Tensor, hook: object, head: int | None, values: torch.Tensor) -> torch.Tensor:
-    values = values.to(activation.device, activation.dtype)
-    if head is None:
-        return values
-    out = activation.clone()
-    out[:, :, head] = values
+def resample_sources(examples: pd.DataFrame, seed: int, stream: int = _STREAM) -> np.ndarray:
+    """(n,) for every row, another row of the same length whose label is a fair coin, drawn with `seed`."""
+    rng = np.random.default_rng([seed, stream])
+    lengths = examples["length"].to_numpy()
+    labels = examples["label"].to_numpy(dtype=bool)
+    pool = source_pool(examples)
+    coins = rng.random(len(examples)) < 0.5
+    picks = rng.random(len(examples))
+    out = np.empty(len(examples), dtype=np.int64)
+    for i in range(len(examples)):
+        same_length = lengths == lengths[i]
+        for candidates in (same_length & pool & (labels == coins[i]), same_length & pool, same_length):
+            candidates = np.flatnonzero(candidates & (np.arange(len(examples)) != i))
+            if len(candidates):
+                out[i] = candidates[int(picks[i] * len(candidates))]
+                break
+        else:
+            out[i] = i  # the only string of its length: nothing else to take it from
     return out
 
 
-def run_ablated(model: TransformerBridge, tokens: torch.Tensor, ablations: Sequence[Ablation],
-                batch_size: int) -> torch.Tensor:
-    """(n,) BOS logit differences with every ablation applied at once (none: a plain forward)."""
-    def hooks(rows: slice) -> list:
-        return [(a.hook, partial(_replace, head=a.head, values=a.values[rows])) for a in ablations]
+def balanced_reference(activation: torch.Tensor, examples: pd.DataFrame) -> torch.Tensor:
+    """(n, pos, ...) per row, the label-balanced mean of its length: (mean over palindromes + mean over
+    the rest) / 2, taken over the stratified rows."""
+    lengths = examples["length"].to_numpy()
+    labels = examples["label"].to_numpy(dtype=bool)
+    pool = source_pool(examples)
+    out = torch.empty_like(activation)
+    for length in np.unique(lengths):
+        rows = lengths == length
+        means = []
+        for label in (True, False):
+            chosen = rows & pool & (labels == label)
+            if not chosen.any():
+                chosen = rows & (labels == label)
+            if chosen.any():
+                means.append(activation[torch.from_numpy(np.flatnonzero(chosen)).to(activation.device)].mean(dim=0))
+        mean = torch.stack(means).mean(dim=0)
+        index = torch.from_numpy(np.flatnonzero(rows)).to(activation.device)
+        out[index] = mean.expand(len(index), *mean.shape)
+    return out
 
-    return forward_logit_diff(model, tokens, batch_size, hooks if ablations else None)
+
+def replacement(cache: ActivationCache, examples: pd.DataFrame, component: str, mode: str,
+                sources: np.ndarray) -> torch.Tensor:
+    """(n, pos, ...) what `component` is replaced by in each row under `mode`."""
+    activation = component_activation(cache, component, len(examples)).float()
+    if mode == "resample":
+        return activation[torch.from_numpy(sources).to(activation.device)]
+    if mode == "mean":
+        return balanced_reference(activation, examples)
+    if mode == "zero":
+        return torch.zeros_like(activation)
+    raise ValueError(f"unknown ablation mode {mode!r}; modes are {', '.join(MODES)}")
 
 
-def ablation_for(cache: ActivationCache, examples: pd.DataFrame, component: str, mode: str) -> Ablation:
-    return zero_ablation(cache, component, len(examples)) if mode == "zero" else mean_ablation(cache, examples,
-                                                                                                  component)
+@dataclass
+class Ablator:
+    """The model with chosen nodes replaced (by `mode`), for many node sets at once.
+
+    `masks[group]` is (n, pos) bool: the positions of each row in that group. `logit_diffs(sets)`
+    gives (len(sets), n) logit differences at the readout, each set's nodes replaced in every row.
+    """
+
+    model: TransformerBridge
+    tokens: torch.Tensor
+    cache: ActivationCache
+    examples: pd.DataFrame
+    masks: dict[str, np.ndarray]
+    mode: str
+    sources: np.ndarray
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def value(self, component: str) -> torch.Tensor:
+        if component not in self.values:
+            self.values[component] = replacement(self.cache, self.examples, component, self.mode,
+                                                 self.sources).to(device_of(self.model))
+        return self.values[component]
+
+    def logit_diffs(self, sets: Sequence[Collection[Node]], rows: np.ndarray | None = None,
+                    desc: str | None = None) -> np.ndarray:
+        rows = np.arange(len(self.tokens)) if rows is None else rows
+        if not sets:
+            return np.zeros((0, len(rows)))
+        device = device_of(self.model)
+        per_forward = max(1, ROWS_PER_FORWARD // max(1, len(rows)))
+        out = []
+        starts = range(0, len(sets), per_forward)
+        for start in tqdm(starts, desc=desc, unit="fwd", disable=tqdm_disabled() or desc is None, leave=False):
+            chunk = sets[start:start + per_forward]
+            out.append(self._run(chunk, rows, device))
+        return np.concatenate(out, axis=0)
+
+    def _run(self, sets: Sequence[Collection[Node]], rows: np.ndarray, device: torch.device) -> np.ndarray:
+        n = len(rows)
+        index = torch.from_numpy(rows).to(device)
+        tokens = self.tokens[torch.from_numpy(rows)].to(device).repeat(len(sets), 1)
+        by_component: dict[str, np.ndarray] = {}
+        for s, nodes in enumerate(sets):
+            for nd in nodes:
+                mask = by_component.setdefault(nd.component, np.zeros((len(sets), n, self.tokens.shape[1]), bool))
+                mask[s] |= self.masks[nd.group][rows]
+        hooks = []
+        for component, mask in by_component.items():
+            hook, head = component_hook(component)
+            where = torch.from_numpy(mask.reshape(len(sets) * n, -1)).to(device)
+            values = self.value(component)[index].repeat(len(sets), *([1] * (self.value(component).dim() - 1)))
+            hooks.append((hook, _replacer(head, where, values)))
+        with torch.inference_mode():
+            logits = self.model.run_with_hooks(tokens, fwd_hooks=hooks) if hooks else self.model(tokens)
+        diff = logit_diff(logits, readout_positions(self.model, tokens)).float().cpu().numpy()
+        return diff.reshape(len(sets), n)
+
+
+def _replacer(head: int | None, where: torch.Tensor, values: torch.Tensor):  # noqa: ANN202
+    def hook(activation: torch.Tensor, hook: object) -> torch.Tensor:
+        values_ = values.to(activation.dtype)
+        mask = where.reshape(*where.shape, *([1] * (values_.dim() - 2)))
+        if head is None:
+            return torch.where(mask, values_, activation)
+        out = activation.clone()
+        out[:, :, head] = torch.where(mask, values_, activation[:, :, head])
+        return out
+
+    return hook
 
 
 def groups(examples: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -115,34 +208,51 @@ def groups(examples: pd.DataFrame) -> dict[str, np.ndarray]:
     return out
 
 
-def ablation_table(model: TransformerBridge, tokens: torch.Tensor, cache: ActivationCache, examples: pd.DataFrame,
-                   batch_size: int) -> pd.DataFrame:
-    """ablation.parquet: accuracy, mean logit difference and mean margin per (component, mode, kind).
-
-    component "none"/mode "none" is the unablated model. `kind` also takes "all" and "distance_1".
-    margin = logit_diff signed towards the right class (< 0: wrong). The `*_change` columns are relative
-    to the unablated model on the same rows.
-    """
-    label = torch.tensor(examples["label"].to_numpy(dtype=bool))
-    baseline = to_numpy(run_ablated(model, tokens, [], batch_size))
-    runs = [(NONE, NONE, baseline)]
-    plan = [(c, m) for c in [*head_names(model), *mlp_names(model)] for m in MODES]
-    for component, mode in tqdm(plan, desc="ablation", unit="run", disable=tqdm_disabled()):
-        ablation = ablation_for(cache, examples, component, mode)
-        runs.append((component, mode, to_numpy(run_ablated(model, tokens, [ablation], batch_size))))
-    base_margin = to_numpy(margin(torch.tensor(baseline), label))
+def metric_rows(diff: np.ndarray, base: np.ndarray, examples: pd.DataFrame) -> list[dict]:
+    """Rows of ablation.parquet for one ablated run: per kind group, plus the class-balanced row."""
+    label = examples["label"].to_numpy(dtype=bool)
+    signed, base_signed = np.where(label, diff, -diff), np.where(label, base, -base)
     rows = []
-    for component, mode, diff in runs:
-        signed = to_numpy(margin(torch.tensor(diff), label))
-        for kind, mask in groups(examples).items():
-            if not mask.any():
-                continue
+    for kind, mask in groups(examples).items():
+        if mask.any():
             rows.append({
-                "component": component, "mode": mode, "kind": kind, "n": int(mask.sum()),
+                "kind": kind, "n": int(mask.sum()),
                 "accuracy": float((signed[mask] > 0).mean()), "mean_logit_diff": float(diff[mask].mean()),
                 "mean_margin": float(signed[mask].mean()),
-                "accuracy_change": float((signed[mask] > 0).mean() - (base_margin[mask] > 0).mean()),
-                "logit_diff_change": float(diff[mask].mean() - baseline[mask].mean()),
-                "margin_change": float(signed[mask].mean() - base_margin[mask].mean()),
+                "accuracy_change": float((signed[mask] > 0).mean() - (base_signed[mask] > 0).mean()),
+                "logit_diff_change": float(diff[mask].mean() - base[mask].mean()),
+                "margin_change": float(signed[mask].mean() - base_signed[mask].mean()),
             })
+    # class-balanced: accuracy and margin within each class, then across; mean_logit_diff is the lean
+    acc, base_acc = balanced_accuracy(signed, label), balanced_accuracy(base_signed, label)
+    lean, base_lean = balanced_mean(diff, label), balanced_mean(base, label)
+    marg, base_marg = balanced_mean(signed, label), balanced_mean(base_signed, label)
+    rows.append({"kind": BALANCED, "n": len(label), "accuracy": float(acc), "mean_logit_diff": float(lean),
+                 "mean_margin": float(marg), "accuracy_change": float(acc - base_acc),
+                 "logit_diff_change": float(lean - base_lean), "margin_change": float(marg - base_marg)})
+    return rows
+
+
+def whole_component_nodes(component: str, masks: dict[str, np.ndarray], layer: int) -> list[Node]:
+    """A component at every position (one node per group)."""
+    return [Node(layer, component, g) for g in masks]
+
+
+def ablation_table(ablators: dict[str, Ablator], model: TransformerBridge, examples: pd.DataFrame,
+                   base: np.ndarray, nodes: Iterable[Node]) -> pd.DataFrame:
+    """ablation.parquet: every component at every position alone, in each mode; and every candidate
+    node alone under resample ablation. `positions` is `all` or the node's group; kind `balanced` holds the
+    class-balanced metrics (mean_logit_diff there is the lean towards "palindrome")."""
+    comps = components(model)
+    rows = [{"component": NONE, "positions": NONE, "mode": NONE, **r} for r in metric_rows(base, base, examples)]
+    for mode, ablator in ablators.items():
+        sets = [whole_component_nodes(c, ablator.masks, component_layer(c)) for c in comps]
+        for component, diff in zip(comps, ablator.logit_diffs(sets, desc=f"ablation ({mode})")):
+            rows += [{"component": component, "positions": ALL, "mode": mode, **r}
+                     for r in metric_rows(diff, base, examples)]
+    nodes = list(nodes)
+    resample = ablators["resample"]
+    for nd, diff in zip(nodes, resample.logit_diffs([[nd] for nd in nodes], desc="node ablation")):
+        rows += [{"component": nd.component, "positions": nd.group, "mode": "resample", **r}
+                 for r in metric_rows(diff, base, examples)]
     return pd.DataFrame(rows)

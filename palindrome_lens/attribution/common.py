@@ -1,8 +1,9 @@
 """Small shared pieces of the attribution analyses: component names, the logit difference, weights
 under TransformerLens names, batched forward passes with hooks, and tables written as Parquet.
 
-Conventions: the class is read at position 0 (BOS); `logit_diff` is logit[1] - logit[0] ("palindrome"
-minus "not"); heads are `L{l}H{h}`, MLPs `{l}_mlp_out`. Every tensor follows the model's device.
+Conventions: the class is read at the model's readout position (BOS, or EOS for a causal model; see
+`palindrome_lens.model.readout`); `logit_diff` is logit[1] - logit[0] ("palindrome" minus "not") there;
+heads are `L{l}H{h}`, MLPs `{l}_mlp_out`. Every tensor follows the model's device.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,16 +24,28 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from palindrome_lens.data.parquet import write_table
 from palindrome_lens.errors import DataFileError
+from palindrome_lens.model.readout import readout_of
 from palindrome_lens.stage import tqdm_disabled
 
-POS = 0  # class logits are read at BOS
 PALINDROME, NOT_PALINDROME = 1, 0
 Hook = tuple[str, Callable[..., Any]]
 
 
-def logit_diff(logits: torch.Tensor) -> torch.Tensor:
-    """(batch,) logit[1] - logit[0] at position 0 of (batch, pos, 2) logits."""
-    return logits[:, POS, PALINDROME] - logits[:, POS, NOT_PALINDROME]
+def logit_diff(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(batch,) logit[1] - logit[0] of (batch, pos, 2) logits at each row's readout position."""
+    at = logits[torch.arange(logits.shape[0], device=logits.device), positions.to(logits.device)]
+    return at[:, PALINDROME] - at[:, NOT_PALINDROME]
+
+
+def readout_positions(model: TransformerBridge, tokens: torch.Tensor) -> torch.Tensor:
+    """(n,) each row's readout position (on the tokens' device)."""
+    return readout_of(model).positions(tokens)
+
+
+def logit_diff_metric(model: TransformerBridge, tokens: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The patching metric for a batch of `tokens`: their logit differences at the readout."""
+    positions = readout_positions(model, tokens)
+    return lambda logits: logit_diff(logits, positions)
 
 
 def head_names(model: TransformerBridge) -> list[str]:
@@ -101,7 +115,7 @@ def cache_tensor(cache: ActivationCache, name: str, n: int | None = None) -> tor
 
 def forward_logit_diff(model: TransformerBridge, tokens: torch.Tensor, batch_size: int,
                        hooks: Callable[[slice], Sequence[Hook]] | None = None, desc: str | None = None) -> torch.Tensor:
-    """(n,) logit differences at BOS, in batches; `hooks(rows)` gives the forward hooks for a batch."""
+    """(n,) logit differences at the readout, in batches; `hooks(rows)` gives the forward hooks for a batch."""
     device = device_of(model)
     out = []
     starts = range(0, len(tokens), batch_size)
@@ -113,8 +127,14 @@ def forward_logit_diff(model: TransformerBridge, tokens: torch.Tensor, batch_siz
                 logits = model(batch)
             else:
                 logits = model.run_with_hooks(batch, fwd_hooks=list(hooks(rows)))
-        out.append(logit_diff(logits).float())
+        out.append(logit_diff(logits, readout_positions(model, batch)).float())
     return torch.cat(out) if out else torch.empty(0, device=device)
+
+
+def at_positions(tensor: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """tensor[i, positions[i]] for every row i of an (n, pos, ...) tensor."""
+    rows = torch.arange(tensor.shape[0], device=tensor.device)
+    return tensor[rows, positions.to(tensor.device)]
 
 
 def margin(diff: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -122,10 +142,52 @@ def margin(diff: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     return torch.where(label, diff, -diff)
 
 
-def save_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Parquet without the pandas index (a plain Arrow table, byte-stable for identical frames)."""
-    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-    write_table(table, path)
+def balanced_mean(values: np.ndarray, label: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The mean within each class, then across the two classes (a class-balanced mean along `axis`).
+
+    A constant predictor's margin averages to exactly 0 this way, whatever the class mix.
+    """
+    label = np.asarray(label, dtype=bool)
+    if label.all() or not label.any():
+        return np.asarray(values).mean(axis=axis)
+    pos = np.compress(label, values, axis=axis).mean(axis=axis)
+    neg = np.compress(~label, values, axis=axis).mean(axis=axis)
+    return (pos + neg) / 2
+
+
+def balanced_accuracy(margins: np.ndarray, label: np.ndarray, axis: int = -1) -> np.ndarray:
+    return balanced_mean((np.asarray(margins) > 0).astype(np.float64), label, axis=axis)
+
+
+MIN_GAP = 1e-4  # pairs whose clean and corrupted logit differences (almost) coincide have no scale
+
+
+def recovery_stats(patched: np.ndarray, clean: np.ndarray, corrupted: np.ndarray) -> dict[str, Any]:
+    """Normalised recovery (patched - corrupted) / (clean - corrupted) over pairs, per cell.
+
+    `patched` is (..., pairs). `recovery` is the ratio of means over the pairs with a usable gap, so
+    pairs whose gap is tiny cannot dominate it; the quantiles of the per-pair ratios show the spread.
+    """
+    gap = clean - corrupted
+    valid = np.abs(gap) > MIN_GAP
+    patched = np.asarray(patched, dtype=np.float64)
+    lead = patched.shape[:-1]
+    if not valid.any():
+        nan = np.full(lead, np.nan)
+        return {"recovery": nan, "n": 0, "pair_q25": nan, "pair_median": nan, "pair_q75": nan}
+    per_pair = (patched[..., valid] - corrupted[valid]) / gap[valid]
+    q25, median, q75 = np.quantile(per_pair, [0.25, 0.5, 0.75], axis=-1)
+    recovery = (patched[..., valid].mean(axis=-1) - corrupted[valid].mean()) / gap[valid].mean()
+    return {"recovery": recovery, "n": int(valid.sum()), "pair_q25": q25, "pair_median": median, "pair_q75": q75}
+
+
+def save_table(df: pd.DataFrame, path: str | os.PathLike[str], schema: pa.Schema) -> None:
+    """Parquet without the pandas index, cast to the table's one schema (schemas.py); byte-stable."""
+    if set(df.columns) != set(schema.names):
+        extra, missing = sorted(set(df.columns) - set(schema.names)), sorted(set(schema.names) - set(df.columns))
+        raise ValueError(f"{Path(path).name}: columns differ from its schema (extra {extra}, missing {missing})")
+    table = pa.Table.from_pandas(df[schema.names].reset_index(drop=True), schema=schema, preserve_index=False)
+    write_table(table.replace_schema_metadata(None), path)
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:

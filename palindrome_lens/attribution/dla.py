@@ -1,6 +1,6 @@
-"""Direct logit attribution at BOS with the final LayerNorm folded in exactly.
+"""Direct logit attribution at the readout position with the final LayerNorm folded in exactly.
 
-The final residual at position 0 is the sum of `embed`, `pos_embed`, every head's output
+The final residual at the readout position (BOS, or EOS for a causal model) is the sum of `embed`, `pos_embed`, every head's output
 (`hook_z @ W_O` per head, TransformerLens' `L{l}H{h}`), every MLP's `hook_mlp_out` and the attention
 output biases `b_O`. LayerNorm is linear once its scale is fixed, so with the cached
 `ln_final.hook_scale` s and d = W_U[:, 1] - W_U[:, 0]:
@@ -20,7 +20,7 @@ from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 from palindrome_lens.attribution.common import (
-    POS,
+    at_positions,
     cache_tensor,
     class_direction,
     has_layernorm,
@@ -32,22 +32,25 @@ from palindrome_lens.attribution.common import (
 BIAS = "bias"
 
 
-def component_stack(model: TransformerBridge, cache: ActivationCache, n: int,
-                    pos: int = POS) -> tuple[list[str], torch.Tensor]:
-    """The residual stream after the last block at `pos`, split into named (n, n_components, d_model) parts."""
+def component_stack(model: TransformerBridge, cache: ActivationCache, positions: torch.Tensor
+                    ) -> tuple[list[str], torch.Tensor]:
+    """The residual stream after the last block at each row's position, split into named
+    (n, n_components, d_model) parts."""
     cfg = model.cfg
+    n = len(positions)
     names = ["embed", "pos_embed"]
-    parts = [cache_tensor(cache, "hook_embed", n)[:, pos], cache_tensor(cache, "hook_pos_embed", n)[:, pos]]
+    parts = [at_positions(cache_tensor(cache, "hook_embed", n), positions),
+             at_positions(cache_tensor(cache, "hook_pos_embed", n), positions)]
     w_o = model.W_O.detach()  # (layer, head, d_head, d_model)
     for layer in range(cfg.n_layers):
-        z = cache_tensor(cache, f"blocks.{layer}.attn.hook_z", n)[:, pos]  # (n, head, d_head)
+        z = at_positions(cache_tensor(cache, f"blocks.{layer}.attn.hook_z", n), positions)  # (n, head, d_head)
         heads = torch.einsum("nhd,hdm->nhm", z.to(w_o.dtype), w_o[layer])
         for head in range(cfg.n_heads):
             names.append(f"L{layer}H{head}")
             parts.append(heads[:, head])
         if not cfg.attn_only:
             names.append(f"{layer}_mlp_out")
-            parts.append(cache_tensor(cache, f"blocks.{layer}.hook_mlp_out", n)[:, pos])
+            parts.append(at_positions(cache_tensor(cache, f"blocks.{layer}.hook_mlp_out", n), positions))
     names.append(BIAS)
     parts.append(model.b_O.detach().sum(dim=0).expand(n, cfg.d_model))
     stack = torch.stack([p.to(w_o.device, w_o.dtype) for p in parts], dim=1)
@@ -55,12 +58,12 @@ def component_stack(model: TransformerBridge, cache: ActivationCache, n: int,
 
 
 def fold_final_ln(model: TransformerBridge, cache: ActivationCache, stack: torch.Tensor,
-                  names: list[str], pos: int = POS) -> torch.Tensor:
+                  names: list[str], positions: torch.Tensor) -> torch.Tensor:
     """(n, n_components) contributions to logit_diff; the constants are added to the `bias` component."""
     d = class_direction(model)
     constant = unembed_bias_diff(model)
     if has_layernorm(model):
-        scale = cache_tensor(cache, "ln_final.hook_scale", stack.shape[0])[:, pos].to(stack)  # (n, 1)
+        scale = at_positions(cache_tensor(cache, "ln_final.hook_scale", stack.shape[0]), positions).to(stack)  # (n, 1)
         centred = stack - stack.mean(dim=-1, keepdim=True)
         values = (centred / scale[:, None, :]) @ (weight(model, "ln_final.weight") * d)
         constant = constant + weight(model, "ln_final.bias") @ d
@@ -71,14 +74,15 @@ def fold_final_ln(model: TransformerBridge, cache: ActivationCache, stack: torch
 
 
 def direct_logit_attribution(model: TransformerBridge, cache: ActivationCache, examples: pd.DataFrame,
-                             logit_diff: torch.Tensor) -> pd.DataFrame:
-    """dla.parquet: one row per (example, component); `logit_diff` is the model's own output per example.
+                             logit_diff: torch.Tensor, positions: torch.Tensor) -> pd.DataFrame:
+    """dla.parquet: one row per (example, component); `logit_diff` is the model's own output per example
+    and `positions` each example's readout position.
 
-    `cache` and `logit_diff` hold the rows of `examples` in order.
+    `cache`, `logit_diff` and `positions` hold the rows of `examples` in order.
     """
     n = len(examples)
-    names, stack = component_stack(model, cache, n)
-    values = to_numpy(fold_final_ln(model, cache, stack, names))
+    names, stack = component_stack(model, cache, positions)
+    values = to_numpy(fold_final_ln(model, cache, stack, names, positions))
     diffs = to_numpy(logit_diff)
     frame = pd.DataFrame({
         "example_id": examples["example_id"].to_numpy().repeat(len(names)),

@@ -2,11 +2,13 @@
 
 Every corrupted string of the analysis set (role "corrupted") is run with one activation replaced by
 the same activation of its clean palindrome (same pair_id, same length, so positions line up). The
-metric is the BOS logit difference; the table reports the normalised recovery
+metric is the logit difference at the readout position; the table reports the normalised recovery
 
-    (patched - corrupted) / (clean - corrupted)
+    (mean patched - mean corrupted) / (mean clean - mean corrupted)
 
-averaged per mismatch position (0 = the patch does nothing, 1 = it restores the clean answer).
+over the pairs of each mismatch position and over all of them (0 = the patch does nothing, 1 = it
+restores the clean answer): a ratio of means, so pairs with a tiny gap cannot dominate, with the
+quartiles of the per-pair ratios beside it.
 Sweeps: `resid_pre` per layer and position and per layer over all positions (a sanity row: it must
 be 1), each head's `z` per position and over all positions, and `mlp_out` per layer and position.
 """
@@ -27,11 +29,15 @@ from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 from palindrome_lens.attribution.attention import real_positions
-from palindrome_lens.attribution.common import cache_tensor, forward_logit_diff, logit_diff, to_numpy
+from palindrome_lens.attribution.common import (
+    cache_tensor,
+    forward_logit_diff,
+    logit_diff_metric,
+    recovery_stats,
+    to_numpy,
+)
 from palindrome_lens.errors import DataFileError
 from palindrome_lens.stage import tqdm_disabled
-
-MIN_GAP = 1e-4  # pairs whose clean and corrupted logit differences (almost) coincide have no scale
 
 
 @dataclass(frozen=True)
@@ -121,8 +127,8 @@ def patch_values(model: TransformerBridge, tokens: torch.Tensor, cache: Activati
         clean_cache = subset_cache(model, cache, names, chunk["clean_id"].to_numpy())
         corrupted = tokens[torch.tensor(chunk["corrupted_id"].to_numpy())].to(device)
         with torch.inference_mode(), _quiet_tl_progress():
-            result = sweep.run(model, corrupted, clean_cache, logit_diff, index_df=cells, index_axis_names=None,
-                               reduce="none")
+            result = sweep.run(model, corrupted, clean_cache, logit_diff_metric(model, corrupted), index_df=cells,
+                               index_axis_names=None, reduce="none")
         out.append(to_numpy(result.values))
         if bar is not None:
             bar.update(len(cells))
@@ -158,34 +164,27 @@ def activation_patching(model: TransformerBridge, tokens: torch.Tensor, cache: A
     return pd.concat(frames, ignore_index=True)
 
 
-def recovery(patched: np.ndarray, clean: np.ndarray, corrupted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised recovery per (cell, pair) and the mask of pairs with a usable clean-corrupted gap."""
-    gap = clean - corrupted
-    valid = np.abs(gap) > MIN_GAP
-    safe = np.where(valid, gap, 1.0)
-    return (patched - corrupted) / safe, valid
-
-
 def _summarise(sweep: Sweep, cells: pd.DataFrame, patched: np.ndarray, clean: np.ndarray, corrupted: np.ndarray,
                group: pd.DataFrame, length: int) -> pd.DataFrame:
-    rec, valid = recovery(patched, clean, corrupted)
     mismatch = group["mismatch_pos"].to_numpy()
+    stats = {where: recovery_stats(patched[:, chosen], clean[chosen], corrupted[chosen])
+             for where, chosen in [(None, np.ones(len(mismatch), dtype=bool)),
+                                   *[(m, mismatch == m) for m in sorted(set(mismatch.tolist()))]]}
     rows = []
     for c, cell in enumerate(cells.itertuples(index=False)):
         layer = int(cell.layer)
         head = int(cell.head) if "head" in sweep.axes else None
         pos = int(cell.pos) if "pos" in sweep.axes else None
         component = f"L{layer}H{head}" if sweep.activation == "z" else f"{layer}_{sweep.activation}"
-        for where in [None, *sorted(set(mismatch.tolist()))]:
-            mask = valid & ((mismatch == where) if where is not None else True)
-            values = rec[c, mask]
+        for where, st in stats.items():
+            chosen = (mismatch == where) if where is not None else np.ones(len(mismatch), dtype=bool)
             rows.append({
                 "length": length, "activation": sweep.activation, "component": component, "layer": layer,
-                "head": head, "pos": pos, "mismatch_pos": where, "n": int(mask.sum()),
-                "recovery": float(values.mean()) if values.size else np.nan,
-                "stderr": float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else np.nan,
-                "clean_logit_diff": float(clean[mask].mean()) if values.size else np.nan,
-                "corrupted_logit_diff": float(corrupted[mask].mean()) if values.size else np.nan,
+                "head": head, "pos": pos, "mismatch_pos": where, "n": st["n"],
+                "recovery": _cell(st["recovery"], c), "pair_q25": _cell(st["pair_q25"], c),
+                "pair_median": _cell(st["pair_median"], c), "pair_q75": _cell(st["pair_q75"], c),
+                "clean_logit_diff": float(clean[chosen].mean()),
+                "corrupted_logit_diff": float(corrupted[chosen].mean()),
             })
     frame = pd.DataFrame(rows)
     for column in ("head", "pos", "mismatch_pos"):
@@ -193,8 +192,13 @@ def _summarise(sweep: Sweep, cells: pd.DataFrame, patched: np.ndarray, clean: np
     return frame
 
 
+def _cell(values: np.ndarray, c: int) -> float:
+    return float(np.asarray(values).reshape(-1)[c]) if np.ndim(values) else float(values)
+
+
 def _empty() -> pd.DataFrame:
     frame = pd.DataFrame({c: [] for c in ("length", "activation", "component", "layer", "head", "pos", "mismatch_pos",
-                                          "n", "recovery", "stderr", "clean_logit_diff", "corrupted_logit_diff")})
+                                          "n", "recovery", "pair_q25", "pair_median", "pair_q75", "clean_logit_diff",
+                                          "corrupted_logit_diff")})
     return frame.astype({"length": "int64", "activation": "object", "component": "object", "layer": "int64",
                          "head": "Int32", "pos": "Int32", "mismatch_pos": "Int32", "n": "int64"})

@@ -1,5 +1,5 @@
-"""The whole attribute analysis: read the model and the extracted activations, compute every table, write
-them with summary.json into one directory atomically."""
+"""The whole attribute analysis: read the model and the extracted activations, compute every table, the
+circuit document and the summary, and write them into one directory atomically."""
 
 from __future__ import annotations
 
@@ -16,33 +16,68 @@ from transformer_lens.ActivationCache import ActivationCache
 
 from palindrome_lens.activations import load_cache, load_examples, load_manifest
 from palindrome_lens.atomic import atomic_dir, write_json
-from palindrome_lens.attribution.ablation import ablation_table
+from palindrome_lens.attribution.ablation import MODES, Ablator, ablation_table, resample_sources
 from palindrome_lens.attribution.adversarial import (
     adversarial_by_position,
     adversarial_search,
     choose_palindromes,
 )
 from palindrome_lens.attribution.attention import mean_patterns, mirror_by_head, mirror_scores
-from palindrome_lens.attribution.common import forward_logit_diff, margin, save_table, to_numpy
+from palindrome_lens.attribution.circuit import (
+    SEARCH_ROWS,
+    CircuitScorer,
+    completeness,
+    minimality,
+    screening_rows,
+    search_circuit,
+    without,
+)
+from palindrome_lens.attribution.common import (
+    balanced_accuracy,
+    balanced_mean,
+    forward_logit_diff,
+    head_names,
+    margin,
+    readout_positions,
+    save_table,
+    to_numpy,
+)
+from palindrome_lens.attribution.composition import composition_table
 from palindrome_lens.attribution.distributions import centred_components, distribution_stats
 from palindrome_lens.attribution.dla import direct_logit_attribution
-from palindrome_lens.attribution.patching import activation_patching
-from palindrome_lens.attribution.summary import circuit_summary
+from palindrome_lens.attribution.edges import LOGITS, path_patching, possible_edges
+from palindrome_lens.attribution.nodes import (
+    NODE_POSITIONS,
+    Node,
+    candidate_nodes,
+    embedding_nodes,
+    group_masks,
+)
+from palindrome_lens.attribution.patching import activation_patching, corruption_pairs
+from palindrome_lens.attribution.schemas import SCHEMAS
+from palindrome_lens.attribution.scrubbing import Hypothesis, scrub
+from palindrome_lens.attribution.summary import FORMAT as CIRCUIT_FORMAT
+from palindrome_lens.attribution.summary import head_evidence, scrub_verdict, sentences
 from palindrome_lens.attribution.weights import pos_cosine, pos_embed_table, positional_qk
-from palindrome_lens.errors import DataFileError
+from palindrome_lens.errors import AnalysisError, DataFileError
 from palindrome_lens.hooks import ATTRIBUTION_HOOKS, full_hook_names
 from palindrome_lens.model.classifier import Classifier
+from palindrome_lens.model.readout import readout_of
+from palindrome_lens.params import AttributeParams
 
-FORMAT = "palindrome-lens/attribution/v1"
-SUMMARY = "summary.json"
+FORMAT = "palindrome-lens/attribution/v2"
+SUMMARY, CIRCUIT = "summary.json", "circuit.json"
+DLA_TOLERANCE = 1e-3  # |sum of DLA components - logit diff|, relative to max(1, |logit diff|)
+PATCH_TOLERANCE = 1e-3  # |recovery - 1| when every activation of a layer is patched
 
 
 @dataclass
 class Attribution:
-    """Every table (by file stem) and the summary dict."""
+    """Every table (by file stem), the summary and the circuit document."""
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    circuit: dict[str, Any] = field(default_factory=dict)
 
 
 def needed_hooks(clf: Classifier) -> list[str]:
@@ -56,62 +91,214 @@ def needed_hooks(clf: Classifier) -> list[str]:
     return names
 
 
-def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, test: pd.DataFrame, *,
-            n_adversarial: int, batch_size: int, max_circuit_heads: int, seed: int) -> Attribution:
-    """All analyses in memory. `cache` holds the rows of `examples` (example_id order)."""
-    model = clf.model
-    model.eval()
+def _check_rows(examples: pd.DataFrame, cache: ActivationCache) -> None:
     if not (examples["example_id"].to_numpy() == np.arange(len(examples))).all():
         raise DataFileError("examples: example_id must be 0..n-1 in row order (the rows of the activation cache)")
     cached = cache["hook_embed"].shape[0] if "hook_embed" in cache.cache_dict else len(examples)
     if cached != len(examples):
         raise DataFileError(f"the activation cache holds {cached} examples but examples.parquet lists {len(examples)}")
+
+
+def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, test: pd.DataFrame,
+            settings: AttributeParams, seed: int) -> Attribution:
+    """All analyses in memory. `cache` holds the rows of `examples` (example_id order)."""
+    model = clf.model
+    model.eval()
+    _check_rows(examples, cache)
+    bs = settings.batch_size
     tokens = clf.encode(examples["text"].tolist())
-    label = torch.tensor(examples["label"].to_numpy(dtype=bool))
-    diff = forward_logit_diff(model, tokens, batch_size)
+    positions = readout_positions(model, tokens)
+    label = examples["label"].to_numpy(dtype=bool)
+    diff = forward_logit_diff(model, tokens, bs)
+    base = to_numpy(diff)
     out = Attribution()
     t = out.tables
-    t["dla"] = direct_logit_attribution(model, cache, examples, diff)
+    t["dla"] = direct_logit_attribution(model, cache, examples, diff, positions)
+    dla_error = _check_dla(t["dla"], base)
     t["distributions"] = centred_components(t["dla"])
     t["distribution_stats"] = distribution_stats(t["distributions"])
     t["attention"] = mean_patterns(model, cache, examples, tokens, clf.tokenizer.pad_id)
     t["mirror"] = mirror_scores(model, cache, examples)
-    t["patching"] = activation_patching(model, tokens, cache, examples, batch_size)
-    t["ablation"] = ablation_table(model, tokens, cache, examples, batch_size)
-    t["pos_qk"] = positional_qk(model, clf.tokenizer.width)
+    t["patching"] = activation_patching(model, tokens, cache, examples, bs)
+    patch_facts = _check_patching(t["patching"])
+
+    # nodes, class-balanced ablation and the circuit
+    readout_kind = readout_of(model).kind
+    groups = NODE_POSITIONS[settings.node_positions]
+    masks = group_masks(examples["length"], tokens.shape[1], groups, clf.tokenizer.add_eos)
+    candidates = candidate_nodes(model, groups, masks, readout_kind)
+    sources = resample_sources(examples, seed)
+    ablators = {mode: Ablator(model, tokens, cache, examples, masks, mode, sources) for mode in MODES}
+    t["ablation"] = ablation_table(ablators, model, examples, base, candidates)
+    scorer = CircuitScorer(ablators[settings.ablation], candidates, label)
+    screen = CircuitScorer(ablators[settings.ablation], candidates, label, screening_rows(examples, seed))
+    search = search_circuit(screen, scorer, settings.faithfulness_target, settings.search_budget)
+    circuit = search.nodes
+    full = float(scorer.f([candidates])[0])
+    complete = completeness(scorer, circuit, full) if full > 0 else {"value": None, "worst_k": None, "tried": {}}
+    minimal = minimality(scorer, circuit, full) if full > 0 else {}
+
+    # edges by path patching, composition scores, scrubbing
+    pairs = corruption_pairs(examples)
+    senders = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"] + candidates
+    t["edges"] = path_patching(model, tokens, cache, pairs, masks, possible_edges(senders, candidates, readout_kind), bs)
+    t["composition"] = composition_table(model, seed)
+    scrubbing = []
+    for raw in settings.hypotheses:
+        hypothesis = Hypothesis.from_params(raw)
+        if hypothesis.after_layer >= model.cfg.n_layers:
+            raise AnalysisError(f"attribute.hypotheses: {hypothesis.name} scrubs after layer {hypothesis.after_layer}, "
+                                f"but the model has {model.cfg.n_layers} layers (0..{model.cfg.n_layers - 1})")
+        result = scrub(model, tokens, cache, examples, hypothesis, seed, clf.tokenizer.add_eos, bs, base)
+        result["verdict"] = scrub_verdict(result, settings.faithfulness_target)
+        scrubbing.append(result)
+
+    t["pos_qk"] = positional_qk(model, cache, examples, tokens)
     t["pos_embed"] = pos_embed_table(model)
     t["pos_cosine"] = pos_cosine(model)
-    sources = choose_palindromes(test, n_adversarial, seed)
-    t["adversarial"] = adversarial_search(model, clf.tokenizer, sources, batch_size)
+    sources_adv = choose_palindromes(test, settings.n_adversarial, seed)
+    t["adversarial"] = adversarial_search(model, clf.tokenizer, sources_adv, bs)
     t["adversarial_by_position"] = adversarial_by_position(t["adversarial"])
+    t["nodes"] = node_table(scorer, candidates, circuit, minimal, full)
 
-    dla_sum = t["dla"].groupby("example_id", sort=True)["value"].sum().to_numpy()
-    correct = to_numpy(margin(diff.cpu(), label)) > 0
-    circuit = circuit_summary(model, tokens, cache, examples, t["ablation"], t["patching"], t["mirror"],
-                              max_circuit_heads, batch_size)
+    out.circuit = circuit_document(scorer, search, circuit, candidates, full, complete, minimal, t["edges"],
+                                   scrubbing, settings, seed, masks, groups)
+    mirrors = mirror_by_head(t["mirror"])
+    evidence = head_evidence(t["ablation"], t["patching"], mirrors, head_names(model), circuit, minimal)
+    out.circuit["sentences"] = sentences(out.circuit, evidence, settings.faithfulness_target, settings.minimality_floor)
+    circuit_heads = list(dict.fromkeys(nd.component for nd in circuit if nd.is_head))
+    correct = to_numpy(margin(diff.cpu(), torch.from_numpy(label))) > 0
     out.summary = {
         "format": FORMAT,
         "model": {k: clf.config.get(k) for k in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "attn_only",
-                                                  "normalization_type", "lengths")},
+                                                  "normalization_type", "lengths", "attention_dir")}
+        | {"readout": readout_kind},
         "n_examples": len(examples),
         "accuracy": float(correct.mean()),
-        "dla_max_abs_error": float(np.abs(dla_sum - to_numpy(diff)).max()),
-        "mirror_scores": mirror_by_head(t["mirror"]),
-        **circuit,
-        "patching": _patching_facts(t["patching"]),
-        "adversarial": _adversarial_facts(t["adversarial"], len(sources)),
-        "files": sorted(f"{name}.parquet" for name in t) + [SUMMARY],
+        "balanced_accuracy": float(balanced_accuracy(np.where(label, base, -base), label)),
+        "dla_max_abs_error": dla_error,
+        "mirror_scores": mirrors,
+        "circuit_heads": circuit_heads,
+        "circuit_nodes": [nd.name for nd in circuit],
+        "weak": not search.reached,
+        "selection": (f"the smallest set of nodes (component at position group) whose faithfulness under "
+                      f"{settings.ablation} ablation reaches {settings.faithfulness_target:g}; {search.method} search"),
+        "faithfulness": out.circuit["faithfulness"],
+        "completeness": complete["value"],
+        "minimality": {name: m["value"] for name, m in minimal.items()},
+        "search": out.circuit["search"],
+        "scrubbing": {r["name"]: {"recovered": r["recovered"], "control": r["control"], "constant": r["constant"],
+                                  "verdict": r["verdict"]} for r in scrubbing},
+        "evidence": evidence,
+        "circuit_accuracy": circuit_accuracy(scorer, candidates, circuit, examples),
+        "sentences": out.circuit["sentences"],
+        "patching": patch_facts,
+        "adversarial": _adversarial_facts(t["adversarial"], len(sources_adv)),
+        "files": sorted([f"{name}.parquet" for name in t] + [SUMMARY, CIRCUIT]),
     }
     return out
 
 
-def _patching_facts(patching: pd.DataFrame) -> dict[str, Any]:
+def node_table(scorer: CircuitScorer, candidates: list[Node], circuit: list[Node], minimal: dict[str, Any],
+               full: float) -> pd.DataFrame:
+    """nodes.parquet: every candidate node, its share of the margin lost when it alone is ablated, and
+    whether (and how minimally) it is in the circuit."""
+    alone = scorer.f([without(candidates, [nd]) for nd in candidates])
+    kept_alone = scorer.f([[nd] for nd in candidates])
+    rows = []
+    for nd, a, k in zip(candidates, alone, kept_alone):
+        rows.append({"node": nd.name, "component": nd.component, "layer": nd.layer, "group": nd.group,
+                     "ablated_alone_margin_loss": (full - a) / full if full > 0 else np.nan,
+                     "kept_alone_faithfulness": k / full if full > 0 else np.nan,
+                     "in_circuit": nd in circuit,
+                     "minimality": minimal[nd.name]["value"] if nd.name in minimal else np.nan})
+    return pd.DataFrame(rows)
+
+
+def circuit_accuracy(scorer: CircuitScorer, candidates: list[Node], circuit: list[Node],
+                     examples: pd.DataFrame) -> dict[str, Any]:
+    """Accuracy unablated, with the circuit's nodes ablated and with every other node ablated (the circuit
+    alone), over all rows, distance-1 rows and palindromes, plus the class-balanced figures."""
+    label = examples["label"].to_numpy(dtype=bool)
+    subsets = {"accuracy": np.ones(len(examples), dtype=bool),
+               "distance_1_accuracy": examples["distance"].to_numpy() == 1,
+               "palindrome_accuracy": label}
+    kept = {"unablated": candidates, "circuit_ablated": without(candidates, circuit), "others_ablated": circuit}
+    ablated = [without(candidates, k) for k in kept.values()]
+    diffs = scorer.ablator.logit_diffs(ablated)
+    out: dict[str, Any] = {"n": len(examples), "n_distance_1": int(subsets["distance_1_accuracy"].sum()),
+                           "n_palindrome": int(label.sum()), "mode": scorer.ablator.mode,
+                           "circuit": [nd.name for nd in circuit]}
+    for key, d in zip(kept, diffs):
+        signed = np.where(label, d, -d)
+        out[key] = {name: float((signed[mask] > 0).mean()) if mask.any() else None for name, mask in subsets.items()}
+        out[key]["balanced_accuracy"] = float(balanced_accuracy(signed, label))
+        out[key]["balanced_margin"] = float(balanced_mean(signed, label))
+        out[key]["lean"] = float(balanced_mean(d, label))
+    return out
+
+
+def circuit_document(scorer: CircuitScorer, search: Any, circuit: list[Node], candidates: list[Node], full: float,
+                     complete: dict[str, Any], minimal: dict[str, Any], edges: pd.DataFrame, scrubbing: list[dict],
+                     settings: AttributeParams, seed: int, masks: dict[str, np.ndarray],
+                     groups: tuple[str, ...]) -> dict[str, Any]:
+    """circuit.json (palindrome-lens/circuit/v1)."""
+    (f_c, acc_c), (f_m, acc_m), (f_0, acc_0) = scorer.evaluate([circuit, candidates, []])
+    inputs = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"]
+    shown = {nd.name for nd in [*inputs, *circuit]}
+    in_graph = edges[edges["sender"].isin(shown) & (edges["receiver"].isin(shown) | (edges["receiver"] == LOGITS))
+                     & (edges["effect"].abs() >= settings.edge_floor)]
+    return {
+        "format": CIRCUIT_FORMAT,
+        "nodes": [{"name": nd.name, "component": nd.component, "layer": nd.layer, "positions": nd.group,
+                   "role": "input" if nd.layer < 0 else "circuit"} for nd in [*inputs, *circuit]],
+        "edges": [{"from": r.sender, "to": r.receiver, "via": r.via, "effect": float(r.effect),
+                   "n_pairs": int(r.n_pairs), "pair_median": float(r.pair_median)} for r in in_graph.itertuples()],
+        "faithfulness": f_c / full if full > 0 else None,
+        "completeness": complete,
+        "minimality": minimal,
+        "ablation": {
+            "mode": settings.ablation, "seed": seed,
+            "metric": "class-balanced margin: the logit difference signed towards the true label, averaged within "
+                      "each class, then across the two",
+            "model": {"balanced_margin": f_m, "balanced_accuracy": acc_m},
+            "circuit_only": {"balanced_margin": f_c, "balanced_accuracy": acc_c},
+            "nothing": {"balanced_margin": f_0, "balanced_accuracy": acc_0},
+            "constant_predictor": {"balanced_margin": 0.0, "balanced_accuracy": 0.5},
+        },
+        "search": {"method": search.method, "target": settings.faithfulness_target,
+                   "candidates": [nd.name for nd in candidates], "n_candidates": len(candidates),
+                   "exhaustive_up_to": search.exhaustive_up_to, "budget": settings.search_budget,
+                   "screened": search.evaluated, "rescored": search.rescored, "screening_rows": SEARCH_ROWS,
+                   "reached": search.reached, "node_positions": settings.node_positions},
+        "gates": {"faithfulness_target": settings.faithfulness_target, "minimality_floor": settings.minimality_floor,
+                  "edge_floor": settings.edge_floor},
+        "scrubbing": scrubbing,
+    }
+
+
+def _check_dla(dla: pd.DataFrame, diff: np.ndarray) -> float:
+    """The largest |sum of components - logit diff|; the stage fails if it exceeds the tolerance."""
+    sums = dla.groupby("example_id", sort=True)["value"].sum().to_numpy()
+    error = np.abs(sums - diff)
+    worst = int(np.argmax(error / np.maximum(1.0, np.abs(diff)))) if len(error) else 0
+    if len(error) and error[worst] > DLA_TOLERANCE * max(1.0, abs(diff[worst])):
+        raise AnalysisError(f"DLA check failed: the components of example {worst} sum to {sums[worst]:.6f} but its "
+                            f"logit difference is {diff[worst]:.6f} (tolerance {DLA_TOLERANCE:g} relative)")
+    return float(error.max()) if len(error) else 0.0
+
+
+def _check_patching(patching: pd.DataFrame) -> dict[str, Any]:
+    """Patching every activation of a layer from the clean run must restore the clean output."""
     overall = patching[patching["mismatch_pos"].isna()]
-    sanity = overall[(overall["activation"] == "resid_pre") & overall["pos"].isna()]
+    sanity = overall[(overall["activation"] == "resid_pre") & overall["pos"].isna()]["recovery"].dropna()
+    if len(sanity) and (sanity - 1).abs().max() > PATCH_TOLERANCE:
+        raise AnalysisError(f"patching check failed: patching a whole residual stream from the clean run recovers "
+                            f"{sanity.min():.6f} to {sanity.max():.6f} of the logit difference, not 1")
     return {
         "n_pairs": int(overall["n"].iloc[0]) if len(overall) else 0,
-        "full_resid_pre_recovery_min": _num(sanity["recovery"].min()) if len(sanity) else None,
-        "full_resid_pre_recovery_max": _num(sanity["recovery"].max()) if len(sanity) else None,
+        "full_resid_pre_recovery_min": _num(sanity.min()) if len(sanity) else None,
+        "full_resid_pre_recovery_max": _num(sanity.max()) if len(sanity) else None,
     }
 
 
@@ -132,9 +319,9 @@ def _num(x: Any) -> float | None:
 
 
 def write_attribution(out_dir: str | os.PathLike[str], clf: Classifier, activations: str | os.PathLike[str],
-                      test: pd.DataFrame, *, n_adversarial: int, batch_size: int, max_circuit_heads: int,
-                      seed: int) -> dict[str, Any]:
-    """Load the activations (data/activations), run `analyse`, write every table and summary.json atomically."""
+                      test: pd.DataFrame, settings: AttributeParams, seed: int) -> dict[str, Any]:
+    """Load the activations (data/activations), run `analyse`, write every table, summary.json and
+    circuit.json atomically."""
     manifest = load_manifest(activations)
     names = needed_hooks(clf)
     missing = [n for n in names if n not in manifest.hooks]
@@ -146,10 +333,10 @@ def write_attribution(out_dir: str | os.PathLike[str], clf: Classifier, activati
         raise DataFileError(f"{Path(activations)}: activations have {manifest.n_positions} positions but the model's "
                             f"tokenizer has width {clf.tokenizer.width}; rerun dvc repro extract")
     cache = load_cache(activations, clf, hooks=names)
-    result = analyse(clf, cache, examples, test, n_adversarial=n_adversarial, batch_size=batch_size,
-                     max_circuit_heads=max_circuit_heads, seed=seed)
+    result = analyse(clf, cache, examples, test, settings, seed)
     with atomic_dir(out_dir) as tmp:
         for name, table in result.tables.items():
-            save_table(table, tmp / f"{name}.parquet")
+            save_table(table, tmp / f"{name}.parquet", SCHEMAS[name])
         write_json(tmp / SUMMARY, result.summary)
+        write_json(tmp / CIRCUIT, result.circuit)
     return result.summary

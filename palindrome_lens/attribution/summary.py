@@ -1,14 +1,12 @@
-"""The circuit summary: which heads carry the decision, chosen from ablation and patching, and the evidence.
+"""The circuit document (circuit.json) and the sentences, each claim gated by the number behind it.
 
-Per head, two effects on the same 0..1 scale:
-- ablation: the share of the model's mean margin (logit difference signed towards the right class)
-  lost over the analysis set when the head alone is mean-ablated;
-- patching: the normalised logit-difference recovery when the head's `z` at every position is patched
-  from the clean palindrome into its distance-1 corruption.
-A head's score is the larger of the two. Heads are ranked by score (name breaks ties); the circuit is
-those scoring at least MIN_SCORE, at most `max_heads` of them, and never empty (with `weak` set when
-even the best head falls short). Its faithfulness check: accuracy on distance-1 strings with only the
-circuit heads mean-ablated, and with every other head mean-ablated (MLPs untouched).
+- "The decision is carried by C" only when faithfulness >= the target *and* every node's minimality
+  is at least the floor; otherwise the sentences say what is and is not established.
+- A scrubbing hypothesis is "supported" only when it recovers at least the target share of the loss
+  *and* its control scrub recovers less than a constant predictor would (the control must fail); a
+  control that does not fail makes the test inconclusive.
+- Edges are named with their path-patching effect; heads are called mirror heads only with their
+  mirror score.
 """
 
 from __future__ import annotations
@@ -18,130 +16,137 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from transformer_lens.ActivationCache import ActivationCache
-from transformer_lens.model_bridge import TransformerBridge
 
-from palindrome_lens.attribution.ablation import ALL, DISTANCE_1, NONE, mean_ablation, run_ablated
-from palindrome_lens.attribution.attention import mirror_by_head
-from palindrome_lens.attribution.common import head_names, margin, parse_head, to_numpy
+from palindrome_lens.attribution.ablation import ALL, BALANCED, NONE
+from palindrome_lens.attribution.edges import LOGITS
+from palindrome_lens.attribution.nodes import Node
 
-MIN_SCORE = 0.1
-
-
-def _weighted(rows: pd.DataFrame, column: str) -> float:
-    rows = rows[(rows["n"] > 0) & rows[column].notna()]
-    return float(np.average(rows[column], weights=rows["n"])) if len(rows) else math.nan
+FORMAT = "palindrome-lens/circuit/v1"
+MIRROR = 0.5  # a head whose mirror score is at least this attends from characters to their mirrors
+ZERO_MISLEADS = 0.3  # zero vs resample margin loss gap worth a sentence
 
 
-def head_evidence(model: TransformerBridge, ablation: pd.DataFrame, patching: pd.DataFrame,
-                  mirror: pd.DataFrame) -> pd.DataFrame:
-    """One row per head: ablation effects, patching recovery, mirror score and the ranking score."""
-    base = ablation[(ablation["component"] == NONE) & (ablation["kind"] == ALL)]["mean_margin"].iloc[0]
-    mirrors = mirror_by_head(mirror)
-    rows = []
-    for name in head_names(model):
-        layer, head = parse_head(name)
+def pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
 
-        def ablated(mode: str, kind: str, column: str, name: str = name) -> float:
-            hit = ablation[(ablation["component"] == name) & (ablation["mode"] == mode) & (ablation["kind"] == kind)]
-            return float(hit[column].iloc[0]) if len(hit) else math.nan
 
+def names(items: list[str]) -> str:
+    if len(items) <= 2:
+        return " and ".join(items)
+    return ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+def head_evidence(ablation: pd.DataFrame, patching: pd.DataFrame, mirrors: dict[str, float], heads: list[str],
+                  circuit: list[Node], minimality: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per head: margin lost (share of the balanced margin) and lean under each ablation mode, patching
+    recovery, mirror score, circuit membership and minimality."""
+    base = ablation[(ablation["component"] == NONE) & (ablation["kind"] == BALANCED)]["mean_margin"].iloc[0]
+    out = {}
+    for name in heads:
+        layer, head = (int(x) for x in name[1:].split("H"))
+        row = {"layer": layer, "head": head}
+        for mode in ("resample", "mean", "zero"):
+            hit = ablation[(ablation["component"] == name) & (ablation["positions"] == ALL)
+                           & (ablation["mode"] == mode) & (ablation["kind"] == BALANCED)]
+            loss = -float(hit["margin_change"].iloc[0]) / base if len(hit) and base > 0 else None
+            row[f"{mode}_ablation_margin_loss"] = loss
+            row[f"{mode}_ablation_lean"] = float(hit["mean_logit_diff"].iloc[0]) if len(hit) else None
         mine = patching[(patching["activation"] == "z") & (patching["component"] == name)
                         & patching["mismatch_pos"].isna()]
         all_pos = mine[mine["pos"].isna()]
-        by_pos = {int(pos): _weighted(group, "recovery") for pos, group in mine[mine["pos"].notna()].groupby("pos")}
-        by_pos = {pos: value for pos, value in by_pos.items() if not math.isnan(value)}
-        best_pos = max(by_pos, key=lambda pos: (by_pos[pos], -pos)) if by_pos else None
-        margin_loss = -ablated("mean", ALL, "margin_change") / base if base > 0 else math.nan
-        recovery = _weighted(all_pos, "recovery")
-        rows.append({
-            "component": name, "layer": layer, "head": head,
-            "mean_ablation_margin_loss": margin_loss,
-            "mean_ablation_distance_1_accuracy_change": ablated("mean", DISTANCE_1, "accuracy_change"),
-            "zero_ablation_distance_1_accuracy_change": ablated("zero", DISTANCE_1, "accuracy_change"),
-            "mean_ablation_accuracy_change": ablated("mean", ALL, "accuracy_change"),
-            "patching_recovery": recovery,
-            "patching_best_pos": best_pos,
-            "patching_best_pos_recovery": by_pos[best_pos] if best_pos is not None else math.nan,
-            "mirror_score": mirrors.get(name, math.nan),
-            "score": float(np.nanmax([margin_loss, recovery])) if not (math.isnan(margin_loss) and math.isnan(recovery))
-            else math.nan,
-        })
-    return pd.DataFrame(rows)
-
-
-def choose_circuit(evidence: pd.DataFrame, max_heads: int) -> tuple[list[str], bool]:
-    """(heads, weak): the top heads by score with score >= MIN_SCORE, at most max_heads, at least one."""
-    ranked = evidence.assign(_s=evidence["score"].fillna(-math.inf)).sort_values(["_s", "component"],
-                                                                                  ascending=[False, True])
-    strong = ranked[ranked["_s"] >= MIN_SCORE]["component"].tolist()[:max_heads]
-    if strong:
-        return strong, False
-    return ranked["component"].tolist()[:1], True
-
-
-def circuit_accuracy(model: TransformerBridge, tokens: torch.Tensor, cache: ActivationCache, examples: pd.DataFrame,
-                     heads: list[str], batch_size: int) -> dict[str, Any]:
-    """Accuracy unablated, with `heads` mean-ablated and with every other head mean-ablated.
-
-    Reported over all rows, distance-1 rows and palindromes: ablation tends to push towards one class,
-    so distance-1 accuracy alone can hide a circuit that is needed to say "palindrome".
-    """
-    label = examples["label"].to_numpy(dtype=bool)
-    subsets = {"accuracy": np.ones(len(examples), dtype=bool),
-               "distance_1_accuracy": examples["distance"].to_numpy() == 1,
-               "palindrome_accuracy": label}
-    others = [h for h in head_names(model) if h not in heads]
-    out: dict[str, Any] = {"n": len(examples), "n_distance_1": int(subsets["distance_1_accuracy"].sum()),
-                           "n_palindrome": int(label.sum()), "other_heads": others}
-    for key, ablated in (("unablated", []), ("circuit_ablated", heads), ("others_ablated", others)):
-        ablations = [mean_ablation(cache, examples, head) for head in ablated]
-        correct = to_numpy(margin(run_ablated(model, tokens, ablations, batch_size).cpu(), torch.tensor(label))) > 0
-        out[key] = {name: float(correct[mask].mean()) if mask.any() else None for name, mask in subsets.items()}
+        by_pos = mine[mine["pos"].notna()].groupby("pos")["recovery"].mean()
+        by_pos = by_pos[by_pos.notna()]
+        row["patching_recovery"] = _mean_over_lengths(all_pos)
+        row["patching_best_pos"] = int(by_pos.idxmax()) if len(by_pos) else None
+        row["patching_best_pos_recovery"] = float(by_pos.max()) if len(by_pos) else None
+        row["mirror_score"] = mirrors.get(name)
+        in_circuit = [nd.name for nd in circuit if nd.component == name]
+        row["in_circuit"] = bool(in_circuit)
+        row["circuit_nodes"] = in_circuit
+        row["minimality"] = min((minimality[n]["value"] for n in in_circuit), default=None)
+        out[name] = {k: _clean(v) for k, v in row.items()}
     return out
 
 
-def describe(evidence: pd.DataFrame, heads: list[str], weak: bool, accuracy: dict[str, Any]) -> list[str]:
-    """One or two sentences, written from the numbers."""
-    def pct(x: float | None) -> str:
-        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
-
-    def acc(key: str) -> str:
-        a = accuracy[key]
-        return f"{pct(a['distance_1_accuracy'])} on distance-1 strings and {pct(a['palindrome_accuracy'])} on palindromes"
-
-    named = " and ".join(heads) if len(heads) <= 2 else ", ".join(heads[:-1]) + f" and {heads[-1]}"
-    top = evidence.set_index("component").loc[heads[0]]
-    n_others = len(accuracy["other_heads"])
-    first = (f"{'The strongest single head is' if weak else 'The decision is carried mainly by'} {named}: "
-             f"with {'it' if len(heads) == 1 else 'them'} mean-ablated the model scores {acc('circuit_ablated')} "
-             f"(unablated: {acc('unablated')}), while with the other {n_others} head{'s' if n_others != 1 else ''} "
-             f"mean-ablated it scores {acc('others_ablated')}.")
-    second = (f"Patching {heads[0]}'s output from the clean palindrome into its one-pair corruption recovers "
-              f"{pct(top['patching_recovery'])} of the logit difference, and its mirror score (attention from "
-              f"character i to its mirror L+1-i) is {top['mirror_score']:.2f}.")
-    if weak:
-        second += f" No head reaches the selection threshold of {MIN_SCORE:g}: the decision is spread out."
-    return [first, second]
+def _mean_over_lengths(rows: pd.DataFrame) -> float | None:
+    rows = rows[(rows["n"] > 0) & rows["recovery"].notna()]
+    return float(np.average(rows["recovery"], weights=rows["n"])) if len(rows) else None
 
 
-def circuit_summary(model: TransformerBridge, tokens: torch.Tensor, cache: ActivationCache, examples: pd.DataFrame,
-                    ablation: pd.DataFrame, patching: pd.DataFrame, mirror: pd.DataFrame, max_heads: int,
-                    batch_size: int) -> dict[str, Any]:
-    evidence = head_evidence(model, ablation, patching, mirror)
-    heads, weak = choose_circuit(evidence, max_heads)
-    accuracy = circuit_accuracy(model, tokens, cache, examples, heads, batch_size)
-    return {
-        "circuit_heads": heads,
-        "weak": weak,
-        "selection": (f"heads ranked by max(mean-ablation margin loss, all-position z patching recovery); "
-                      f"kept if >= {MIN_SCORE:g}, at most {max_heads}, at least one"),
-        "evidence": {row["component"]: {k: _clean(v) for k, v in row.items() if k != "component"}
-                     for row in evidence.to_dict(orient="records")},
-        "circuit_accuracy": accuracy,
-        "sentences": describe(evidence, heads, weak, accuracy),
-    }
+def scrub_verdict(result: dict[str, Any], target: float) -> str:
+    rec, control, constant = result["recovered"], result["control"], result["constant"]
+    if rec is None:
+        return "undefined"
+    if control is not None and constant is not None and control >= constant:
+        return "inconclusive"
+    return "supported" if rec >= target else "fails"
+
+
+def edge_phrase(edge: dict[str, Any]) -> str:
+    to = "the logits" if edge["to"] == LOGITS else edge["to"]
+    via = "" if edge["via"] in ("logits",) else f" ({edge['via']})"
+    return f"{edge['from']} -> {to}{via} {edge['effect']:.2f}"
+
+
+def sentences(doc: dict[str, Any], evidence: dict[str, dict[str, Any]], target: float, floor: float) -> list[str]:
+    out = []
+    f = doc["faithfulness"]
+    node_names = [n["name"] for n in doc["nodes"] if n["layer"] >= 0]
+    minimal = doc["minimality"]
+    acc = doc["ablation"]
+    full = acc["model"]
+    if full["balanced_margin"] <= 0:
+        return [f"The model has no positive class-balanced margin ({full['balanced_margin']:.2f}), so no circuit "
+                "can be measured against it; no circuit claim is made."]
+    circuit_run = acc["circuit_only"]
+    numbers = (f"with every other node {doc['ablation']['mode']}-ablated it keeps {pct(f)} of its class-balanced margin "
+               f"(balanced accuracy {pct(circuit_run['balanced_accuracy'])} against {pct(full['balanced_accuracy'])} "
+               f"for the whole model; a constant predictor scores 50.0% and margin 0)")
+    weak = [n for n in node_names if minimal[n]["value"] < floor]
+    if f is not None and f >= target and not weak:
+        smallest = min(node_names, key=lambda n: minimal[n]["value"]) if node_names else None
+        out.append(f"The decision is carried by {names(node_names) or 'the embeddings alone'}: {numbers}. "
+                   + (f"Every node is needed: each one's minimality is at least {minimal[smallest]['value']:.2f} "
+                      f"(floor {floor:g}; smallest {smallest})." if smallest else ""))
+    elif f is not None and f >= target:
+        out.append(f"{names(node_names)} reach the faithfulness target ({numbers}), but {names(weak)} "
+                   f"{'changes' if len(weak) == 1 else 'change'} the margin by less than {floor:g} of it whatever "
+                   "else is ablated, so this set is not shown to be minimal.")
+    else:
+        out.append(f"No set of nodes found reaches faithfulness {target:g}: the decision is spread out over the model. "
+                   f"The best set found ({names(node_names) or 'none'}) keeps {pct(f)} of the margin.")
+    comp = doc["completeness"]
+    out.append(f"Completeness gap {comp['value']:.2f} of the margin (worst K: {comp['worst_k']}): "
+               + ("ablating any part of the circuit hurts the circuit and the model alike."
+                  if comp["value"] < 1 - target else
+                  "the model has parts outside the circuit that take over when circuit nodes are ablated."))
+    strong = sorted(doc["edges"], key=lambda e: -abs(e["effect"]))[:6]
+    if strong:
+        out.append("Information flows " + "; ".join(edge_phrase(e) for e in strong)
+                   + " (path patching: the share of the logit difference restored when only that edge carries the "
+                   "clean palindrome's value).")
+    mirror_heads = [(h, e["mirror_score"]) for h, e in evidence.items()
+                    if e.get("in_circuit") and (e.get("mirror_score") or 0) >= MIRROR]
+    if mirror_heads:
+        out.append(" ".join(f"{h} attends from each character to its mirror (mirror score {s:.2f})."
+                            for h, s in mirror_heads))
+    for result in doc["scrubbing"]:
+        verdict = result["verdict"]
+        text = (f"Hypothesis '{result['name']}'{': ' + result['claim'] if result['claim'] else ''}. Causal scrubbing "
+                f"recovers {pct(result['recovered'])} of the loss (random resampling 0%, the model 100%); the control "
+                f"scrub from strings that disagree recovers {pct(result['control'])}, and a constant predictor would "
+                f"score {pct(result['constant'])} on this scale. ")
+        text += {"supported": "The hypothesis is supported.",
+                 "fails": f"The hypothesis fails: it explains less than {pct(target, 0)} of the loss.",
+                 "inconclusive": "The test is inconclusive: the control does not destroy the performance.",
+                 "undefined": "The test is undefined: random resampling costs nothing."}[verdict]
+        out.append(text)
+    for head, e in evidence.items():
+        zero, resample = e.get("zero_ablation_margin_loss"), e.get("resample_ablation_margin_loss")
+        if zero is not None and resample is not None and abs(zero - resample) >= ZERO_MISLEADS:
+            out.append(f"Zero ablation misleads for {head}: zeroing it costs {pct(zero)} of the margin, "
+                       f"resample ablation {pct(resample)}.")
+    return out
 
 
 def _clean(value: Any) -> Any:

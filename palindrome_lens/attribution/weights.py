@@ -1,15 +1,17 @@
-"""Weights-only views: the positional QK matrix of every head, W_pos and its cosine similarity.
+"""Weight views: the positional QK of every head, W_pos and its cosine similarity.
 
-Positional QK of head L{l}H{h}: the attention score that query position i gives key position j when the
-residual stream holds the positional embedding alone. With LayerNorm this is exact for that input:
+Positional QK of head L{l}H{h}: the part of its attention score that does not depend on which
+characters are in the string. LayerNorm is linear once its scale is known, so with the cached
+`ln1.hook_scale` s of each row and position (the real one, not LayerNorm applied to W_pos alone):
 
-    P = ln1_l(W_pos)   (centre, divide by sqrt(var + eps), times ln1.weight, plus ln1.bias, row by row)
-    score[i, j] = (P[i] W_Q + b_Q) . (P[j] W_K + b_K) / attn_scale
+    P_i = centre(W_pos[i]) / s_i * ln1.weight
+    score[i, j] = (P_i W_Q + ln1.bias W_Q + b_Q) . (P_j W_K + ln1.bias W_K + b_K) / attn_scale
 
-(`pos_embed W_Q W_K^T pos_embed^T` with LayerNorm and biases kept, which TransformerLens' raw bridge does
-not fold.) Without LayerNorm, P = W_pos. `pattern` is the softmax of each query row over the first
-`n_positions` keys (BOS, the characters and EOS of the longest string): a mirror-comparing head shows an
-anti-diagonal. For layers above 0 the real residual holds more than positions, so read those as a guide.
+averaged over the analysis strings of each length. In layer 0 the residual stream is token + position,
+so this is exactly the positional and bias part of the score (the rest involves the token embeddings);
+in later layers the stream holds more than the position, so read it as a guide. Without LayerNorm,
+P_i = W_pos[i]. `pattern` is the softmax of each query row over the real positions of that length
+(BOS, the characters and EOS): a mirror-comparing head shows an anti-diagonal.
 """
 
 from __future__ import annotations
@@ -17,32 +19,49 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
-from palindrome_lens.attribution.common import attn_scale, has_layernorm, layernorm, to_numpy, weight
+from palindrome_lens.attribution.attention import real_positions
+from palindrome_lens.attribution.common import attn_scale, cache_tensor, has_layernorm, to_numpy, weight
 
 
-def positional_qk(model: TransformerBridge, n_positions: int) -> pd.DataFrame:
-    """pos_qk.parquet: score and softmax pattern per (layer, head, query_pos, key_pos), positions < n_positions."""
-    w_pos = model.W_pos.detach()[:n_positions]
-    w_q, w_k, b_q, b_k = (t.detach() for t in (model.W_Q, model.W_K, model.b_Q, model.b_K))
+def positional_qk(model: TransformerBridge, cache: ActivationCache, examples: pd.DataFrame,
+                  tokens: torch.Tensor) -> pd.DataFrame:
+    """pos_qk.parquet: score and softmax pattern per (length, layer, head, query_pos, key_pos)."""
+    w_q, w_k, b_q, b_k = (t.detach().float() for t in (model.W_Q, model.W_K, model.b_Q, model.b_K))
+    w_pos = model.W_pos.detach().float()
+    lengths = examples["length"].to_numpy()
+    width = real_positions(tokens).cpu().numpy()
     frames = []
-    for layer in range(model.cfg.n_layers):
-        p = w_pos
-        if has_layernorm(model):
-            p = layernorm(w_pos, weight(model, f"blocks.{layer}.ln1.weight"), weight(model, f"blocks.{layer}.ln1.bias"),
-                          model.cfg.eps)
-        q = torch.einsum("pm,hmd->hpd", p, w_q[layer]) + b_q[layer][:, None, :]
-        k = torch.einsum("pm,hmd->hpd", p, w_k[layer]) + b_k[layer][:, None, :]
-        scores = q @ k.transpose(-1, -2) / attn_scale(model, layer)  # (head, query, key)
-        pattern = scores.softmax(dim=-1)
-        head, query, key = np.meshgrid(np.arange(model.cfg.n_heads), np.arange(n_positions), np.arange(n_positions),
-                                       indexing="ij")
-        frames.append(pd.DataFrame({
-            "layer": layer, "head": head.ravel(), "component": [f"L{layer}H{h}" for h in head.ravel()],
-            "query_pos": query.ravel(), "key_pos": key.ravel(),
-            "score": to_numpy(scores).ravel().astype("float64"), "pattern": to_numpy(pattern).ravel().astype("float64"),
-        }))
+    for length in sorted(set(lengths.tolist())):
+        rows = np.flatnonzero(lengths == length)
+        n_pos = int(width[rows].max())
+        p = w_pos[:n_pos]
+        for layer in range(model.cfg.n_layers):
+            q_bias, k_bias = b_q[layer], b_k[layer]  # (head, d_head)
+            if has_layernorm(model):
+                scale = cache_tensor(cache, f"blocks.{layer}.ln1.hook_scale", len(examples))
+                scale = scale[torch.from_numpy(rows).to(scale.device)][:, :n_pos].float().cpu()  # (r, pos, 1)
+                ln_w = weight(model, f"blocks.{layer}.ln1.weight").float()
+                ln_b = weight(model, f"blocks.{layer}.ln1.bias").float()
+                x = (p - p.mean(dim=-1, keepdim=True)) / scale * ln_w  # (r, pos, d_model)
+                q_bias = q_bias + torch.einsum("m,hmd->hd", ln_b, w_q[layer])
+                k_bias = k_bias + torch.einsum("m,hmd->hd", ln_b, w_k[layer])
+            else:
+                x = p[None]
+            q = torch.einsum("rpm,hmd->rhpd", x, w_q[layer]) + q_bias[None, :, None, :]
+            k = torch.einsum("rpm,hmd->rhpd", x, w_k[layer]) + k_bias[None, :, None, :]
+            scores = (q @ k.transpose(-1, -2)).mean(dim=0) / attn_scale(model, layer)  # (head, query, key)
+            pattern = scores.softmax(dim=-1)
+            head, query, key = np.meshgrid(np.arange(model.cfg.n_heads), np.arange(n_pos), np.arange(n_pos),
+                                           indexing="ij")
+            frames.append(pd.DataFrame({
+                "length": length, "layer": layer, "head": head.ravel(),
+                "component": [f"L{layer}H{h}" for h in head.ravel()], "query_pos": query.ravel(),
+                "key_pos": key.ravel(), "score": to_numpy(scores).ravel().astype("float64"),
+                "pattern": to_numpy(pattern).ravel().astype("float64"),
+            }))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -23,6 +23,7 @@ from palindrome_lens.atomic import atomic_path
 from palindrome_lens.errors import DataFileError
 from palindrome_lens.model.config import bridge_config
 from palindrome_lens.model.masking import install_pad_mask
+from palindrome_lens.model.readout import install_readout
 
 ARCHITECTURE = "TransformerLensNative"
 
@@ -50,6 +51,7 @@ def wrap_native(native: NativeModel, config: dict[str, Any]) -> TransformerBridg
     """The TransformerBridge over `native`'s weights (wraps in place), with PAD masking installed."""
     bridge = build_bridge_from_module(native, architecture=ARCHITECTURE, tl_config=bridge_config(config))
     install_pad_mask(bridge, config["pad_id"])
+    install_readout(bridge, config.get("readout", "bos"), config["pad_id"])
     return bridge
 
 
@@ -64,6 +66,7 @@ def build_bridge(config: dict[str, Any], state_dict: dict[str, torch.Tensor] | N
             first = str(exc).strip().splitlines()
             raise DataFileError(f"{source}: weights do not fit the model config ({' '.join(first[:3])})") from exc
     install_pad_mask(bridge, config["pad_id"])
+    install_readout(bridge, config.get("readout", "bos"), config["pad_id"])
     bridge.eval()
     return bridge
 

@@ -1,0 +1,206 @@
+"""Circuit selection and its IOI-style evaluation (Wang et al. 2022), with resample ablation.
+
+F(C) is the class-balanced margin (see ablation.py) with every candidate node outside C ablated; the
+embeddings are the input and stay. F(M) is the model's own value.
+
+- faithfulness = F(C) / F(M)
+- completeness = max over the K tried of |F(C \\ K) - F(M \\ K)| / F(M); the K tried are each single
+  node of C, each layer's nodes of C, and the sets of a greedy search that grows K one node at a time
+  by the largest gap (IOI's greedy completeness attack). 0 = complete.
+- minimality of v in C = max over K of |F(C \\ (K + v)) - F(C \\ K)| / F(M), K ranging over every subset
+  of C without v when there are at most 2**MINIMALITY_EXHAUSTIVE of them, else a greedy search.
+- the circuit is the smallest set of nodes whose faithfulness reaches the target: every set of size
+  0, 1, 2, ... is tried (exhaustive) while the number of sets fits the budget; past it a greedy
+  search adds the node that raises F most, then drops every node it can do without. The result says
+  which search ran. Sets are screened on a class-balanced subsample of SEARCH_ROWS analysis strings
+  (one forward pass per set is the whole cost); every set within SCREEN_BAND of the target there is
+  scored again on every string, and only that score decides.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from palindrome_lens.attribution.ablation import Ablator
+from palindrome_lens.attribution.common import balanced_accuracy, balanced_mean
+from palindrome_lens.attribution.nodes import Node
+
+MINIMALITY_EXHAUSTIVE = 8  # subsets of C \ {v} tried exhaustively up to 2**8 of them
+SEARCH_ROWS = 256  # strings (half palindromes) each candidate set is screened on
+SCREEN_BAND = 0.1  # sets screened within this of the target are scored on every string
+_STREAM = 9
+
+
+@dataclass
+class CircuitScorer:
+    """F(kept) for sets of kept candidate nodes, memoised (each set is one batched forward row-block)."""
+
+    ablator: Ablator
+    candidates: list[Node]
+    label: np.ndarray
+    rows: np.ndarray | None = None
+    memo: dict[frozenset[Node], tuple[float, float]] = field(default_factory=dict)
+
+    def _label(self) -> np.ndarray:
+        return self.label if self.rows is None else self.label[self.rows]
+
+    def evaluate(self, kept_sets: Iterable[Iterable[Node]]) -> list[tuple[float, float]]:
+        """(balanced margin, balanced accuracy) of each kept set."""
+        kept_sets = [frozenset(s) for s in kept_sets]
+        todo = list(dict.fromkeys(s for s in kept_sets if s not in self.memo))
+        if todo:
+            ablated = [[nd for nd in self.candidates if nd not in s] for s in todo]
+            diffs = self.ablator.logit_diffs(ablated, rows=self.rows)
+            label = self._label()
+            margins = np.where(label, diffs, -diffs)
+            for s, m in zip(todo, margins):
+                self.memo[s] = (float(balanced_mean(m, label)), float(balanced_accuracy(m, label)))
+        return [self.memo[s] for s in kept_sets]
+
+    def f(self, kept_sets: Iterable[Iterable[Node]]) -> np.ndarray:
+        return np.array([m for m, _ in self.evaluate(kept_sets)])
+
+    @property
+    def n_evaluated(self) -> int:
+        return len(self.memo)
+
+
+@dataclass
+class Search:
+    nodes: list[Node]
+    method: str  # exhaustive or greedy
+    exhaustive_up_to: int  # every set of at most this many nodes was tried
+    evaluated: int  # sets screened
+    rescored: int  # sets scored again on every string
+    reached: bool  # faithfulness >= target (on every string)
+
+
+def screening_rows(examples: pd.DataFrame, seed: int, n: int = SEARCH_ROWS) -> np.ndarray | None:
+    """Up to n/2 palindromes and n/2 other strings (kinds in turn), drawn with the seed; None = all rows."""
+    if len(examples) <= n:
+        return None
+    rng = np.random.default_rng([seed, _STREAM])
+    label = examples["label"].to_numpy(dtype=bool)
+    kinds = examples["kind"].to_numpy()
+    chosen = [rng.permutation(np.flatnonzero(label))[: n // 2]]
+    negatives = [rng.permutation(np.flatnonzero(~label & (kinds == k))) for k in sorted(set(kinds[~label]))]
+    interleaved = [row for group in itertools.zip_longest(*negatives) for row in group if row is not None]
+    chosen.append(np.array(interleaved[: n - len(chosen[0])], dtype=np.int64))
+    return np.sort(np.concatenate(chosen))
+
+
+def n_sets_up_to(n: int, k: int) -> int:
+    return sum(math.comb(n, i) for i in range(k + 1))
+
+
+def search_circuit(screen: CircuitScorer, full: CircuitScorer, target: float, budget: int) -> Search:
+    candidates = full.candidates
+    f_model = full.f([candidates])[0]
+    s_model = screen.f([candidates])[0]
+    if f_model <= 0 or s_model <= 0:
+        return Search(list(candidates), "none (the model has no positive margin)", 0, 0, 0, False)
+    n = len(candidates)
+    size = 0
+    while size <= n and n_sets_up_to(n, size) <= budget:
+        sets = [list(c) for c in itertools.combinations(candidates, size)]
+        screened = screen.f(sets) / s_model
+        promising = [sets[i] for i in np.flatnonzero(screened >= target - SCREEN_BAND)]
+        if promising:
+            values = full.f(promising) / f_model
+            best = int(np.argmax(values))  # first best: forward order breaks ties
+            if values[best] >= target:
+                return Search(promising[best], "exhaustive", size, screen.n_evaluated, full.n_evaluated, True)
+        size += 1
+    return _greedy(screen, full, target, size - 1)
+
+
+def _greedy(screen: CircuitScorer, full: CircuitScorer, target: float, exhaustive_up_to: int) -> Search:
+    """Add the node that raises F most (screened) until F reaches the target on every string, then drop
+    every node the target does not need, latest additions first."""
+    f_model = full.f([full.candidates])[0]
+    chosen: list[Node] = []
+    rest = list(full.candidates)
+    value = full.f([chosen])[0] / f_model
+    while rest and value < target:
+        pick = int(np.argmax(screen.f([chosen + [nd] for nd in rest])))
+        chosen.append(rest.pop(pick))
+        value = full.f([chosen])[0] / f_model
+    reached = value >= target
+    if reached:
+        for nd in reversed(list(chosen)):
+            trial = [c for c in chosen if c != nd]
+            if full.f([trial])[0] / f_model >= target:
+                chosen = trial
+    order = {nd: i for i, nd in enumerate(full.candidates)}
+    return Search(sorted(chosen, key=order.__getitem__), "greedy", exhaustive_up_to, screen.n_evaluated,
+                  full.n_evaluated, reached)
+
+
+def without(circuit: Sequence[Node], removed: Iterable[Node]) -> list[Node]:
+    removed = set(removed)
+    return [nd for nd in circuit if nd not in removed]
+
+
+def completeness(scorer: CircuitScorer, circuit: list[Node], full: float) -> dict[str, Any]:
+    """The worst |F(C \\ K) - F(M \\ K)| / F(M) over singles, layers and a greedy K."""
+    model_nodes = scorer.candidates
+    tried: dict[str, list[Node]] = {f"{{{nd.name}}}": [nd] for nd in circuit}
+    for layer in sorted({nd.layer for nd in circuit}):
+        in_layer = [nd for nd in circuit if nd.layer == layer]
+        if len(in_layer) > 1:
+            tried[f"layer {layer}"] = in_layer
+
+    def gaps(sets: list[list[Node]]) -> np.ndarray:
+        f_c = scorer.f([without(circuit, k) for k in sets])
+        f_m = scorer.f([without(model_nodes, k) for k in sets])
+        return np.abs(f_c - f_m) / full
+
+    named = list(tried.items())
+    values = gaps([k for _, k in named]) if named else np.zeros(0)
+    results = {name: float(v) for (name, _), v in zip(named, values)}
+    # greedy: grow K by the node that widens the gap most
+    k: list[Node] = []
+    rest = list(circuit)
+    while rest:
+        step = gaps([k + [nd] for nd in rest])
+        pick = int(np.argmax(step))
+        k.append(rest.pop(pick))
+        results[f"greedy {{{', '.join(nd.name for nd in k)}}}"] = float(step[pick])
+    worst = max(results, key=results.__getitem__) if results else None
+    return {"value": results[worst] if worst else 0.0, "worst_k": worst, "tried": results}
+
+
+def minimality(scorer: CircuitScorer, circuit: list[Node], full: float) -> dict[str, dict[str, Any]]:
+    """Per node v: max over K of |F(C \\ (K + v)) - F(C \\ K)| / F(M), and the K that gives it."""
+    out = {}
+    for v in circuit:
+        others = [nd for nd in circuit if nd != v]
+        if len(others) <= MINIMALITY_EXHAUSTIVE:
+            ks = [list(c) for r in range(len(others) + 1) for c in itertools.combinations(others, r)]
+            with_v = scorer.f([without(circuit, k) for k in ks])
+            without_v = scorer.f([without(circuit, [*k, v]) for k in ks])
+            diffs = np.abs(without_v - with_v) / full
+            best = int(np.argmax(diffs))
+            out[v.name] = {"value": float(diffs[best]), "k": [nd.name for nd in ks[best]], "search": "exhaustive"}
+        else:
+            k: list[Node] = []
+            best_value = float(abs(scorer.f([without(circuit, [v])])[0] - scorer.f([circuit])[0]) / full)
+            best_k: list[Node] = []
+            rest = list(others)
+            while rest:
+                trials = [[*k, nd] for nd in rest]
+                diffs = np.abs(scorer.f([without(circuit, [*t, v]) for t in trials])
+                               - scorer.f([without(circuit, t) for t in trials])) / full
+                pick = int(np.argmax(diffs))
+                k.append(rest.pop(pick))
+                if diffs[pick] > best_value:
+                    best_value, best_k = float(diffs[pick]), list(k)
+            out[v.name] = {"value": best_value, "k": [nd.name for nd in best_k], "search": "greedy"}
+    return out

@@ -1,0 +1,58 @@
+"""Q-, K- and V-composition scores between heads, against random matrices of the same shapes.
+
+`TransformerBridge.all_composition_scores(mode)` gives ||W_OV(sender) W(receiver)||_F /
+(||W_OV(sender)||_F ||W(receiver)||_F) for every sender in an earlier layer (Elhage et al. 2021). The
+score of two unrelated matrices is not 0 (it shrinks like 1/sqrt(d_model)), so each score is shown
+beside the same score of Gaussian W_Q, W_K, W_V, W_O of the model's shapes, drawn with the seed: the
+baseline's mean and 95th percentile. These are weights-only (no LayerNorm, no data): a guide to which
+edges path patching should find, not evidence that they carry anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from transformer_lens.FactoredMatrix import FactoredMatrix
+from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.utilities.matrix import composition_scores
+
+MODES = ("Q", "K", "V")
+N_RANDOM = 200
+_STREAM = 8
+
+
+def random_baseline(d_model: int, d_head: int, mode: str, seed: int, n: int = N_RANDOM) -> np.ndarray:
+    """(n,) composition scores of independent Gaussian weight matrices of the model's shapes."""
+    gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, _STREAM, MODES.index(mode)])
+                                            .integers(2**31)))
+
+    def w(*shape: int) -> torch.Tensor:
+        return torch.randn(n, *shape, generator=gen)
+
+    left = FactoredMatrix(w(d_model, d_head), w(d_head, d_model))  # a sender's W_V W_O
+    right = FactoredMatrix(w(d_model, d_head), w(d_head, d_model))  # a receiver's W_Q W_K^T, or W_V W_O
+    if mode == "K":
+        right = right.T
+    return composition_scores(left, right, broadcast_dims=False).numpy()
+
+
+def composition_table(model: TransformerBridge, seed: int) -> pd.DataFrame:
+    """composition.parquet: one row per (mode, sender head, receiver head in a later layer)."""
+    cfg = model.cfg
+    rows = []
+    for mode in MODES:
+        with torch.no_grad():
+            scores = model.all_composition_scores(mode).scores.detach().float().cpu().numpy()
+        baseline = random_baseline(cfg.d_model, cfg.d_head, mode, seed)
+        mean, q95 = float(baseline.mean()), float(np.quantile(baseline, 0.95))
+        for sl in range(cfg.n_layers):
+            for sh in range(cfg.n_heads):
+                for rl in range(sl + 1, cfg.n_layers):
+                    for rh in range(cfg.n_heads):
+                        score = float(scores[sl, sh, rl, rh])
+                        rows.append({"mode": mode, "sender": f"L{sl}H{sh}", "receiver": f"L{rl}H{rh}",
+                                     "score": score, "baseline_mean": mean, "baseline_q95": q95,
+                                     "ratio": score / mean if mean > 0 else np.nan, "above_q95": score > q95})
+    columns = ["mode", "sender", "receiver", "score", "baseline_mean", "baseline_q95", "ratio", "above_q95"]
+    return pd.DataFrame(rows, columns=columns)

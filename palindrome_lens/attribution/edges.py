@@ -1,0 +1,205 @@
+"""Edges of the circuit graph by path patching on the clean/corrupted pairs.
+
+An edge `S@Gs -> R@Gr via x` is measured on each corrupted string (a palindrome with one mirrored
+pair broken): the sender's clean-minus-corrupted output at the positions of group Gs is added to the
+receiver's input `x` alone, and every other component keeps its corrupted input (one forward pass,
+the receiver's input recomputed from its own copy of the residual stream):
+
+- `q`, `k`, `v` of a later head: its LayerNorm (ln1) and projection are recomputed from
+  resid_pre + delta for that head only; only the head's output at the positions of Gr changes
+  (the rest keeps its corrupted value), so the edge ends at the node R@Gr;
+- `mlp_in` of an MLP in the same or a later layer (same positions: an MLP works position by position);
+- `logits`: the final residual stream at the readout position.
+
+This is `transformer_lens.patching.get_act_patch_direct_path`'s intervention, which the native
+bridge cannot run (it has no pre-Q/K/V fork), extended to MLPs and the logits. The effect is the
+normalised recovery as a ratio of means over the pairs (common.recovery_stats), with the per-pair
+spread beside it. pos_embed sends nothing here:
+a pair's two strings share every position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+from transformer_lens.ActivationCache import ActivationCache
+from transformer_lens.model_bridge import TransformerBridge
+
+from palindrome_lens.attribution.common import (
+    cache_tensor,
+    device_of,
+    forward_logit_diff,
+    has_layernorm,
+    layernorm,
+    logit_diff,
+    parse_head,
+    readout_positions,
+    recovery_stats,
+)
+from palindrome_lens.attribution.nodes import Node, readout_group
+from palindrome_lens.stage import tqdm_disabled
+
+LOGITS = "logits"
+VIAS = ("q", "k", "v", "mlp_in", "logits")
+
+
+@dataclass(frozen=True)
+class Edge:
+    sender: Node
+    receiver: Node | None  # None: the logits
+    via: str
+
+    @property
+    def receiver_name(self) -> str:
+        return LOGITS if self.receiver is None else self.receiver.name
+
+
+def possible_edges(senders: list[Node], receivers: list[Node], readout_kind: str) -> list[Edge]:
+    """Every sender -> receiver input pair that the model's wiring allows, in forward order."""
+    out = []
+    for r in receivers:
+        for s in senders:
+            if r.is_head and s.layer < r.layer:
+                if s.group == r.group:
+                    out.append(Edge(s, r, "q"))
+                out += [Edge(s, r, "k"), Edge(s, r, "v")]
+            elif not r.is_head and s.group == r.group and (s.layer < r.layer or (s.layer == r.layer and s.is_head)):
+                out.append(Edge(s, r, "mlp_in"))
+    out += [Edge(s, None, LOGITS) for s in senders if s.group == readout_group(readout_kind)]
+    return out
+
+
+def sender_output(model: TransformerBridge, cache: ActivationCache, component: str, rows: torch.Tensor) -> torch.Tensor:
+    """(p, pos, d_model) what `component` writes into the residual stream for the given rows."""
+    if component in ("embed", "pos_embed"):
+        return cache_tensor(cache, f"hook_{component}", int(cache["hook_embed"].shape[0]))[rows].float()
+    if component.startswith("L"):
+        layer, head = parse_head(component)
+        z = cache_tensor(cache, f"blocks.{layer}.attn.hook_z")[rows][:, :, head].float()
+        return z @ model.W_O.detach()[layer, head].float()
+    return cache_tensor(cache, f"blocks.{int(component.split('_')[0])}.hook_mlp_out")[rows].float()
+
+
+class LayerNorms:
+    """The model's LayerNorms by name (`blocks.0.ln1`), applied as TransformerLens does; identity without LN."""
+
+    def __init__(self, model: TransformerBridge) -> None:
+        self.eps = model.cfg.eps
+        self.weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        if has_layernorm(model):
+            state = model.state_dict()
+            for name in {k.rsplit(".", 1)[0] for k in state if ".ln" in k or k.startswith("ln")}:
+                self.weights[name] = (state[f"{name}.weight"].detach(), state[f"{name}.bias"].detach())
+
+    def __call__(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if name not in self.weights:
+            return x
+        w, b = self.weights[name]
+        return layernorm(x, w, b, self.eps)
+
+
+def edge_hooks(model: TransformerBridge, ln: LayerNorms, edge: Edge, delta: torch.Tensor,
+               receiver_mask: torch.Tensor, corrupted_z: torch.Tensor | None) -> list[tuple[str, Callable[..., Any]]]:
+    """Forward hooks that add `delta` (p, pos, d_model) to the receiver's input only."""
+    r = edge.receiver
+    if r is None:
+        return [("ln_final.hook_in", lambda x, hook: x + delta * receiver_mask[..., None].to(x.dtype))]
+    stored: dict[str, torch.Tensor] = {}
+
+    def keep(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        stored["resid"] = x
+        return x
+
+    if not r.is_head:
+        layer = int(r.component.split("_")[0])
+        return [(f"blocks.{layer}.hook_resid_mid", keep),
+                (f"blocks.{layer}.mlp.hook_in", lambda x, hook: ln(f"blocks.{layer}.ln2",
+                                                                   stored["resid"] + delta).to(x.dtype))]
+    layer, head = parse_head(r.component)
+    w = getattr(model, f"W_{edge.via.upper()}").detach()[layer, head]
+    b = getattr(model, f"b_{edge.via.upper()}").detach()[layer, head]
+
+    def project(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        out = x.clone()
+        out[:, :, head] = (ln(f"blocks.{layer}.ln1", stored["resid"] + delta) @ w + b).to(x.dtype)
+        return out
+
+    def restrict(z: torch.Tensor, hook: Any) -> torch.Tensor:
+        out = z.clone()
+        mask = receiver_mask[..., None].to(z.device)
+        out[:, :, head] = torch.where(mask, z[:, :, head], corrupted_z.to(z.dtype))
+        return out
+
+    return [(f"blocks.{layer}.hook_resid_pre", keep), (f"blocks.{layer}.attn.hook_{edge.via}", project),
+            (f"blocks.{layer}.attn.hook_z", restrict)]
+
+
+def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: ActivationCache, pairs: pd.DataFrame,
+                  masks: dict[str, np.ndarray], edges: list[Edge], batch_size: int) -> pd.DataFrame:
+    """edges.parquet: one row per edge with its effect (ratio of means) and per-pair spread."""
+    if pairs.empty or not edges:
+        return _empty()
+    device = device_of(model)
+    clean_ids = torch.from_numpy(pairs["clean_id"].to_numpy())
+    corrupted_ids = torch.from_numpy(pairs["corrupted_id"].to_numpy())
+    corrupted = tokens[corrupted_ids]
+    clean = forward_logit_diff(model, tokens[clean_ids], batch_size).cpu().numpy()
+    base = forward_logit_diff(model, corrupted, batch_size).cpu().numpy()
+    positions = readout_positions(model, corrupted)
+    readout_mask = torch.zeros(corrupted.shape, dtype=torch.bool)
+    readout_mask[torch.arange(len(corrupted)), positions] = True
+    group_mask = {g: torch.from_numpy(m[pairs["corrupted_id"].to_numpy()]) for g, m in masks.items()}
+    outputs: dict[str, torch.Tensor] = {}
+    ln = LayerNorms(model)
+    rows = []
+    for edge in tqdm(edges, desc="path patching", unit="edge", disable=tqdm_disabled()):
+        s = edge.sender
+        if s.component not in outputs:
+            outputs[s.component] = (sender_output(model, cache, s.component, clean_ids)
+                                    - sender_output(model, cache, s.component, corrupted_ids))
+        delta = outputs[s.component] * group_mask[s.group][..., None].float()
+        receiver_mask = readout_mask if edge.receiver is None else group_mask[edge.receiver.group]
+        corrupted_z = None
+        if edge.receiver is not None and edge.receiver.is_head:
+            layer, head = parse_head(edge.receiver.component)
+            corrupted_z = cache_tensor(cache, f"blocks.{layer}.attn.hook_z")[corrupted_ids][:, :, head]
+        patched = []
+        for start in range(0, len(corrupted), batch_size):
+            sl = slice(start, start + batch_size)
+            hooks = edge_hooks(model, ln, edge, delta[sl].to(device), receiver_mask[sl].to(device),
+                               None if corrupted_z is None else corrupted_z[sl].to(device))
+            with torch.inference_mode():
+                logits = model.run_with_hooks(corrupted[sl].to(device), fwd_hooks=hooks)
+            patched.append(logit_diff(logits, positions[sl]).float().cpu().numpy())
+        rows.append(_row(edge, np.concatenate(patched), clean, base, model.cfg.n_layers))
+    return pd.DataFrame(rows)
+
+
+def _row(edge: Edge, patched: np.ndarray, clean: np.ndarray, corrupted: np.ndarray, n_layers: int) -> dict[str, Any]:
+    r = edge.receiver
+    stats = recovery_stats(patched, clean, corrupted)
+    return {
+        "sender": edge.sender.name, "sender_component": edge.sender.component, "sender_layer": edge.sender.layer,
+        "sender_group": edge.sender.group, "receiver": edge.receiver_name,
+        "receiver_component": LOGITS if r is None else r.component,
+        "receiver_layer": n_layers if r is None else r.layer, "receiver_group": LOGITS if r is None else r.group,
+        "via": edge.via, "effect": float(stats["recovery"]), "n_pairs": stats["n"],
+        "pair_q25": float(stats["pair_q25"]), "pair_median": float(stats["pair_median"]),
+        "pair_q75": float(stats["pair_q75"]),
+    }
+
+
+def _empty() -> pd.DataFrame:
+    columns = {"sender": "object", "sender_component": "object", "sender_layer": "int64", "sender_group": "object",
+               "receiver": "object", "receiver_component": "object", "receiver_layer": "int64",
+               "receiver_group": "object", "via": "object", "effect": "float64", "n_pairs": "int64",
+               "pair_q25": "float64", "pair_median": "float64", "pair_q75": "float64"}
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+
+
