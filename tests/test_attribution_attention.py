@@ -54,26 +54,37 @@ def test_mean_patterns_are_distributions_over_real_positions() -> None:
     assert np.allclose(got, expected.numpy(), atol=1e-6)
 
 
-def test_positional_qk_is_layer0_pattern_on_positions_alone() -> None:
-    """Zero the token embedding: layer 0 then sees exactly W_pos, through ln1 and the biases."""
+def test_positional_qk_is_exact_when_layer0_sees_positions_alone() -> None:
+    """Zero the token embedding: layer 0's residual is then exactly W_pos, and the positional QK (with the
+    cached ln1 scale and the biases) must be the very pattern the model computes, per length."""
     w = world("ln")
     model = w.model
-    longest = w.tokens[(w.tokens != 0).all(dim=-1)][:3]  # no PAD: every key is real
-    width = longest.shape[1]
-    table = positional_qk(model, width)
-    with torch.inference_mode():
-        patterns = {}
+    zero_embed = [("hook_embed", lambda act, hook: torch.zeros_like(act))]
+    with torch.inference_mode(), model.hooks(fwd_hooks=zero_embed):
+        _, cache = model.run_with_cache(w.tokens)
+    table = positional_qk(model, cache, w.examples, w.tokens)
+    assert set(table["layer"]) == {0, 1} and set(table["length"]) == {5, 6}
+    for length in (5, 6):
+        row = int(np.flatnonzero((w.examples["length"] == length).to_numpy())[0])
+        n = length + 2  # BOS, characters, EOS
+        for head in range(model.cfg.n_heads):
+            ours = table[(table["layer"] == 0) & (table["head"] == head) & (table["length"] == length)].pivot(
+                index="query_pos", columns="key_pos", values="pattern").to_numpy()
+            real = cache["blocks.0.attn.hook_pattern"][row, head, :n, :n].numpy()
+            assert ours.shape == (n, n) and np.allclose(ours, real, atol=1e-5), (length, head)
 
-        def grab(act, hook):
-            patterns["p"] = act.clone()
 
-        model.run_with_hooks(longest, fwd_hooks=[("hook_embed", lambda act, hook: torch.zeros_like(act)),
-                                                  ("blocks.0.attn.hook_pattern", grab)])
-    for head in range(model.cfg.n_heads):
-        ours = table[(table["layer"] == 0) & (table["head"] == head)].pivot(
-            index="query_pos", columns="key_pos", values="pattern").to_numpy()
-        assert np.allclose(ours, patterns["p"][0, head].numpy(), atol=1e-5)
-    assert set(table["layer"]) == {0, 1}
+def test_positional_qk_uses_the_real_layernorm_scale() -> None:
+    """With tokens present, LayerNorm's scale comes from token + position: normalising W_pos on its own
+    (the old view) gives another pattern."""
+    w = world("ln")
+    model = w.model
+    table = positional_qk(model, w.cache, w.examples, w.tokens)
+    with torch.inference_mode(), model.hooks(fwd_hooks=[("hook_embed", lambda act, hook: torch.zeros_like(act))]):
+        _, alone = model.run_with_cache(w.tokens)
+    own_scale = positional_qk(model, alone, w.examples, w.tokens)
+    layer0 = (table["layer"] == 0).to_numpy()
+    assert np.abs(table["score"].to_numpy()[layer0] - own_scale["score"].to_numpy()[layer0]).max() > 1e-2
 
 
 def test_pos_embed_views() -> None:

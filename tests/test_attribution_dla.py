@@ -9,13 +9,13 @@ import pytest
 import torch
 from test_attribution_world import VARIANTS, world
 
-from palindrome_lens.attribution.common import class_direction, logit_diff, weight
+from palindrome_lens.attribution.common import class_direction, weight
 from palindrome_lens.attribution.distributions import centred_components, distribution_stats
 from palindrome_lens.attribution.dla import component_stack, components, direct_logit_attribution
 
 
 def _dla(w):
-    return direct_logit_attribution(w.model, w.cache, w.examples, logit_diff(w.logits))
+    return direct_logit_attribution(w.model, w.cache, w.examples, w.diff, w.positions)
 
 
 def test_layernorm_is_not_identity() -> None:
@@ -30,7 +30,7 @@ def test_components_sum_to_logit_diff(variant: str) -> None:
     w = world(variant)
     dla = _dla(w)
     total = dla.groupby("example_id", sort=True)["value"].sum().to_numpy()
-    expected = logit_diff(w.logits).numpy()
+    expected = w.diff.numpy()
     assert len(total) == len(w.examples)
     assert abs(total - expected).max() < 1e-4
     assert abs(expected).max() > 0.1  # a logit difference worth decomposing
@@ -42,9 +42,9 @@ def test_components_sum_to_logit_diff(variant: str) -> None:
 def test_apply_ln_to_stack_alone_would_be_wrong() -> None:
     """The fold matters: TL's apply_ln_to_stack (centre, divide by scale) @ d misses ln_final's weight and bias."""
     w = world("ln")
-    names, stack = component_stack(w.model, w.cache, len(w.examples))
+    names, stack = component_stack(w.model, w.cache, w.positions)
     naive = w.cache.apply_ln_to_stack(stack.transpose(0, 1), layer=None, pos_slice=0) @ class_direction(w.model)
-    error = (naive.sum(dim=0) - logit_diff(w.logits)).abs().max()
+    error = (naive.sum(dim=0) - w.diff).abs().max()
     assert error > 1e-2
 
 

@@ -9,12 +9,11 @@ import torch
 import transformer_lens.patching as tl_patching
 from test_attribution_world import world
 
-from palindrome_lens.attribution.common import logit_diff
+from palindrome_lens.attribution.common import logit_diff, recovery_stats
 from palindrome_lens.attribution.patching import (
     _all_positions_setter,
     activation_patching,
     corruption_pairs,
-    recovery,
     subset_cache,
 )
 
@@ -99,14 +98,24 @@ def test_patching_is_independent_of_batch_size(patched) -> None:
     assert len(a) == len(b) and np.allclose(a["recovery"], b["recovery"], atol=1e-5)
 
 
-def test_recovery_formula() -> None:
-    clean, corrupted = np.array([3.0, 1.0, 2.0]), np.array([-1.0, -3.0, 2.0])
-    rec, valid = recovery(np.array([[1.0, 1.0, 5.0]]), clean, corrupted)
-    assert rec[0, 0] == 0.5 and rec[0, 1] == 1.0 and list(valid) == [True, True, False]
+def test_recovery_is_a_ratio_of_means_with_the_per_pair_spread() -> None:
+    clean, corrupted = np.array([3.0, 1.0, 2.0, 10.0]), np.array([-1.0, -3.0, 2.0, 0.0])
+    patched = np.array([[1.0, 1.0, 5.0, 1.0]])
+    stats = recovery_stats(patched, clean, corrupted)
+    # pair 3 has no gap and is left out; the rest: (mean patched - mean corrupted) / mean gap
+    assert stats["n"] == 3
+    assert stats["recovery"][0] == pytest.approx(((1 + 1 + 1) / 3 - (-1 - 3 + 0) / 3) / ((4 + 4 + 10) / 3))
+    per_pair = np.array([0.5, 1.0, 0.1])  # a mean of ratios would give 0.533, dominated by nothing here
+    assert stats["pair_median"][0] == pytest.approx(np.median(per_pair))
+    assert stats["pair_q25"][0] == pytest.approx(np.quantile(per_pair, 0.25))
+    # a tiny gap cannot dominate the ratio of means (it would dominate a mean of ratios)
+    tiny = recovery_stats(np.array([[1.0, 3.0]]), np.array([1.0, 0.001]), np.array([0.0, 0.0]))
+    assert tiny["recovery"][0] == pytest.approx((2.0 - 0.0) / 0.5005)
 
 
-def test_metric_reads_bos() -> None:
+def test_metric_reads_each_rows_readout_position() -> None:
     logits = torch.zeros(2, 3, 2)
     logits[:, 0, 1] = torch.tensor([2.0, -1.0])
-    logits[:, 1, 1] = 100.0
-    assert logit_diff(logits).tolist() == [2.0, -1.0]
+    logits[:, 2, 1] = 100.0
+    assert logit_diff(logits, torch.tensor([0, 0])).tolist() == [2.0, -1.0]
+    assert logit_diff(logits, torch.tensor([0, 2])).tolist() == [2.0, 100.0]

@@ -29,9 +29,11 @@ def test_dvc_repro_attribute_on_the_tiny_profile(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == summary["files"]
     assert summary["dla_max_abs_error"] < 1e-4
     assert summary["patching"]["full_resid_pre_recovery_min"] == pytest.approx(1.0, abs=1e-4)
-    assert 1 <= len(summary["circuit_heads"]) <= params["max_circuit_heads"]
+    circuit = json.loads((out / "circuit.json").read_text())
+    assert summary["circuit_nodes"] == [n["name"] for n in circuit["nodes"] if n["role"] == "circuit"]
+    assert circuit["search"]["target"] == params["faithfulness_target"]
     assert summary["adversarial"]["n_palindromes"] == params["n_adversarial"]
-    assert len(summary["sentences"]) == 2
+    assert summary["sentences"] == circuit["sentences"] and len(summary["sentences"]) >= 2
     dla = pd.read_parquet(out / "dla.parquet")
     examples = pd.read_parquet(repo / "data" / "activations" / "examples.parquet")
     assert dla["example_id"].nunique() == len(examples)
@@ -47,9 +49,9 @@ def test_dvc_repro_attribute_on_the_tiny_profile(tmp_path: Path) -> None:
 
     # An attribute param reruns attribute alone.
     changed = tiny_params()
-    changed["attribute"]["max_circuit_heads"] = 1
+    changed["attribute"]["faithfulness_target"] = 0.5
     (repo / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     status = run(["dvc", "status", "--json", "--with-deps", "attribute"], repo).stdout
     assert set(json.loads(status)) == {"attribute"}
     run(["dvc", "repro", "attribute"], repo)
-    assert len(json.loads((out / "summary.json").read_text())["circuit_heads"]) == 1
+    assert json.loads((out / "circuit.json").read_text())["search"]["target"] == 0.5

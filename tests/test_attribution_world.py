@@ -19,12 +19,14 @@ import torch
 from transformer_lens.ActivationCache import ActivationCache
 
 from palindrome_lens.activations.examples import choose_examples, load_examples, write_examples
+from palindrome_lens.attribution.common import logit_diff, readout_positions
 from palindrome_lens.data.generate import generate_splits
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.model.bridge import new_native_model, wrap_native
 from palindrome_lens.model.classifier import Classifier
 from palindrome_lens.model.config import model_config
-from palindrome_lens.params import DataParams, ModelParams
+from palindrome_lens.params import AttributeParams, DataParams, ModelParams
+from tests.conftest import tiny_params
 
 ALPHABET, LENGTHS = "abcdefgh", [5, 6]
 VARIANTS = {
@@ -46,6 +48,16 @@ class World:
     @property
     def model(self):  # noqa: ANN201  # the TransformerBridge
         return self.clf.model
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """Each row's readout position (BOS for these models)."""
+        return readout_positions(self.model, self.tokens)
+
+    @property
+    def diff(self) -> torch.Tensor:
+        """The model's logit difference at the readout, per row."""
+        return logit_diff(self.logits, self.positions)
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,3 +97,8 @@ def world(variant: str = "ln") -> World:
     with torch.inference_mode():
         logits, cache = clf.model.run_with_cache(tokens)
     return World(clf, test, examples, tokens, cache, logits)
+
+
+def settings(**overrides) -> AttributeParams:
+    """The tiny profile's attribute section, with overrides."""
+    return AttributeParams.check({**tiny_params()["attribute"], **overrides})

@@ -105,7 +105,7 @@ def search_circuit(screen: CircuitScorer, full: CircuitScorer, target: float, bu
     f_model = full.f([candidates])[0]
     s_model = screen.f([candidates])[0]
     if f_model <= 0 or s_model <= 0:
-        return Search(list(candidates), "none (the model has no positive margin)", 0, 0, 0, False)
+        return Search([], "none (the model has no positive margin)", 0, 0, 0, False)
     n = len(candidates)
     size = 0
     while size <= n and n_sets_up_to(n, size) <= budget:

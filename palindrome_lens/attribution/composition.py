@@ -13,9 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from transformer_lens.FactoredMatrix import FactoredMatrix
 from transformer_lens.model_bridge import TransformerBridge
-from transformer_lens.utilities.matrix import composition_scores
 
 MODES = ("Q", "K", "V")
 N_RANDOM = 200
@@ -23,18 +21,19 @@ _STREAM = 8
 
 
 def random_baseline(d_model: int, d_head: int, mode: str, seed: int, n: int = N_RANDOM) -> np.ndarray:
-    """(n,) composition scores of independent Gaussian weight matrices of the model's shapes."""
+    """(n,) the same score for independent Gaussian W_V W_O (sender) and W_Q W_K^T or W_V W_O (receiver)
+    of the model's shapes (the products are small, so they are formed directly)."""
     gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, _STREAM, MODES.index(mode)])
                                             .integers(2**31)))
 
-    def w(*shape: int) -> torch.Tensor:
-        return torch.randn(n, *shape, generator=gen)
+    def product() -> torch.Tensor:  # (n, d_model, d_model) of rank d_head
+        return torch.randn(n, d_model, d_head, generator=gen) @ torch.randn(n, d_head, d_model, generator=gen)
 
-    left = FactoredMatrix(w(d_model, d_head), w(d_head, d_model))  # a sender's W_V W_O
-    right = FactoredMatrix(w(d_model, d_head), w(d_head, d_model))  # a receiver's W_Q W_K^T, or W_V W_O
+    left, right = product(), product()
     if mode == "K":
-        right = right.T
-    return composition_scores(left, right, broadcast_dims=False).numpy()
+        right = right.transpose(-1, -2)
+    scores = (left @ right).norm(dim=(-2, -1)) / left.norm(dim=(-2, -1)) / right.norm(dim=(-2, -1))
+    return scores.numpy()
 
 
 def composition_table(model: TransformerBridge, seed: int) -> pd.DataFrame:

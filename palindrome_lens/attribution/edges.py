@@ -146,8 +146,8 @@ def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: Activat
     if pairs.empty or not edges:
         return _empty()
     device = device_of(model)
-    clean_ids = torch.from_numpy(pairs["clean_id"].to_numpy())
-    corrupted_ids = torch.from_numpy(pairs["corrupted_id"].to_numpy())
+    clean_ids = torch.tensor(pairs["clean_id"].to_numpy())
+    corrupted_ids = torch.tensor(pairs["corrupted_id"].to_numpy())
     corrupted = tokens[corrupted_ids]
     clean = forward_logit_diff(model, tokens[clean_ids], batch_size).cpu().numpy()
     base = forward_logit_diff(model, corrupted, batch_size).cpu().numpy()

@@ -167,7 +167,7 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     evidence = head_evidence(t["ablation"], t["patching"], mirrors, head_names(model), circuit, minimal)
     out.circuit["sentences"] = sentences(out.circuit, evidence, settings.faithfulness_target, settings.minimality_floor)
     circuit_heads = list(dict.fromkeys(nd.component for nd in circuit if nd.is_head))
-    correct = to_numpy(margin(diff.cpu(), torch.from_numpy(label))) > 0
+    correct = to_numpy(margin(diff.cpu(), torch.tensor(label))) > 0
     out.summary = {
         "format": FORMAT,
         "model": {k: clf.config.get(k) for k in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "attn_only",

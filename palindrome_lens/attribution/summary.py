@@ -23,7 +23,7 @@ from palindrome_lens.attribution.nodes import Node
 
 FORMAT = "palindrome-lens/circuit/v1"
 MIRROR = 0.5  # a head whose mirror score is at least this attends from characters to their mirrors
-ZERO_MISLEADS = 0.3  # zero vs resample margin loss gap worth a sentence
+ZERO_MISLEADS = 0.2  # zero vs resample balanced-accuracy gap worth a sentence
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -50,6 +50,7 @@ def head_evidence(ablation: pd.DataFrame, patching: pd.DataFrame, mirrors: dict[
                            & (ablation["mode"] == mode) & (ablation["kind"] == BALANCED)]
             loss = -float(hit["margin_change"].iloc[0]) / base if len(hit) and base > 0 else None
             row[f"{mode}_ablation_margin_loss"] = loss
+            row[f"{mode}_ablation_balanced_accuracy"] = float(hit["accuracy"].iloc[0]) if len(hit) else None
             row[f"{mode}_ablation_lean"] = float(hit["mean_logit_diff"].iloc[0]) if len(hit) else None
         mine = patching[(patching["activation"] == "z") & (patching["component"] == name)
                         & patching["mismatch_pos"].isna()]
@@ -63,7 +64,7 @@ def head_evidence(ablation: pd.DataFrame, patching: pd.DataFrame, mirrors: dict[
         in_circuit = [nd.name for nd in circuit if nd.component == name]
         row["in_circuit"] = bool(in_circuit)
         row["circuit_nodes"] = in_circuit
-        row["minimality"] = min((minimality[n]["value"] for n in in_circuit), default=None)
+        row["minimality"] = min((minimality[n]["value"] for n in in_circuit if n in minimality), default=None)
         out[name] = {k: _clean(v) for k, v in row.items()}
     return out
 
@@ -142,10 +143,11 @@ def sentences(doc: dict[str, Any], evidence: dict[str, dict[str, Any]], target: 
                  "undefined": "The test is undefined: random resampling costs nothing."}[verdict]
         out.append(text)
     for head, e in evidence.items():
-        zero, resample = e.get("zero_ablation_margin_loss"), e.get("resample_ablation_margin_loss")
+        zero, resample = e.get("zero_ablation_balanced_accuracy"), e.get("resample_ablation_balanced_accuracy")
         if zero is not None and resample is not None and abs(zero - resample) >= ZERO_MISLEADS:
-            out.append(f"Zero ablation misleads for {head}: zeroing it costs {pct(zero)} of the margin, "
-                       f"resample ablation {pct(resample)}.")
+            out.append(f"Zero ablation misleads for {head}: zeroing it leaves a balanced accuracy of {pct(zero)} "
+                       f"(lean {e['zero_ablation_lean']:+.2f} towards \"palindrome\"), resample ablation "
+                       f"{pct(resample)} (lean {e['resample_ablation_lean']:+.2f}).")
     return out
 
 

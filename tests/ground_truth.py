@@ -1,0 +1,135 @@
+"""A palindrome classifier built by hand, whose circuit is known by construction, with loud but causally
+inert decoys (test material; no tests here).
+
+Strings of length 8 over `abcd`, tokens [BOS] c1..c8 [EOS], no LayerNorm, read at BOS. Residual
+stream (d_model 32), one job per subspace:
+
+    TOK 0-3   own letter (embedding)          POS 8-17   position one-hot (pos_embed)
+    MIR 4-7   mirror letter (L0H0)            FLAG 18    "my pair does not match" (0_mlp_out)
+    DEC 19-22 mirror letter x10 (L0H1, decoy) BOSD 23    is-BOS (embedding)
+    LOGIT 24  what the unembedding reads      AGG 25     share of mismatched characters (L1H0)
+    DEC2 26-29 MLP 1's decoy output            EOSD 30    is-EOS (embedding)
+
+The circuit (planted):
+- L0H0@chars: position i attends to its mirror 9-i (positional QK) and copies its letter into MIR;
+- 0_mlp_out@chars: ReLU(TOK_k - MIR_k) summed over letters = 1 exactly when the pair differs -> FLAG;
+- L1H0@bos: attends evenly to the eight characters, reads FLAG (V) and writes -16 x mean flag to LOGIT
+  (and the mean flag to AGG).
+Logit difference = 2 for a palindrome, 2 - 4 = -2 for one broken pair, -6 for two, ...
+
+The decoys (never read by anything that reaches the logits):
+- L0H1: a second, perfect mirror head (mirror score 1) writing its letter x10 into DEC, which nobody reads;
+- L1H1: attends from BOS to BOS and adds a constant +5 to LOGIT, cancelled by the unembedding bias.
+  Zero ablation makes it look essential; resample or mean ablation shows it carries nothing;
+- 1_mlp_out: reads AGG (it varies with the string) and writes large vectors into DEC2, which nobody reads.
+
+Information-carrying edges on a clean palindrome -> one-pair corruption (path patching effect):
+embed@chars -> L0H0@chars (v) 0.5, embed@chars -> 0_mlp_out@chars (mlp_in) 0.5,
+L0H0@chars -> 0_mlp_out@chars (mlp_in) 0.5, 0_mlp_out@chars -> L1H0@bos (v) 1, L1H0@bos -> logits 1.
+Every other edge is 0 (a broken pair raises two flags; restoring one of them halves the drop).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from palindrome_lens.data.tokenizer import Tokenizer
+from palindrome_lens.model.bridge import build_bridge
+from palindrome_lens.model.classifier import Classifier
+from palindrome_lens.params import ModelParams
+
+ALPHABET, LENGTH = "abcd", 8
+D_MODEL, N_HEADS, D_HEAD, D_MLP = 32, 2, 16, 8
+TOK, MIR, POS, FLAG, DEC, BOSD, LOGIT, AGG, DEC2, EOSD = 0, 4, 8, 18, 19, 23, 24, 25, 26, 30
+SHARP = 20.0 * D_HEAD**0.5  # attention scores of 20 after TransformerLens divides by sqrt(d_head)
+
+CIRCUIT = {"L0H0@chars", "0_mlp_out@chars", "L1H0@bos"}
+DECOYS = {"L0H1", "L1H1", "1_mlp_out"}
+EDGES = {
+    ("embed@chars", "L0H0@chars", "v"): 0.5,
+    ("embed@chars", "0_mlp_out@chars", "mlp_in"): 0.5,
+    ("L0H0@chars", "0_mlp_out@chars", "mlp_in"): 0.5,
+    ("0_mlp_out@chars", "L1H0@bos", "v"): 1.0,
+    ("L1H0@bos", "logits", "logits"): 1.0,
+}
+PARAMS = ModelParams(n_layers=2, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD, d_mlp=D_MLP, act_fn="relu",
+                     normalization="none", attn_only=False, n_ctx=None)
+
+
+def _weights(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
+    """TransformerLens-shaped weights: W_Q[layer, head] is (d_model, d_head), and so on."""
+    n_letters, width = len(ALPHABET), tokenizer.width
+    w_e = torch.zeros(tokenizer.vocab_size, D_MODEL)
+    for k, letter in enumerate(ALPHABET):
+        w_e[tokenizer.encode([letter])[0, 1], TOK + k] = 1.0
+    w_e[tokenizer.bos_id, BOSD] = 1.0
+    w_e[tokenizer.eos_id, EOSD] = 1.0
+    w_pos = torch.zeros(width, D_MODEL)
+    w_pos[torch.arange(width), POS + torch.arange(width)] = 1.0
+    w = {name: torch.zeros(2, N_HEADS, D_MODEL, D_HEAD) for name in ("W_Q", "W_K", "W_V")}
+    w["W_O"] = torch.zeros(2, N_HEADS, D_HEAD, D_MODEL)
+
+    def mirror(p: int) -> int:
+        return LENGTH + 1 - p if 1 <= p <= LENGTH else p  # BOS and EOS attend to themselves
+
+    for head in (0, 1):  # layer 0: both heads are mirror heads
+        for p in range(width):
+            w["W_Q"][0, head, POS + p, mirror(p)] = SHARP
+            w["W_K"][0, head, POS + p, p] = 1.0
+        for k in range(n_letters):
+            w["W_V"][0, head, TOK + k, k] = 1.0
+            w["W_O"][0, head, k, (MIR if head == 0 else DEC) + k] = 1.0 if head == 0 else 10.0
+    # L1H0: from BOS, even attention over the characters; reads FLAG, writes the drop to LOGIT and AGG
+    w["W_Q"][1, 0, POS + 0, 0] = SHARP
+    for p in range(1, LENGTH + 1):
+        w["W_K"][1, 0, POS + p, 0] = 1.0
+    w["W_V"][1, 0, FLAG, 0] = 1.0
+    w["W_O"][1, 0, 0, LOGIT] = -2.0 * LENGTH
+    w["W_O"][1, 0, 0, AGG] = 1.0
+    # L1H1: from BOS to BOS only; a constant +5 on LOGIT
+    w["W_Q"][1, 1, POS + 0, 0] = SHARP
+    w["W_K"][1, 1, POS + 0, 0] = 1.0
+    w["W_V"][1, 1, BOSD, 0] = 1.0
+    w["W_O"][1, 1, 0, LOGIT] = 5.0
+    w_in = torch.zeros(2, D_MODEL, D_MLP)
+    w_out = torch.zeros(2, D_MLP, D_MODEL)
+    for k in range(n_letters):  # MLP 0 compares own and mirror letters
+        w_in[0, TOK + k, k] = 1.0
+        w_in[0, MIR + k, k] = -1.0
+        w_out[0, k, FLAG] = 1.0
+    for k in range(4):  # MLP 1: loud, inert
+        w_in[1, AGG, k] = 1.0 + k
+        w_out[1, k, DEC2 + k] = 25.0
+    w_u = torch.zeros(D_MODEL, 2)
+    w_u[LOGIT, 1] = 1.0
+    b_u = torch.tensor([0.0, 2.0 - 5.0])  # cancels L1H1's constant
+    return {"W_E": w_e, "W_pos": w_pos, **w, "W_in": w_in, "W_out": w_out, "W_U": w_u, "b_U": b_u}
+
+
+def state_dict(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
+    """The weights under the bridge's state-dict names (nn.Linear layout: weight is (out, in))."""
+    w = _weights(tokenizer)
+    sd = {"embed.weight": w["W_E"], "pos_embed.weight": w["W_pos"], "unembed.weight": w["W_U"].T.contiguous(),
+          "unembed.bias": w["b_U"]}
+    for layer in range(2):
+        for name in ("q", "k", "v"):
+            mat = w[f"W_{name.upper()}"][layer]  # (head, d_model, d_head)
+            sd[f"blocks.{layer}.attn.{name}.weight"] = mat.permute(1, 0, 2).reshape(D_MODEL, -1).T.contiguous()
+            sd[f"blocks.{layer}.attn.{name}.bias"] = torch.zeros(N_HEADS * D_HEAD)
+        sd[f"blocks.{layer}.attn.o.weight"] = w["W_O"][layer].reshape(-1, D_MODEL).T.contiguous()
+        sd[f"blocks.{layer}.attn.o.bias"] = torch.zeros(D_MODEL)
+        sd[f"blocks.{layer}.mlp.in.weight"] = w["W_in"][layer].T.contiguous()
+        sd[f"blocks.{layer}.mlp.in.bias"] = torch.zeros(D_MLP)
+        sd[f"blocks.{layer}.mlp.out.weight"] = w["W_out"][layer].T.contiguous()
+        sd[f"blocks.{layer}.mlp.out.bias"] = torch.zeros(D_MODEL)
+    return sd
+
+
+def planted_classifier(tokenizer: Tokenizer) -> Classifier:
+    """The hand-built model as the pipeline would save it (config from our schema, weights loaded strictly)."""
+    from palindrome_lens.model.config import model_config
+
+    if tokenizer.alphabet != ALPHABET or tokenizer.width != LENGTH + 2:
+        raise ValueError(f"the planted model needs alphabet {ALPHABET!r} and strings of length {LENGTH} with [EOS]")
+    config = model_config(PARAMS, tokenizer, seed=0, lengths=[LENGTH])
+    return Classifier(build_bridge(config, state_dict(tokenizer)), tokenizer, config)

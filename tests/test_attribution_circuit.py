@@ -1,0 +1,113 @@
+"""The circuit search and its IOI-style metrics on a scorer whose F is known exactly: the smallest set that
+reaches the target (exhaustive, and greedy past the budget), completeness and minimality by hand, and the
+class-balanced screening rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from palindrome_lens.attribution.circuit import (
+    CircuitScorer,
+    completeness,
+    minimality,
+    screening_rows,
+    search_circuit,
+    without,
+)
+from palindrome_lens.attribution.nodes import Node
+
+A, B, C, D = (Node(0, name, "chars") for name in ("L0H0", "L0H1", "0_mlp_out", "L1H0"))
+NODES = [A, B, C, D]
+LABEL = np.array([True, True, False, False, False, False])
+
+
+class FakeAblator:
+    """Per-row logit differences +-F(kept) (so every row's margin is F), for F a known function of the kept set."""
+
+    mode = "resample"
+
+    def __init__(self, value: Callable[[frozenset], float]) -> None:
+        self.value = value
+
+    def logit_diffs(self, sets: Sequence[Sequence[Node]], rows: np.ndarray | None = None, desc: str | None = None):
+        label = LABEL if rows is None else LABEL[rows]
+        out = []
+        for ablated in sets:
+            f = self.value(frozenset(NODES) - set(ablated))
+            out.append(np.where(label, f, -f))
+        return np.array(out)
+
+
+def scorers(value: Callable[[frozenset], float]) -> tuple[CircuitScorer, CircuitScorer]:
+    ablator = FakeAblator(value)
+    return CircuitScorer(ablator, NODES, LABEL, np.array([0, 2, 3])), CircuitScorer(ablator, NODES, LABEL)
+
+
+def and_of_a_and_b(kept: frozenset) -> float:
+    """A and B together carry the decision; C adds a little; D nothing."""
+    return 9.0 * (A in kept and B in kept) + 1.0 * (C in kept)
+
+
+def test_exhaustive_search_finds_the_smallest_set_reaching_the_target() -> None:
+    screen, full = scorers(and_of_a_and_b)
+    found = search_circuit(screen, full, target=0.9, budget=100)
+    assert found.method == "exhaustive" and found.reached
+    assert found.nodes == [A, B] and found.exhaustive_up_to == 2
+    found = search_circuit(*scorers(and_of_a_and_b), target=0.95, budget=100)
+    assert found.nodes == [A, B, C]
+
+
+def test_greedy_search_past_the_budget_prunes_what_it_does_not_need() -> None:
+    # greedy adds C first (A or B alone is worth nothing), then needs A and B; pruning drops C
+    found = search_circuit(*scorers(and_of_a_and_b), target=0.9, budget=3)
+    assert found.method == "greedy" and found.reached and found.exhaustive_up_to == 0
+    assert found.nodes == [A, B]
+
+
+def test_a_decision_spread_over_everything_and_a_model_without_margin() -> None:
+    spread = search_circuit(*scorers(lambda kept: 10.0 if len(kept) == 4 else 5.0), target=0.9, budget=100)
+    assert spread.reached and spread.nodes == NODES  # only the whole model will do
+    broken = search_circuit(*scorers(lambda kept: -1.0), target=0.9, budget=100)
+    assert not broken.reached and broken.method.startswith("none")
+
+
+def test_completeness_and_minimality_by_hand() -> None:
+    # the model also has a backup: D carries the decision alone when A is gone
+    def backup(kept: frozenset) -> float:
+        return 10.0 if (A in kept and B in kept) or (D in kept and B in kept and A not in kept) else 0.0
+
+    screen, full = scorers(backup)
+    f_model = full.f([NODES])[0]
+    assert f_model == 10.0
+    circuit = [A, B]
+    comp = completeness(full, circuit, f_model)
+    # K = {A}: the circuit without A scores 0, the model without A scores 10 through D -> gap 1
+    assert comp["tried"]["{L0H0@chars}"] == pytest.approx(1.0)
+    assert comp["tried"]["{L0H1@chars}"] == pytest.approx(0.0)
+    assert comp["value"] == pytest.approx(1.0)
+    minimal = minimality(full, circuit, f_model)
+    assert minimal["L0H0@chars"]["value"] == pytest.approx(1.0) and minimal["L0H0@chars"]["k"] == []
+    # a node that never matters has minimality 0
+    assert minimality(full, [A, B, C], f_model)["0_mlp_out@chars"]["value"] == 0.0
+
+
+def test_without_keeps_order() -> None:
+    assert without(NODES, [C]) == [A, B, D]
+
+
+def test_screening_rows_are_class_balanced_and_seeded() -> None:
+    n = 1000
+    rng = np.random.default_rng(3)
+    kinds = rng.choice(["palindrome", "near1", "near2", "random"], n, p=[0.2, 0.5, 0.2, 0.1])
+    examples = pd.DataFrame({"label": kinds == "palindrome", "kind": kinds})
+    rows = screening_rows(examples, seed=0, n=100)
+    assert len(rows) == 100 and len(set(rows)) == 100
+    assert examples["label"].to_numpy()[rows].sum() == 50
+    negatives = pd.Series(kinds[rows][~examples["label"].to_numpy()[rows]]).value_counts()
+    assert negatives.max() - negatives.min() <= 1  # the other kinds in turn
+    assert (screening_rows(examples, seed=0, n=100) == rows).all()
+    assert screening_rows(examples.head(50), seed=0, n=100) is None

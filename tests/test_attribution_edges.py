@@ -1,0 +1,143 @@
+"""Path patching: the senders' clean-minus-corrupted outputs add up to the residual stream's change; their
+sum fed to one receiver input reproduces that input taken from the clean run; a zero delta changes
+nothing; and without LayerNorm the logits edges of every sender add up to the whole logit gap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_attribution_world import world
+
+from palindrome_lens.attribution.common import forward_logit_diff, logit_diff
+from palindrome_lens.attribution.edges import (
+    Edge,
+    LayerNorms,
+    edge_hooks,
+    path_patching,
+    possible_edges,
+    sender_output,
+)
+from palindrome_lens.attribution.nodes import (
+    NODE_POSITIONS,
+    Node,
+    candidate_nodes,
+    components,
+    embedding_nodes,
+    group_masks,
+)
+from palindrome_lens.attribution.patching import corruption_pairs
+from palindrome_lens.attribution.schemas import SCHEMAS
+
+
+def _pairs(w):
+    pairs = corruption_pairs(w.examples)
+    return pairs, torch.tensor(pairs["clean_id"].to_numpy()), torch.tensor(pairs["corrupted_id"].to_numpy())
+
+
+def _delta(w, components_: list[str], clean, corrupted) -> torch.Tensor:
+    return sum(sender_output(w.model, w.cache, c, clean) - sender_output(w.model, w.cache, c, corrupted)
+               for c in components_)
+
+
+def test_sender_outputs_add_up_to_the_residual_change() -> None:
+    w = world("ln")
+    _, clean, corrupted = _pairs(w)
+    before_layer_1 = ["embed", "pos_embed", "L0H0", "L0H1", "0_mlp_out"]
+    resid = w.cache["blocks.1.hook_resid_pre"]
+    assert torch.allclose(_delta(w, before_layer_1, clean, corrupted), resid[clean] - resid[corrupted], atol=1e-5)
+    assert sender_output(w.model, w.cache, "pos_embed", clean).equal(sender_output(w.model, w.cache, "pos_embed",
+                                                                                    corrupted))
+
+
+@pytest.mark.parametrize("via", ["q", "k", "v", "mlp_in", "logits"])
+def test_every_sender_into_one_input_is_that_input_from_the_clean_run(via: str) -> None:
+    w = world("ln")
+    model = w.model
+    _, clean, corrupted = _pairs(w)
+    senders = ["embed", "pos_embed", "L0H0", "L0H1", "0_mlp_out"]
+    if via == "mlp_in":
+        senders += ["L1H0", "L1H1"]
+    if via == "logits":
+        senders = [*components(model), "embed", "pos_embed"]
+    delta = _delta(w, senders, clean, corrupted)
+    everywhere = torch.ones(len(corrupted), w.tokens.shape[1], dtype=torch.bool)
+    receiver = {"logits": None, "mlp_in": Node(1, "1_mlp_out", "chars")}.get(via, Node(1, "L1H0", "chars"))
+    corrupted_z = w.cache["blocks.1.attn.hook_z"][corrupted][:, :, 0]
+    hooks = edge_hooks(model, LayerNorms(model), Edge(Node(-1, "embed", "chars"), receiver, via), delta, everywhere,
+                       corrupted_z)
+    with torch.inference_mode():
+        patched = model.run_with_hooks(w.tokens[corrupted], fwd_hooks=hooks)
+        if via == "logits":
+            expected = w.logits[clean]
+        else:
+            hook = {"mlp_in": "blocks.1.mlp.hook_in"}.get(via, f"blocks.1.attn.hook_{via}")
+            clean_input = w.cache[hook][clean] if hook in w.cache.cache_dict else None
+            if clean_input is None:  # q/k/v are not in the world cache: take them from a clean run
+                _, live = model.run_with_cache(w.tokens[clean])
+                clean_input = live[hook]
+
+            def put(x, hook):
+                if via == "mlp_in":
+                    return clean_input
+                out = x.clone()
+                out[:, :, 0] = clean_input[:, :, 0]
+                return out
+
+            expected = model.run_with_hooks(w.tokens[corrupted], fwd_hooks=[(hook, put)])
+    positions = torch.zeros(len(corrupted), dtype=torch.long)
+    assert torch.allclose(logit_diff(patched, positions), logit_diff(expected, positions), atol=1e-4)
+    assert (logit_diff(patched, positions) - logit_diff(w.logits[corrupted], positions)).abs().max() > 1e-3
+
+
+def test_zero_delta_changes_nothing() -> None:
+    w = world("ln")
+    _, _, corrupted = _pairs(w)
+    zero = torch.zeros(len(corrupted), w.tokens.shape[1], w.model.cfg.d_model)
+    everywhere = torch.ones(len(corrupted), w.tokens.shape[1], dtype=torch.bool)
+    for via, receiver in (("k", Node(1, "L1H1", "bos")), ("mlp_in", Node(0, "0_mlp_out", "chars"))):
+        z = w.cache[f"blocks.{receiver.layer}.attn.hook_z"][corrupted][:, :, 1]
+        hooks = edge_hooks(w.model, LayerNorms(w.model), Edge(Node(-1, "embed", "chars"), receiver, via), zero,
+                           everywhere, z)
+        with torch.inference_mode():
+            out = w.model.run_with_hooks(w.tokens[corrupted], fwd_hooks=hooks)
+        assert torch.allclose(out, w.logits[corrupted], atol=1e-5)
+
+
+def test_without_layernorm_logit_edges_add_up_to_the_whole_gap() -> None:
+    """No LayerNorm: the logit difference is linear in the final residual, so the logits edges of every
+    sender at the readout (BOS) restore exactly the whole clean-corrupted gap together."""
+    w = world("no_ln")
+    masks = group_masks(w.examples["length"], w.tokens.shape[1], NODE_POSITIONS["chars"], True)
+    nodes = candidate_nodes(w.model, NODE_POSITIONS["chars"], masks, "bos")
+    senders = [nd for nd in embedding_nodes(NODE_POSITIONS["chars"], masks) if nd.component == "embed"] + nodes
+    edges = [e for e in possible_edges(senders, nodes, "bos") if e.via == "logits"]
+    assert {e.sender.name for e in edges} == {"embed@bos", "L0H0@bos", "L0H1@bos", "0_mlp_out@bos"}
+    pairs, clean, corrupted = _pairs(w)
+    table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16)
+    gap = forward_logit_diff(w.model, w.tokens[clean], 64) - forward_logit_diff(w.model, w.tokens[corrupted], 64)
+    assert gap.abs().min() > 1e-4  # every pair counts in the ratio of means
+    assert table["effect"].sum() == pytest.approx(1.0, abs=1e-4)
+    assert table.set_index("sender").loc["embed@bos", "effect"] == pytest.approx(0.0, abs=1e-6)  # BOS is BOS
+
+
+def test_table_has_its_schema_and_the_wiring_is_respected() -> None:
+    w = world("ln")
+    groups = NODE_POSITIONS["chars"]
+    masks = group_masks(w.examples["length"], w.tokens.shape[1], groups, True)
+    nodes = candidate_nodes(w.model, groups, masks, "bos")
+    senders = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"] + nodes
+    edges = possible_edges(senders, nodes, "bos")
+    for e in edges:
+        if e.receiver is None:
+            assert e.sender.group == "bos"
+        elif e.via in ("q", "mlp_in"):
+            assert e.sender.group == e.receiver.group
+        if e.receiver is not None and e.receiver.is_head:
+            assert e.sender.layer < e.receiver.layer
+    pairs, _, _ = _pairs(w)
+    table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges[:12], batch_size=16)
+    assert list(table.columns) == SCHEMAS["edges"].names
+    assert table["effect"].notna().all() and len(table) == 12
+    assert (table["n_pairs"] == len(pairs)).all()
+    assert np.isfinite(table[["pair_q25", "pair_median", "pair_q75"]].to_numpy()).all()
