@@ -3,6 +3,7 @@ circuit graph and its evaluation, causal scrubbing, weights, adversarial edits) 
 extracted activations; tables, summary.json and circuit.json under data/attribution/."""
 
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -29,8 +30,11 @@ def main(p: StageParams) -> None:
         torch.set_num_threads(1)
     verify_sources(ACTIVATIONS, model_dir=MODEL, data_files=[TEST])
     test = read_table(TEST, {f.name: f.type for f in SCHEMA}).to_pandas()
-    summary = write_attribution(OUT, clf, ACTIVATIONS, test, params, seed=p.seed)
-    print(f"attribute: {OUT}: {len(summary['files'])} files from {summary['n_examples']} examples on {clf.device}; "
+    started = time.perf_counter()
+    result = write_attribution(OUT, clf, ACTIVATIONS, test, params, seed=p.seed)
+    summary = result.summary
+    print(f"attribute: {OUT}: {len(summary['files'])} files from {summary['n_examples']} examples on {clf.device} "
+          f"in {time.perf_counter() - started:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in result.seconds.items())}); "
           f"DLA max error {summary['dla_max_abs_error']:.2e}")
     for sentence in summary["sentences"]:
         print(f"attribute: {sentence}")

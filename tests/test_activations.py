@@ -46,7 +46,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A saved 2-layer model with perturbed weights (LN weights and biases far from 1/0) and a test split."""
     root = tmp_path_factory.mktemp("activations")
     data = DataParams.check({"alphabet": ALPHABET, "lengths": LENGTHS, "n_train": 400, "n_val": 20, "n_test": 300,
-                             "palindrome_fraction": 0.5, "negative_mix": {"near1": 0.6, "near2": 0.2, "random": 0.2}})
+                             "palindrome_fraction": 0.5, "negative_mix": {"near1": 0.6, "near2": 0.2, "random": 0.2, "redraw": 0.0},
+                             "redraw_probability": 0.5})
     test_path = root / "test.parquet"
     write_table(generate_splits(data, 0)["test"], test_path)
     tokenizer = Tokenizer(ALPHABET, max(LENGTHS), add_eos=True)

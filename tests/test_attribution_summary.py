@@ -100,7 +100,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write_table(pa.Table.from_pandas(test, preserve_index=False), root / "test.parquet")
     examples = choose_examples(pa.Table.from_pandas(test, preserve_index=False), 6, 3, 0, ALPHABET)
     write_activations(root / "acts", clf, examples, KNOWN_HOOKS, "float32", batch_size=11)
-    summary = write_attribution(root / "out", clf, root / "acts", test, SETTINGS, seed=0)
+    summary = write_attribution(root / "out", clf, root / "acts", test, SETTINGS, seed=0).summary
     return {"root": root, "clf": clf, "test": test, "summary": summary}
 
 

@@ -63,7 +63,8 @@ class World:
 @functools.lru_cache(maxsize=1)
 def generated_test_split() -> pd.DataFrame:
     data = DataParams.check({"alphabet": ALPHABET, "lengths": LENGTHS, "n_train": 400, "n_val": 20, "n_test": 300,
-                             "palindrome_fraction": 0.5, "negative_mix": {"near1": 0.6, "near2": 0.2, "random": 0.2}})
+                             "palindrome_fraction": 0.5, "negative_mix": {"near1": 0.6, "near2": 0.2, "random": 0.2, "redraw": 0.0},
+                             "redraw_probability": 0.5})
     return generate_splits(data, 0)["test"].to_pandas()
 
 

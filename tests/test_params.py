@@ -37,9 +37,14 @@ BAD = [
     ("data.n_train", 0, r"data\.n_train: 0 .*>= 1"),
     ("data.n_val", -3, r"data\.n_val: -3 .*>= 1"),
     ("data.n_test", 10**9, r"data\.n_test: 1000000000 .*distinct"),
-    ("data.negative_mix", {"near1": 0.5, "near2": 0.2, "random": 0.2}, r"data\.negative_mix: .*sum to 1"),
-    ("data.negative_mix", {"near1": 1.2, "near2": -0.2, "random": 0.0}, r"data\.negative_mix\.near1: 1\.2"),
-    ("data.negative_mix", {"near1": 0.8, "near3": 0.2, "random": 0.0}, r"near3: unknown kind"),
+    ("data.negative_mix", {"near1": 0.5, "near2": 0.2, "random": 0.2, "redraw": 0.0}, r"data\.negative_mix: .*sum to 1"),
+    ("data.negative_mix", {"near1": 1.2, "near2": -0.2, "random": 0.0, "redraw": 0.0},
+     r"data\.negative_mix\.near1: 1\.2"),
+    ("data.negative_mix", {"near1": 0.8, "near3": 0.2, "random": 0.0, "redraw": 0.0}, r"near3: unknown kind"),
+    ("data.negative_mix", {"near1": 0.8, "near2": 0.2, "random": 0.0}, r"data\.negative_mix\.redraw is missing"),
+    ("data.redraw_probability", 0, r"data\.redraw_probability: 0 .*> 0"),
+    ("model.attention_dir", "sideways", r"model\.attention_dir: 'sideways' .*bidirectional, causal"),
+    ("model.readout", "cls", r"model\.readout: 'cls' .*bos, eos"),
     ("data.palindrome_fraction", 1.5, r"data\.palindrome_fraction: 1\.5 .*<= 1"),
     ("seed", 1.5, r"seed: 1\.5 .*integer"),
     ("seed", "zero", r"seed: 'zero' .*integer"),
@@ -57,6 +62,15 @@ BAD = [
     ("extract.dtype", "bfloat16", r"extract\.dtype: 'bfloat16' .*float32, float16"),
     ("report.hist_bins", 1, r"report\.hist_bins: 1 .*>= 2"),
     ("report.n_examples", -1, r"report\.n_examples: -1"),
+    ("model.attention_dir", "causal", r"model\.readout: 'bos' is not allowed with model\.attention_dir 'causal'"),
+    ("attribute.ablation", "zero", r"attribute\.ablation: 'zero' .*resample, mean"),
+    ("attribute.faithfulness_target", 0, r"attribute\.faithfulness_target: 0 .*> 0"),
+    ("attribute.hypotheses", [{"name": "x", "claim": "", "after_layer": 0, "keep": {"bos": "pair_match"}}],
+     r"attribute\.hypotheses\[0\]\.keep\.bos: 'pair_match' .*character positions only"),
+    ("attribute.hypotheses", [{"name": "x", "claim": "", "after_layer": 0, "keep": {"middle": "none"}}],
+     r"attribute\.hypotheses\[0\]\.keep\.middle: .*not a position group"),
+    ("attribute.hypotheses", [{"name": "x", "claim": "", "after_layer": 0, "keep": {"chars": "all", "centre": "all"}}],
+     r"attribute\.hypotheses\[0\]\.keep: .*not both"),
     ("data.n_test", 8, r"data\.n_test: 8 is too small; .*near2 share \(0\.1\) gets no examples .*at least 20"),
 ]
 
@@ -65,6 +79,15 @@ BAD = [
 def test_bad_value_names_key_value_and_rule(key, value, message) -> None:
     with pytest.raises(ParamsError, match=message):
         validate(_with(key, value))
+
+
+def test_eos_readout_needs_an_eos_token() -> None:
+    params = _with("model.readout", "eos")
+    params["tokenize"]["add_eos"] = False
+    with pytest.raises(ParamsError, match=r"model\.readout: 'eos' is not allowed with tokenize\.add_eos false"):
+        validate(params)
+    params["tokenize"]["add_eos"] = True
+    assert validate(params).model.readout == "eos"
 
 
 def test_tiny_and_default_profiles_are_valid() -> None:

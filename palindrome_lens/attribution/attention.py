@@ -3,7 +3,9 @@
 Positions: BOS at 0, characters at 1..L (then EOS if the tokenizer adds it, then PAD). The mirror of
 character position i is L + 1 - i; a head that compares mirrored characters puts its attention there.
 The mirror score of a head on one string is the attention mass position i puts on L + 1 - i, averaged
-over the L character positions (1 = every character attends only to its mirror).
+over the character positions that can see their mirror: all L of them under bidirectional attention,
+the second half (and the centre) under causal attention, where a position sees only itself and what
+comes before it (1 = every such character attends only to its mirror).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
-from palindrome_lens.attribution.common import cache_tensor, to_numpy
+from palindrome_lens.attribution.common import cache_tensor, is_causal, to_numpy
 
 ALL = "all"
 
@@ -54,6 +56,8 @@ def mirror_per_example(model: TransformerBridge, cache: ActivationCache, example
     for length in sorted(set(lengths.tolist())):
         rows = np.flatnonzero(lengths == length)
         query = torch.arange(1, length + 1)
+        if is_causal(model):
+            query = query[length + 1 - query <= query]  # the mirror must come first to be seen
         key = length + 1 - query
         for layer in range(model.cfg.n_layers):
             pattern = cache_tensor(cache, f"blocks.{layer}.attn.hook_pattern")

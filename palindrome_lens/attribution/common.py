@@ -62,6 +62,10 @@ def parse_head(name: str) -> tuple[int, int]:
     return int(layer), int(head)
 
 
+def is_causal(model: TransformerBridge) -> bool:
+    return getattr(model.cfg, "attention_dir", "bidirectional") == "causal"
+
+
 def has_layernorm(model: TransformerBridge) -> bool:
     return model.cfg.normalization_type == "LN"
 

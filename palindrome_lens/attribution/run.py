@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,11 +76,19 @@ PATCH_TOLERANCE = 1e-3  # |recovery - 1| when every activation of a layer is pat
 
 @dataclass
 class Attribution:
-    """Every table (by file stem), the summary and the circuit document."""
+    """Every table (by file stem), the summary and the circuit document; `seconds` per part (printed by
+    the stage and the benchmark, never written: outputs stay byte-identical)."""
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     circuit: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
 
 
 def needed_hooks(clf: Classifier) -> list[str]:
@@ -113,14 +124,17 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     base = to_numpy(diff)
     out = Attribution()
     t = out.tables
-    t["dla"] = direct_logit_attribution(model, cache, examples, diff, positions)
-    dla_error = _check_dla(t["dla"], base)
-    t["distributions"] = centred_components(t["dla"])
-    t["distribution_stats"] = distribution_stats(t["distributions"])
-    t["attention"] = mean_patterns(model, cache, examples, tokens, clf.tokenizer.pad_id)
-    t["mirror"] = mirror_scores(model, cache, examples)
-    t["patching"] = activation_patching(model, tokens, cache, examples, bs)
-    patch_facts = _check_patching(t["patching"])
+    with out.timed("dla"):
+        t["dla"] = direct_logit_attribution(model, cache, examples, diff, positions)
+        dla_error = _check_dla(t["dla"], base)
+        t["distributions"] = centred_components(t["dla"])
+        t["distribution_stats"] = distribution_stats(t["distributions"])
+    with out.timed("attention"):
+        t["attention"] = mean_patterns(model, cache, examples, tokens, clf.tokenizer.pad_id)
+        t["mirror"] = mirror_scores(model, cache, examples)
+    with out.timed("patching"):
+        t["patching"] = activation_patching(model, tokens, cache, examples, bs)
+        patch_facts = _check_patching(t["patching"])
 
     # nodes, class-balanced ablation and the circuit
     readout_kind = readout_of(model).kind
@@ -129,37 +143,37 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     candidates = candidate_nodes(model, groups, masks, readout_kind)
     sources = resample_sources(examples, seed)
     ablators = {mode: Ablator(model, tokens, cache, examples, masks, mode, sources) for mode in MODES}
-    t["ablation"] = ablation_table(ablators, model, examples, base, candidates)
+    with out.timed("ablation"):
+        t["ablation"] = ablation_table(ablators, model, examples, base, candidates)
     scorer = CircuitScorer(ablators[settings.ablation], candidates, label)
     screen = CircuitScorer(ablators[settings.ablation], candidates, label, screening_rows(examples, seed))
-    search = search_circuit(screen, scorer, settings.faithfulness_target, settings.search_budget)
+    with out.timed("search"):
+        search = search_circuit(screen, scorer, settings.faithfulness_target, settings.search_budget)
     circuit = search.nodes
     full = float(scorer.f([candidates])[0])
-    complete = completeness(scorer, circuit, full) if full > 0 else {"value": None, "worst_k": None, "tried": {}}
-    minimal = minimality(scorer, circuit, full) if full > 0 else {}
+    with out.timed("completeness and minimality"):
+        complete = completeness(scorer, circuit, full) if full > 0 else {"value": None, "worst_k": None, "tried": {}}
+        minimal = minimality(scorer, circuit, full) if full > 0 else {}
+        t["nodes"] = node_table(scorer, candidates, circuit, minimal, full)
 
     # edges by path patching, composition scores, scrubbing
-    pairs = corruption_pairs(examples)
-    senders = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"] + candidates
-    t["edges"] = path_patching(model, tokens, cache, pairs, masks, possible_edges(senders, candidates, readout_kind), bs)
-    t["composition"] = composition_table(model, seed)
-    scrubbing = []
-    for raw in settings.hypotheses:
-        hypothesis = Hypothesis.from_params(raw)
-        if hypothesis.after_layer >= model.cfg.n_layers:
-            raise AnalysisError(f"attribute.hypotheses: {hypothesis.name} scrubs after layer {hypothesis.after_layer}, "
-                                f"but the model has {model.cfg.n_layers} layers (0..{model.cfg.n_layers - 1})")
-        result = scrub(model, tokens, cache, examples, hypothesis, seed, clf.tokenizer.add_eos, bs, base)
-        result["verdict"] = scrub_verdict(result, settings.faithfulness_target)
-        scrubbing.append(result)
-
-    t["pos_qk"] = positional_qk(model, cache, examples, tokens)
-    t["pos_embed"] = pos_embed_table(model)
-    t["pos_cosine"] = pos_cosine(model)
-    sources_adv = choose_palindromes(test, settings.n_adversarial, seed)
-    t["adversarial"] = adversarial_search(model, clf.tokenizer, sources_adv, bs)
-    t["adversarial_by_position"] = adversarial_by_position(t["adversarial"])
-    t["nodes"] = node_table(scorer, candidates, circuit, minimal, full)
+    with out.timed("path patching"):
+        pairs = corruption_pairs(examples)
+        senders = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"] + candidates
+        edges = possible_edges(senders, candidates, readout_kind)
+        t["edges"] = path_patching(model, tokens, cache, pairs, masks, edges, bs)
+    with out.timed("composition"):
+        t["composition"] = composition_table(model, seed)
+    with out.timed("scrubbing"):
+        scrubbing = [_scrub(clf, tokens, cache, examples, raw, settings, seed, base) for raw in settings.hypotheses]
+    with out.timed("weights"):
+        t["pos_qk"] = positional_qk(model, cache, examples, tokens)
+        t["pos_embed"] = pos_embed_table(model)
+        t["pos_cosine"] = pos_cosine(model)
+    with out.timed("adversarial"):
+        sources_adv = choose_palindromes(test, settings.n_adversarial, seed)
+        t["adversarial"] = adversarial_search(model, clf.tokenizer, sources_adv, bs)
+        t["adversarial_by_position"] = adversarial_by_position(t["adversarial"])
 
     out.circuit = circuit_document(scorer, search, circuit, candidates, full, complete, minimal, t["edges"],
                                    scrubbing, settings, seed, masks, groups)
@@ -197,6 +211,19 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         "files": sorted([f"{name}.parquet" for name in t] + [SUMMARY, CIRCUIT]),
     }
     return out
+
+
+def _scrub(clf: Classifier, tokens: torch.Tensor, cache: ActivationCache, examples: pd.DataFrame,
+           raw: dict[str, Any], settings: AttributeParams, seed: int, base: np.ndarray) -> dict[str, Any]:
+    hypothesis = Hypothesis.from_params(raw)
+    n_layers = clf.model.cfg.n_layers
+    if hypothesis.after_layer >= n_layers:
+        raise AnalysisError(f"attribute.hypotheses: {hypothesis.name} scrubs after layer {hypothesis.after_layer}, "
+                            f"but the model has {n_layers} layers (0..{n_layers - 1})")
+    result = scrub(clf.model, tokens, cache, examples, hypothesis, seed, clf.tokenizer.add_eos, settings.batch_size,
+                   base)
+    result["verdict"] = scrub_verdict(result, settings.faithfulness_target)
+    return result
 
 
 def node_table(scorer: CircuitScorer, candidates: list[Node], circuit: list[Node], minimal: dict[str, Any],
@@ -319,9 +346,9 @@ def _num(x: Any) -> float | None:
 
 
 def write_attribution(out_dir: str | os.PathLike[str], clf: Classifier, activations: str | os.PathLike[str],
-                      test: pd.DataFrame, settings: AttributeParams, seed: int) -> dict[str, Any]:
+                      test: pd.DataFrame, settings: AttributeParams, seed: int) -> Attribution:
     """Load the activations (data/activations), run `analyse`, write every table, summary.json and
-    circuit.json atomically."""
+    circuit.json atomically; returns what was written (and the seconds per part)."""
     manifest = load_manifest(activations)
     names = needed_hooks(clf)
     missing = [n for n in names if n not in manifest.hooks]
@@ -339,4 +366,4 @@ def write_attribution(out_dir: str | os.PathLike[str], clf: Classifier, activati
             save_table(table, tmp / f"{name}.parquet", SCHEMAS[name])
         write_json(tmp / SUMMARY, result.summary)
         write_json(tmp / CIRCUIT, result.circuit)
-    return result.summary
+    return result

@@ -11,7 +11,8 @@ averaged over the analysis strings of each length. In layer 0 the residual strea
 so this is exactly the positional and bias part of the score (the rest involves the token embeddings);
 in later layers the stream holds more than the position, so read it as a guide. Without LayerNorm,
 P_i = W_pos[i]. `pattern` is the softmax of each query row over the real positions of that length
-(BOS, the characters and EOS): a mirror-comparing head shows an anti-diagonal.
+(BOS, the characters and EOS), causally masked for a causal model: a mirror-comparing head shows an
+anti-diagonal.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 from palindrome_lens.attribution.attention import real_positions
-from palindrome_lens.attribution.common import attn_scale, cache_tensor, has_layernorm, to_numpy, weight
+from palindrome_lens.attribution.common import (
+    attn_scale,
+    cache_tensor,
+    has_layernorm,
+    is_causal,
+    to_numpy,
+    weight,
+)
 
 
 def positional_qk(model: TransformerBridge, cache: ActivationCache, examples: pd.DataFrame,
@@ -53,7 +61,11 @@ def positional_qk(model: TransformerBridge, cache: ActivationCache, examples: pd
             q = torch.einsum("rpm,hmd->rhpd", x, w_q[layer]) + q_bias[None, :, None, :]
             k = torch.einsum("rpm,hmd->rhpd", x, w_k[layer]) + k_bias[None, :, None, :]
             scores = (q @ k.transpose(-1, -2)).mean(dim=0) / attn_scale(model, layer)  # (head, query, key)
-            pattern = scores.softmax(dim=-1)
+            if is_causal(model):
+                future = torch.ones(n_pos, n_pos, dtype=torch.bool).triu(1)
+                pattern = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+            else:
+                pattern = scores.softmax(dim=-1)
             head, query, key = np.meshgrid(np.arange(model.cfg.n_heads), np.arange(n_pos), np.arange(n_pos),
                                            indexing="ij")
             frames.append(pd.DataFrame({

@@ -1,7 +1,9 @@
 """Labelled splits of palindromes and hard negatives, generated with numpy (no loop per string).
 
 Negatives are mostly near-palindromes: a palindrome with one mirrored pair broken (`near1`, spread
-evenly over every pair position) or two (`near2`), plus some uniform random strings. Labels, distances
+evenly over every pair position) or two (`near2`), plus some uniform random strings; `redraw` is
+ARENA's palindrome problem's negative (each second-half position of a palindrome redrawn uniformly with
+a probability, so the redraw may by chance give the same letter back). Labels, distances
 and mismatch positions are computed from the generated text, never assumed.
 
 Held-out splits are drawn first and hold distinct strings: test, then val (none of test's), then
@@ -20,7 +22,8 @@ from palindrome_lens.data.strings import pair_mismatches
 from palindrome_lens.errors import PalindromeLensError
 from palindrome_lens.params import DataParams
 
-KINDS = ("palindrome", "near1", "near2", "random")
+KINDS = ("palindrome", "near1", "near2", "random")  # reported as absent from a split when missing
+EXTRA_KINDS = ("redraw",)  # made only when the mix asks for them
 SPLITS = ("train", "val", "test")
 SCHEMA = pa.schema(
     [
@@ -56,7 +59,7 @@ def split_counts(n: int, lengths: tuple[int, ...], palindrome_fraction: float, m
         if length // 2 < 2:  # one mirrored pair only: two broken pairs cannot exist
             counts["near1"] += counts.pop("near2")
             counts["near2"] = 0
-        cells += [Cell(length, kind, counts[kind]) for kind in KINDS if counts[kind] > 0]
+        cells += [Cell(length, kind, counts[kind]) for kind in (*KINDS, *EXTRA_KINDS) if counts.get(kind, 0) > 0]
     return cells
 
 
@@ -69,7 +72,7 @@ def _largest_remainder(total: int, fractions: Mapping[str, float]) -> dict[str, 
     return counts
 
 
-def _draw(rng: np.random.Generator, kind: str, length: int, m: int, size: int) -> np.ndarray:
+def _draw(rng: np.random.Generator, kind: str, length: int, m: int, size: int, redraw_p: float) -> np.ndarray:
     """m strings of one kind as an (m, length) array of letter ids."""
     if kind == "random":
         return rng.integers(0, size, (m, length), dtype=np.int64)
@@ -77,6 +80,11 @@ def _draw(rng: np.random.Generator, kind: str, length: int, m: int, size: int) -
     ids = np.concatenate([half, half[:, : length // 2][:, ::-1]], axis=1)
     n_pairs = length // 2
     if kind == "palindrome":
+        return ids
+    if kind == "redraw":  # labels come from the text: a redraw that happens to match is a palindrome
+        second = slice(length - n_pairs, length)
+        redraw = rng.random((m, n_pairs)) < redraw_p
+        ids[:, second] = np.where(redraw, rng.integers(0, size, (m, n_pairs), dtype=np.int64), ids[:, second])
         return ids
     rows = np.arange(m)
     # Spread broken pairs evenly over every pair position, in random order.
@@ -97,7 +105,8 @@ def _keys(ids: np.ndarray) -> np.ndarray:
 
 
 def _draw_cell(
-    rng: np.random.Generator, cell: Cell, size: int, exclude: np.ndarray, distinct: bool, split: str
+    rng: np.random.Generator, cell: Cell, size: int, exclude: np.ndarray, distinct: bool, split: str,
+    redraw_p: float,
 ) -> np.ndarray:
     """Draw cell.count rows not in `exclude` (and pairwise distinct if `distinct`)."""
     got = np.empty((0, cell.length), dtype=np.int64)
@@ -106,7 +115,7 @@ def _draw_cell(
         need = cell.count - len(got)
         if need == 0:
             return got
-        cand = _draw(rng, cell.kind, cell.length, need if not distinct else max(2 * need, 16), size)
+        cand = _draw(rng, cell.kind, cell.length, need if not distinct else max(2 * need, 16), size, redraw_p)
         keys = _keys(cand)
         keep = ~np.isin(keys, exclude)
         if distinct:
@@ -159,7 +168,8 @@ def generate_splits(params: DataParams, seed: int) -> dict[str, pa.Table]:
         ids_by_length: dict[int, list[np.ndarray]] = {length: [] for length in params.lengths}
         kinds_by_length: dict[int, list[str]] = {length: [] for length in params.lengths}
         for cell in cells:
-            ids = _draw_cell(rng, cell, size, held_out[cell.length], distinct=split != "train", split=split)
+            ids = _draw_cell(rng, cell, size, held_out[cell.length], distinct=split != "train", split=split,
+                             redraw_p=params.redraw_probability)
             ids_by_length[cell.length].append(ids)
             kinds_by_length[cell.length].append(cell.kind)
         if split != "train":

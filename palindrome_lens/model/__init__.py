@@ -1,1 +1,2 @@
-"""The classifier: a TransformerLens TransformerBridge (boot_native), bidirectional, 2 logits at BOS."""
+"""The classifier: a TransformerLens TransformerBridge (boot_native), bidirectional or causal, 2 logits read at
+BOS or EOS."""

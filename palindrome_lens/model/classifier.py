@@ -17,6 +17,7 @@ from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import DataFileError, TokenizerError
 from palindrome_lens.model.bridge import build_bridge, load_weights, save_weights
 from palindrome_lens.model.config import load_config, save_config
+from palindrome_lens.model.readout import class_logits_at_readout
 
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
 PALINDROME = 1  # index of the "palindrome" logit
@@ -24,7 +25,8 @@ PALINDROME = 1  # index of the "palindrome" logit
 
 @dataclass
 class Classifier:
-    """A trained model with its tokenizer. `model` is the TransformerBridge; logits are read at BOS."""
+    """A trained model with its tokenizer. `model` is the TransformerBridge; the class logits are read at its
+    readout position (BOS, or EOS for a causal model; `model.readout`)."""
 
     model: TransformerBridge
     tokenizer: Tokenizer
@@ -53,11 +55,14 @@ class Classifier:
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str], batch_size: int = 4096) -> torch.Tensor:
-        """(n, 2) class logits at position 0, on the CPU."""
+        """(n, 2) class logits at the readout position, on the CPU."""
         tokens = self.encode(texts)
         if len(tokens) == 0:  # TL's forward cannot take an empty batch
             return torch.empty(0, 2)
-        out = [self.model(chunk.to(self.device))[:, 0].float().cpu() for chunk in tokens.split(batch_size)]
+        out = []
+        for chunk in tokens.split(batch_size):
+            chunk = chunk.to(self.device)
+            out.append(class_logits_at_readout(self.model, self.model(chunk), chunk).float().cpu())
         return torch.cat(out)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-READOUTS = ("bos", "eos")
+from palindrome_lens.params.model import READOUTS
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,9 @@ def validate(raw: Any) -> Params:
 
 
 def _check_across_sections(params: Params) -> None:
+    if params.model.readout == "eos" and not params.tokenize.add_eos:
+        raise ParamsError("model.readout: 'eos' is not allowed with tokenize.add_eos false; there is no [EOS] to "
+                          "read the class at (set tokenize.add_eos: true, or model.readout: bos)")
     width = max(params.data.lengths) + 1 + int(params.tokenize.add_eos)
     n_ctx = params.model.n_ctx
     if n_ctx is not None and n_ctx < width:

@@ -1,4 +1,8 @@
-"""`data` (read by generate): the alphabet, string lengths, split sizes and the mix of negatives."""
+"""`data` (read by generate): the alphabet, string lengths, split sizes and the mix of negatives.
+
+Negative kinds: `near1`/`near2` (one or two mirrored pairs broken), `random` (uniform strings) and
+`redraw` (ARENA's palindrome problem: each second-half position of a palindrome is redrawn uniformly
+with probability `redraw_probability`)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 from palindrome_lens.errors import ParamsError
 from palindrome_lens.params.rules import Section, fail, integer, number, rule
 
-NEGATIVE_KINDS = ("near1", "near2", "random")
+NEGATIVE_KINDS = ("near1", "near2", "random", "redraw")
 MAX_ALPHABET = 200
 
 
@@ -68,6 +72,7 @@ class DataParams(Section):
     n_test: int = rule(integer(lo=1))
     palindrome_fraction: float = rule(number(lo=0.0, hi=1.0))
     negative_mix: Mapping[str, float] = rule(mix_rule)
+    redraw_probability: float = rule(number(lo=0.0, hi=1.0, lo_open=True))  # per second-half position, for redraw
 
     def check_together(self) -> None:
         self._check_capacity()

@@ -23,9 +23,10 @@ def fail(key: str, value: Any, allowed: str) -> ParamsError:
     return ParamsError(f"{key}: {value!r} is not allowed; {allowed}")
 
 
-def rule(check: Rule) -> Any:
-    """A dataclass field whose value `check` validates (no default: every key must be in params.yaml)."""
-    return dataclasses.field(metadata={RULE: check})
+def rule(check: Rule, default: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field whose value `check` validates. params.yaml must give every key all the same; a
+    default only serves code that builds a section directly (for a key added later, its old behaviour)."""
+    return dataclasses.field(default=default, metadata={RULE: check})
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Rule:

@@ -11,17 +11,20 @@ import torch
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.data.tokens import load_tokens
 from palindrome_lens.errors import DataFileError
+from palindrome_lens.model.readout import Readout
 
 
 @dataclass(frozen=True)
 class TokenSet:
     """Token ids (n, width) and labels (n,) on one device. `padded` says whether any PAD occurs, so a
-    batch from a one-length set can skip the attention mask (same result, less work)."""
+    batch from a one-length set can skip the attention mask (same result, less work). `readout` is each
+    row's readout position, or None when the class is read at BOS (position 0 for every row)."""
 
     tokens: torch.Tensor
     labels: torch.Tensor
     pad_id: int
     padded: bool
+    readout: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -31,7 +34,8 @@ class TokenSet:
         return tokens != self.pad_id if self.padded else None
 
 
-def load_token_set(path: str | os.PathLike[str], tokenizer: Tokenizer, device: torch.device) -> TokenSet:
+def load_token_set(path: str | os.PathLike[str], tokenizer: Tokenizer, device: torch.device,
+                   readout: str = "bos") -> TokenSet:
     """A token table (tokenize stage output) on `device`, checked against the tokenizer it must match."""
     tokens, labels, _ = load_tokens(path)
     if tokens.shape[0] == 0:
@@ -43,12 +47,14 @@ def load_token_set(path: str | os.PathLike[str], tokenizer: Tokenizer, device: t
         )
     if int(tokens.min()) < 0 or int(tokens.max()) >= tokenizer.vocab_size:
         raise DataFileError(f"{path}: token ids fall outside the vocabulary of {tokenizer.vocab_size}")
-    return token_set(tokens, labels, tokenizer.pad_id, device)
+    return token_set(tokens, labels, tokenizer.pad_id, device, readout)
 
 
-def token_set(tokens: torch.Tensor, labels: torch.Tensor, pad_id: int, device: torch.device) -> TokenSet:
+def token_set(tokens: torch.Tensor, labels: torch.Tensor, pad_id: int, device: torch.device,
+              readout: str = "bos") -> TokenSet:
     padded = bool((tokens == pad_id).any())
-    return TokenSet(tokens.to(device), labels.to(device), pad_id, padded)
+    positions = None if readout == "bos" else Readout(readout, pad_id).positions(tokens).to(device)
+    return TokenSet(tokens.to(device), labels.to(device), pad_id, padded, positions)
 
 
 def index_batches(n: int, batch_size: int, n_batches: int, generator: torch.Generator,

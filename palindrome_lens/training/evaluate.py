@@ -19,6 +19,7 @@ from palindrome_lens.data.parquet import read_table
 from palindrome_lens.data.tokens import load_tokens
 from palindrome_lens.errors import DataFileError
 from palindrome_lens.model.classifier import PALINDROME, Classifier
+from palindrome_lens.model.readout import class_logits_at_readout
 from palindrome_lens.stage import tqdm_disabled
 
 RAW_COLUMNS = {f.name: f.type for f in RAW_SCHEMA}
@@ -66,7 +67,7 @@ def aligned_tokens(raw: pa.Table, raw_path: str | os.PathLike[str],
 
 @torch.inference_mode()
 def class_logits(classifier: Classifier, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """(n, 2) float32 logits at BOS on the CPU, computed batch by batch on the model's device."""
+    """(n, 2) float32 class logits at the readout (BOS or EOS) on the CPU, batch by batch on the model's device."""
     if tokens.shape[1] != classifier.tokenizer.width:
         raise DataFileError(
             f"token rows are {tokens.shape[1]} wide but the model's tokenizer is {classifier.tokenizer.width} wide; "
@@ -76,7 +77,8 @@ def class_logits(classifier: Classifier, tokens: torch.Tensor, batch_size: int) 
     out = []
     batches = tokens.split(batch_size)
     for chunk in tqdm(batches, desc="evaluate", unit="batch", disable=tqdm_disabled()):
-        out.append(classifier.model(chunk.to(device))[:, 0].float())
+        chunk = chunk.to(device)
+        out.append(class_logits_at_readout(classifier.model, classifier.model(chunk), chunk).float())
     return torch.cat(out).cpu() if out else torch.empty(0, 2)
 
 

@@ -28,7 +28,7 @@ from palindrome_lens.training.batches import TokenSet, index_batches
 from palindrome_lens.training.lean_forward import lean_forward
 from palindrome_lens.training.schedule import warmup_cosine
 
-CLS = 0  # class logits are read at position 0 (BOS)
+BOS = 0  # where the class logits are read unless a set says otherwise (TokenSet.readout)
 LOG_EVERY = 10  # steps per logged train-loss point and progress-bar refresh
 
 
@@ -82,10 +82,18 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
+def at_readout(logits: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """(batch, 2) class logits: at BOS (positions None), or at each row's readout position."""
+    if positions is None:
+        return logits[:, BOS]
+    return logits[torch.arange(logits.shape[0], device=logits.device), positions]
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, labels: torch.Tensor,
-               mask: torch.Tensor | None, grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+               mask: torch.Tensor | None, grad_clip: float, positions: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch; returns (loss, n_correct) as detached device tensors (no sync)."""
-    logits = model(tokens, attention_mask=mask)[:, CLS]
+    logits = at_readout(model(tokens, attention_mask=mask), positions)
     loss = F.cross_entropy(logits, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -102,8 +110,10 @@ def evaluate_set(model: nn.Module, data: TokenSet, batch_size: int = 4096) -> Ev
     loss_sum = torch.zeros((), device=data.tokens.device)
     correct = torch.zeros((), dtype=torch.int64, device=data.tokens.device)
     for start in range(0, len(data), batch_size):
-        tokens, labels = data.tokens[start:start + batch_size], data.labels[start:start + batch_size]
-        logits = model(tokens, attention_mask=data.mask(tokens))[:, CLS].float()
+        rows = slice(start, start + batch_size)
+        tokens, labels = data.tokens[rows], data.labels[rows]
+        positions = None if data.readout is None else data.readout[rows]
+        logits = at_readout(model(tokens, attention_mask=data.mask(tokens)), positions).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum")
         correct += (logits.argmax(dim=-1) == labels).sum()
     model.train(was_training)
@@ -150,7 +160,9 @@ def train_native(model: nn.Module, train: TokenSet, val: TokenSet, params: Train
         started = time.perf_counter()
         for step, index in enumerate(index_batches(len(train), params.batch_size, steps, generator, device), 1):
             tokens, labels = train.tokens[index], train.labels[index]
-            loss, correct = train_step(model, optimizer, tokens, labels, train.mask(tokens), params.grad_clip)
+            positions = None if train.readout is None else train.readout[index]
+            loss, correct = train_step(model, optimizer, tokens, labels, train.mask(tokens), params.grad_clip,
+                                       positions)
             scheduler.step()
             window_loss += loss
             window_correct += correct
