@@ -40,6 +40,8 @@ BAD = [
     ("data.negative_mix", {"near1": 0.5, "near2": 0.2, "random": 0.2}, r"data\.negative_mix: .*sum to 1"),
     ("data.negative_mix", {"near1": 1.2, "near2": -0.2, "random": 0.0}, r"data\.negative_mix\.near1: 1\.2"),
     ("data.negative_mix", {"near1": 0.8, "near3": 0.2, "random": 0.0}, r"near3: unknown kind"),
+    ("data.negative_mix", {1: 0.5, "a": 0.5}, r"data\.negative_mix\.1: unknown kind"),  # YAML keys can be numbers
+    ("data.palindrome_fraction", 1e-309, r"data\.n_val: 200 is too small; .*palindrome share \(1e-309\)"),
     ("data.palindrome_fraction", 1.5, r"data\.palindrome_fraction: 1\.5 .*<= 1"),
     ("seed", 1.5, r"seed: 1\.5 .*integer"),
     ("seed", "zero", r"seed: 'zero' .*integer"),
