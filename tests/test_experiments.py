@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import run
 
+pytestmark = pytest.mark.slow  # the whole tiny pipeline, dvc push/pull and dvc exp run
+
 
 @pytest.fixture(scope="module")
 def remote(tiny_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

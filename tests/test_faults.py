@@ -55,6 +55,7 @@ def _bigger(stage: str) -> dict:
     return params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("stage", "out"), [
     ("generate", "data/raw"),
     ("train", "data/model"),
