@@ -74,16 +74,22 @@ def log_evaluation(directory: str | os.PathLike[str], predictions: pa.Table, met
     for stale in directory.glob(".dvclive.*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=".dvclive.", dir=directory) as scratch:
-        live = Live(scratch, dvcyaml=False, save_dvc_exp=False, report=None)
-        live.summary = metrics
-        actual, predicted = confusion_labels(predictions)
-        live.log_sklearn_plot("confusion_matrix", actual, predicted, name="confusion")
-        for name, rows in bar_rows(metrics).items():
-            live.log_plot(name, rows, x="accuracy", y=name.removeprefix("accuracy_by_"), template="bar_horizontal")
-        live.end()
+        live = _log_evaluation_live(scratch, predictions, metrics)
         with atomic_dir(directory / "plots") as plots:
             for kind in Path(live.plots_dir).iterdir():
                 kind.rename(plots / kind.name)
     # dvclive's own metrics.json (indent 4, insertion order) is not kept: the same summary is written as
     # train's is, with sorted keys, so the bytes (and the report stage's dependency hash) stay put.
     write_json(directory / "metrics.json", live.summary)
+
+
+def _log_evaluation_live(directory: str, predictions: pa.Table, metrics: dict[str, Any]) -> Live:
+    """The summary, the confusion matrix and the accuracy bars, logged with dvclive under `directory`."""
+    live = Live(directory, dvcyaml=False, save_dvc_exp=False, report=None)
+    live.summary = metrics
+    actual, predicted = confusion_labels(predictions)
+    live.log_sklearn_plot("confusion_matrix", actual, predicted, name="confusion")
+    for name, rows in bar_rows(metrics).items():
+        live.log_plot(name, rows, x="accuracy", y=name.removeprefix("accuracy_by_"), template="bar_horizontal")
+    live.end()
+    return live
