@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine (see README): `make repro` and `make test`.
+# Two entry points for a fresh machine (see README): `make repro` and `make test` (`make test-fast` skips the slow tests).
 VENV ?= .venv
 PYTHON ?= python3
 # torch is installed first, and only when missing. On machines with a local CPU build of 2.13.0 this pin
@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test lint browser clean
+.PHONY: setup repro test test-fast lint browser clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ lint: setup
 
 test: setup browser lint
 	pytest
+
+# The fast tier (a few minutes on 2 cores): every test but those marked slow, i.e. the real DVC pipeline,
+# dvc exp, a full training run or a browser. No browser install: `make test` runs everything.
+test-fast: setup lint
+	pytest -m "not slow"
 
 # Headless Chromium + chromedriver for the report tests (Debian packages). Skipped when not root or no apt.
 browser:

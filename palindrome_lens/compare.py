@@ -71,7 +71,10 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def exp_show(repo: Path) -> list[dict[str, Any]]:
-    """`dvc exp show --json`: the workspace, the baseline commit(s) and their experiments."""
+    """`dvc exp show --json`: the workspace, the baseline commit(s) and their experiments.
+
+    Not dvc.api.exp_show(): its flat rows lose param types, the baseline's commit and which file each metric
+    came from (tests/test_experiments.py shows how)."""
     # `python -m dvc` from this interpreter: works when the venv is not on PATH
     proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, capture_output=True,
                           text=True)

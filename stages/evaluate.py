@@ -1,17 +1,17 @@
-"""DVC stage `evaluate`: score data/model on the test split; metrics, predictions and plot data in data/eval/."""
+"""DVC stage `evaluate`: score data/model on the test split; predictions, and metrics and plots logged with
+dvclive, in data/eval/."""
 
-import json
 import sys
 from pathlib import Path
 
-from palindrome_lens.atomic import write_json, write_text
 from palindrome_lens.data.parquet import write_table
 from palindrome_lens.model.bridge import resolve_device
 from palindrome_lens.model.classifier import load_classifier
 from palindrome_lens.params import StageParams
 from palindrome_lens.stage import run_stage
 from palindrome_lens.training.evaluate import aligned_tokens, class_logits, read_raw, score_table
-from palindrome_lens.training.metrics import evaluation_metrics, plot_rows
+from palindrome_lens.training.metrics import evaluation_metrics
+from palindrome_lens.training.tracking import log_evaluation
 
 MODEL, RAW, TOKENS, OUT = Path("data/model"), Path("data/raw/test.parquet"), Path("data/tokens/test.parquet"), Path("data/eval")
 
@@ -23,10 +23,7 @@ def main(p: StageParams) -> None:
     predictions = score_table(raw, class_logits(classifier, tokens, p.evaluate.batch_size))
     metrics = evaluation_metrics(predictions)
     write_table(predictions, OUT / "predictions.parquet")
-    write_json(OUT / "metrics.json", metrics)
-    for stem, rows in plot_rows(predictions, metrics).items():
-        # Compact: the confusion data has one row per test example.
-        write_text(OUT / "plots" / f"{stem}.json", json.dumps(rows, separators=(",", ":")) + "\n")
+    log_evaluation(OUT, predictions, metrics)
     if metrics["absent_kinds"]:
         print(f"evaluate: warning: the test split has no {', '.join(metrics['absent_kinds'])} rows", file=sys.stderr)
     per_kind = ", ".join(f"{kind} {cell['accuracy']:.4f}" for kind, cell in metrics.get("kind", {}).items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 
 from palindrome_lens import load_classifier
 from palindrome_lens.data.generate import SCHEMA, generate_splits
@@ -28,8 +30,9 @@ from palindrome_lens.training.evaluate import (
     read_raw,
     score_table,
 )
-from palindrome_lens.training.metrics import evaluation_metrics, plot_rows
-from tests.conftest import tiny_params
+from palindrome_lens.training.metrics import bar_rows, confusion_labels, evaluation_metrics
+from palindrome_lens.training.tracking import log_evaluation
+from tests.conftest import ROOT, tiny_params
 
 
 def raw_rows(rows: list[tuple[str, str, int | None]]) -> pa.Table:
@@ -95,9 +98,10 @@ def test_scores_and_breakdowns() -> None:
     assert metrics["confusion"] == {"true_palindrome": 2, "false_palindrome": 1, "true_not_palindrome": 4,
                                     "false_not_palindrome": 0}
 
-    plots = plot_rows(table, metrics)
-    assert len(plots["confusion"]) == 7
-    assert {"actual": "not palindrome", "predicted": "palindrome"} in plots["confusion"]
+    actual, predicted = confusion_labels(table)
+    assert len(actual) == len(predicted) == 7
+    assert ("not palindrome", "palindrome") in zip(actual, predicted)
+    plots = bar_rows(metrics)
     assert plots["accuracy_by_kind"][1] == {"kind": "near1", "accuracy": pytest.approx(2 / 3), "n": 3}
     assert [r["mismatch_pos"] for r in plots["accuracy_by_mismatch_pos"]] == ["0", "1"]
     assert [r["length"] for r in plots["accuracy_by_length"]] == ["4", "5"]
@@ -109,9 +113,36 @@ def test_a_split_missing_kinds_still_evaluates() -> None:
     metrics = evaluation_metrics(table)
     assert metrics["absent_kinds"] == ["near1", "near2"]
     assert set(metrics["kind"]) == {"palindrome", "random"} and metrics["mismatch_pos"] == {}
-    assert plot_rows(table, metrics)["accuracy_by_mismatch_pos"] == []
+    assert bar_rows(metrics)["accuracy_by_mismatch_pos"] == []
     empty = evaluation_metrics(score_table(raw.slice(0, 0), torch.empty(0, 2)))
     assert empty["n"] == 0 and empty["absent_kinds"] == ["palindrome", "near1", "near2", "random"]
+
+
+def _eval_outputs_declared() -> list[str]:
+    """The metrics and plot files dvc.yaml declares for evaluate, relative to data/eval/."""
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]
+    paths = stage["metrics"] + [next(iter(plot)) for plot in stage["plots"]]
+    return sorted(path.removeprefix("data/eval/") for path in paths)
+
+
+def test_dvclive_writes_exactly_the_declared_metrics_and_plots(tmp_path) -> None:
+    table = score_table(raw_rows(ROWS), logits_for([True, True, False, True, False, False, False]))
+    metrics = evaluation_metrics(table)
+    out = tmp_path / "eval"
+    (out / "plots").mkdir(parents=True)
+    (out / "plots" / "confusion.json").write_text("[]")  # an earlier layout: plots/ is replaced whole
+    log_evaluation(out, table, metrics)
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == _eval_outputs_declared()  # and no scratch folder is left behind
+    assert (out / "metrics.json").read_text() == json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    confusion = json.loads((out / "plots" / "sklearn" / "confusion.json").read_text())
+    assert confusion == [{"actual": a, "predicted": p} for a, p in zip(*confusion_labels(table))]
+    assert {"actual": "not palindrome", "predicted": "palindrome"} in confusion
+    for name, rows in bar_rows(metrics).items():
+        assert json.loads((out / "plots" / "custom" / f"{name}.json").read_text()) == rows
+    before = {name: (out / name).read_bytes() for name in written}
+    log_evaluation(out, table, metrics)
+    assert {name: (out / name).read_bytes() for name in written} == before
 
 
 def test_files_with_wrong_columns_are_clear_errors(tmp_path) -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import run
 
+pytestmark = pytest.mark.slow  # the whole tiny pipeline, dvc push/pull and dvc exp run
+
 
 @pytest.fixture(scope="module")
 def remote(tiny_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -62,3 +64,34 @@ def test_exp_run_with_a_set_param_shows_in_exp_show_and_compare_reads_it(tiny_pi
     result = browser.open_page(page)
     assert not result.console_errors and not result.network_requests
     assert result.plots and all(result.plots.values())
+
+
+def test_dvc_api_exp_show_cannot_replace_exp_show_json(tiny_pipeline, remote, tmp_path) -> None:
+    """Why compare reads `dvc exp show --json` and not dvc.api.exp_show(): the API's flat rows pass every cell
+    through text and float(), so params lose their types (an int comes back a float; true, null and lists
+    come back as strings; an all-digit alphabet comes back a number), the baseline is named by its branch
+    with no commit, and nothing says which file a metric came from. If this fails, compare can switch."""
+    import dvc.api
+
+    from palindrome_lens.compare import _flatten, exp_show, list_runs
+
+    clone = _clone(tiny_pipeline, tmp_path / "clone", remote)
+    run(["dvc", "pull", "data/eval/metrics.json", "data/train/metrics.json"], clone)
+    text = (clone / "params.yaml").read_text()
+    (clone / "params.yaml").write_text(text.replace("alphabet: abcdefgh", "alphabet: '0123456789'"))  # valid
+
+    runs = {name: (rev, data) for name, rev, data in list_runs(exp_show(clone))}
+    ours = _flatten(runs["workspace"][1]["params"]["params.yaml"]["data"])
+    keys = ("seed", "data.alphabet", "tokenize.add_eos", "model.d_head", "data.lengths")
+    assert [ours[k] for k in keys] == [0, "0123456789", True, None, [5, 6]] and type(ours["seed"]) is int
+
+    rows = dvc.api.exp_show(repo=str(clone))
+    workspace, baseline = rows[0], rows[1]
+    assert workspace["rev"] == "workspace"
+    assert [workspace[k] for k in keys] == [0.0, 123456789.0, "True", "None", "[5, 6]"]
+    assert type(workspace["seed"]) is float
+    branch = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], clone).stdout.strip()
+    commit = runs[branch][0]
+    assert baseline["rev"] == branch and not {commit, commit[:7]} & {str(v) for v in baseline.values()}
+    # eval's accuracy and train's step sit beside the params, with no file named
+    assert {"accuracy", "step", "seed"} <= set(workspace) and not any(":" in key for key in workspace)

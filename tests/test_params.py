@@ -45,6 +45,8 @@ BAD = [
     ("data.redraw_probability", 0, r"data\.redraw_probability: 0 .*> 0"),
     ("model.attention_dir", "sideways", r"model\.attention_dir: 'sideways' .*bidirectional, causal"),
     ("model.readout", "cls", r"model\.readout: 'cls' .*bos, eos"),
+    ("data.negative_mix", {1: 0.5, "a": 0.5}, r"data\.negative_mix\.1: unknown kind"),  # YAML keys can be numbers
+    ("data.palindrome_fraction", 1e-309, r"data\.n_val: 200 is too small; .*palindrome share \(1e-309\)"),
     ("data.palindrome_fraction", 1.5, r"data\.palindrome_fraction: 1\.5 .*<= 1"),
     ("seed", 1.5, r"seed: 1\.5 .*integer"),
     ("seed", "zero", r"seed: 'zero' .*integer"),

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from palindrome_lens.data.tokenizer import Tokenizer
 from tests.conftest import make_repo_copy, run, tiny_params
 
 
+@pytest.mark.slow  # the whole tiny pipeline (shared fixture)
 def test_generate_and_tokenize_outputs(tiny_pipeline) -> None:
     raw = {s: pq.read_table(tiny_pipeline / "data" / "raw" / f"{s}.parquet") for s in ("train", "val", "test")}
     params = tiny_params()["data"]
@@ -26,6 +28,7 @@ def test_generate_and_tokenize_outputs(tiny_pipeline) -> None:
     assert tokens.column("label").to_pylist() == [raw["test"].column("label")[r].as_py() for r in rows]
 
 
+@pytest.mark.slow  # dvc repro
 def test_changing_a_tokenize_param_leaves_generate_up_to_date(tmp_path) -> None:
     repo = make_repo_copy(tmp_path / "repo")
     run(["dvc", "repro", "tokenize"], repo)

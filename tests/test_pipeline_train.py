@@ -6,13 +6,16 @@ import csv
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from palindrome_lens import load_classifier
 from palindrome_lens.training.evaluate import PREDICTION_COLUMNS
 from tests.conftest import make_repo_copy, run, tiny_params
 
+pytestmark = pytest.mark.slow  # dvc repro train and evaluate
+
 TRAIN_PLOTS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy")
-EVAL_PLOTS = ("confusion", "accuracy_by_kind", "accuracy_by_length", "accuracy_by_mismatch_pos")
+EVAL_PLOTS = ("sklearn/confusion", "custom/accuracy_by_kind", "custom/accuracy_by_length", "custom/accuracy_by_mismatch_pos")
 
 
 def test_repro_train_and_evaluate(tmp_path) -> None:

@@ -8,6 +8,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, make_repo_copy, run
 
 # Plotly/circuitsvis can embed random ids; our report code sets ids itself, so nothing is stripped
@@ -29,6 +31,7 @@ def _outputs(repo: Path) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow  # two whole tiny pipelines
 def test_two_full_runs_give_identical_outputs_and_repro_is_then_a_no_op(tiny_pipeline, tmp_path) -> None:
     second = make_repo_copy(tmp_path / "second")
     run(["dvc", "repro"], second)

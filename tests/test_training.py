@@ -132,6 +132,7 @@ def test_n_steps_covers_the_budget(tiny) -> None:
     assert n_steps(dataclasses.replace(train, n_examples=1, batch_size=32)) == 1
 
 
+@pytest.mark.slow  # a whole tiny-profile training run: about a minute on 2 cores
 def test_short_training_run_learns(tiny) -> None:
     params, tokenizer, train, val = tiny
     model, _ = fresh_model(params, tokenizer, params.seed)

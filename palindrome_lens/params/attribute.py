@@ -28,7 +28,7 @@ def hypotheses_rule(key: str, value: Any) -> tuple[dict[str, Any], ...]:
         where = f"{key}[{i}]"
         if not isinstance(raw, Mapping):
             raise fail(where, raw, "it must be a mapping with keys " + ", ".join(HYPOTHESIS_KEYS))
-        unknown = sorted(set(raw) - set(HYPOTHESIS_KEYS))
+        unknown = sorted(set(raw) - set(HYPOTHESIS_KEYS), key=str)  # YAML keys may be numbers too
         if unknown:
             raise ParamsError(f"{where}.{unknown[0]}: unknown key; a hypothesis has {', '.join(HYPOTHESIS_KEYS)}")
         missing = [k for k in HYPOTHESIS_KEYS if k not in raw]

@@ -50,7 +50,7 @@ def lengths_rule(key: str, lengths: Any) -> tuple[int, ...]:
 def mix_rule(key: str, mix: Any) -> dict[str, float]:
     if not isinstance(mix, Mapping):
         raise fail(key, mix, f"it must be a mapping with keys {', '.join(NEGATIVE_KINDS)}")
-    unknown = sorted(set(mix) - set(NEGATIVE_KINDS))
+    unknown = sorted(set(mix) - set(NEGATIVE_KINDS), key=str)  # YAML keys may be numbers too
     if unknown:
         raise ParamsError(f"{key}.{unknown[0]}: unknown kind; known kinds are {', '.join(NEGATIVE_KINDS)}")
     missing = [k for k in NEGATIVE_KINDS if k not in mix]
@@ -112,7 +112,7 @@ class DataParams(Section):
                 if kind == "near2" and all(length < 4 for length in self.lengths):
                     continue  # lengths 2-3 have one mirrored pair: near2 cannot exist there
                 if share > 0 and (n // k) * share < 1:
-                    need = math.ceil(k / share)
+                    need = math.ceil(min(k / share, 2**63))  # a tiny share overflows the division
                     raise ParamsError(
                         f"data.{split}: {n} is too small; with {k} length(s) the {kind} share ({share:g}) gets no "
                         f"examples at some length, so its metrics would be missing; use at least {need}"

@@ -1,4 +1,4 @@
-"""Breakdowns of a predictions table: metrics.json for `dvc metrics show/diff`, rows for `dvc plots`.
+"""Breakdowns of a predictions table: metrics.json for `dvc metrics show/diff`, data for `dvc plots`.
 
 Metrics are nested dicts with string keys (`kind.near1.accuracy`, `mismatch_pos.3.accuracy`), which
 is what `dvc metrics show/diff` flattens. A kind that the split lacks is listed in `absent_kinds`
@@ -15,6 +15,7 @@ import pyarrow as pa
 from palindrome_lens.data.generate import KINDS
 
 BREAKDOWNS = ("kind", "distance", "length", "mismatch_pos")
+BAR_BREAKDOWNS = ("kind", "length", "mismatch_pos")
 LABEL_NAMES = {True: "palindrome", False: "not palindrome"}
 
 
@@ -54,15 +55,19 @@ def evaluation_metrics(predictions: pa.Table) -> dict[str, Any]:
     return metrics
 
 
-def plot_rows(predictions: pa.Table, metrics: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Data for the plots dvc.yaml declares, by file stem: the confusion matrix needs one
-    row per example (DVC's `confusion` template counts them), the bar charts one row per group."""
-    actual = predictions.column("label").to_pylist()
-    predicted = predictions.column("prediction").to_pylist()
-    rows = {"confusion": [{"actual": LABEL_NAMES[a], "predicted": LABEL_NAMES[p]} for a, p in zip(actual, predicted)]}
-    for breakdown in ("kind", "length", "mismatch_pos"):
-        rows[f"accuracy_by_{breakdown}"] = [
+def confusion_labels(predictions: pa.Table) -> tuple[list[str], list[str]]:
+    """Actual and predicted class names, one per example (DVC's `confusion` template counts the rows)."""
+    actual = [LABEL_NAMES[a] for a in predictions.column("label").to_pylist()]
+    predicted = [LABEL_NAMES[p] for p in predictions.column("prediction").to_pylist()]
+    return actual, predicted
+
+
+def bar_rows(metrics: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """One row per group for the accuracy bar charts, by plot name (`accuracy_by_kind`, ...)."""
+    return {
+        f"accuracy_by_{breakdown}": [
             {breakdown: key, "accuracy": cell["accuracy"], "n": cell["n"]}
             for key, cell in metrics.get(breakdown, {}).items()
         ]
-    return rows
+        for breakdown in BAR_BREAKDOWNS
+    }
