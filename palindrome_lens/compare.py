@@ -1,16 +1,20 @@
 """Compare the workspace and every DVC experiment: accuracy against each swept param, and whether the
-runs learn the same circuit (which heads, their mirror scores and ablation effects).
+runs learn the same circuit, judged on the circuit graph (its nodes and edges) up to the naming of heads
+within a layer, with each run's faithfulness, scrubbing verdicts and per-head evidence.
 
     python -m palindrome_lens.compare [--repo .] [--out reports/experiments.html]
 
-Runs are listed by `dvc exp show --json` (params and metrics); each run's circuit summary,
-`data/attribution/summary.json`, is read at its revision through `dvc.api`.
+Runs are listed by `dvc exp show --json` (params and metrics); each run's `data/attribution/summary.json`
+and `circuit.json` are read at its revision through `dvc.api`.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -28,6 +32,8 @@ from palindrome_lens.stage import tqdm_disabled
 
 EVAL_METRICS = "data/eval/metrics.json"
 SUMMARY = "data/attribution/summary.json"
+CIRCUIT = "data/attribution/circuit.json"
+MAX_RENAMINGS = 40_320  # head renamings tried per graph (8! heads in one layer)
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Run:
     params: dict[str, Any]
     metrics: dict[str, Any]
     summary: dict[str, Any] | None = None
+    circuit: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -100,15 +107,15 @@ def list_runs(shown: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any
     return found
 
 
-def read_summary(repo: Path, rev: str) -> dict[str, Any] | None:
-    """A run's circuit summary at its revision (the workspace's from disk), or None if absent."""
+def read_output(repo: Path, rev: str, path: str = SUMMARY) -> dict[str, Any] | None:
+    """A run's JSON output at its revision (the workspace's from disk), or None if absent."""
     if rev == "workspace":
-        path = repo / SUMMARY
-        return json.loads(path.read_text()) if path.is_file() else None
+        local = repo / path
+        return json.loads(local.read_text()) if local.is_file() else None
     import dvc.api  # slow to import; only needed for committed runs
 
     try:
-        return json.loads(dvc.api.read(SUMMARY, repo=str(repo), rev=rev))
+        return json.loads(dvc.api.read(path, repo=str(repo), rev=rev))
     except Exception:  # noqa: BLE001 - dvc raises many kinds (missing cache, missing path)
         return None
 
@@ -122,9 +129,10 @@ def collect_runs(repo: Path) -> list[Run]:
                   if k in keys}
         metrics = (data.get("metrics", {}).get(EVAL_METRICS) or {}).get("data", {})
         run = Run(name=name, rev=rev, params=params, metrics=metrics)
-        run.summary = read_summary(repo, rev)
-        if run.summary is None:
-            run.notes.append("no circuit summary (attribute stage not run, or its output not in the cache)")
+        run.summary = read_output(repo, rev, SUMMARY)
+        run.circuit = read_output(repo, rev, CIRCUIT)
+        if run.summary is None or run.circuit is None:
+            run.notes.append("no circuit (attribute stage not run, or its output not in the cache)")
         runs.append(run)
     return runs
 
@@ -138,8 +146,9 @@ def swept_params(runs: list[Run]) -> list[str]:
 def runs_table(runs: list[Run], swept: list[str]) -> pd.DataFrame:
     rows = []
     for run in runs:
-        summary = run.summary or {}
-        accuracy = (summary.get("circuit_accuracy") or {})
+        summary, circuit = run.summary or {}, run.circuit or {}
+        accuracy = summary.get("circuit_accuracy") or {}
+        scrubbing = summary.get("scrubbing") or {}
         rows.append({
             "run": run.name,
             "rev": run.rev if run.rev == "workspace" else run.rev[:7],
@@ -147,34 +156,42 @@ def runs_table(runs: list[Run], swept: list[str]) -> pd.DataFrame:
                else run.params.get(key) for key in swept},
             "test accuracy": run.accuracy,
             "distance-1 accuracy": run.near1_accuracy,
-            "circuit heads": ", ".join(summary.get("circuit_heads", [])) or "n/a",
-            "d1 acc, circuit ablated": (accuracy.get("circuit_ablated") or {}).get("distance_1_accuracy"),
-            "d1 acc, others ablated": (accuracy.get("others_ablated") or {}).get("distance_1_accuracy"),
-            # a model that falls back to "not a palindrome" keeps distance-1 accuracy when its circuit is
-            # ablated; the palindromes are where the loss shows
-            "palindrome acc, circuit ablated": (accuracy.get("circuit_ablated") or {}).get("palindrome_accuracy"),
-            "palindrome acc, others ablated": (accuracy.get("others_ablated") or {}).get("palindrome_accuracy"),
+            "circuit nodes": ", ".join(summary.get("circuit_nodes", [])) or "n/a",
+            "edges": len(circuit.get("edges", [])) if circuit else None,
+            "faithfulness": summary.get("faithfulness"),
+            "completeness gap": summary.get("completeness"),
+            "balanced acc, circuit only": (accuracy.get("others_ablated") or {}).get("balanced_accuracy"),
+            "balanced acc, circuit ablated": (accuracy.get("circuit_ablated") or {}).get("balanced_accuracy"),
+            "scrubbing": "; ".join(f"{name}: {r.get('verdict')} ({_pct(r.get('recovered'))}, control "
+                                   f"{_pct(r.get('control'))})" for name, r in scrubbing.items()) or "n/a",
         })
     return pd.DataFrame(rows)
 
 
+def _pct(x: Any) -> str:
+    return "n/a" if _number(x) is None else f"{100 * x:.0f}%"
+
+
 def head_table(runs: list[Run]) -> pd.DataFrame:
     """One row per (run, head): in the circuit or not, mirror score, ablation and patching effects."""
+    columns = ["run", "head", "in circuit", "mirror score", "resample-ablation margin loss",
+               "zero-ablation margin loss", "patching recovery"]
     rows = []
     for run in runs:
-        summary = run.summary or {}
-        circuit = set(summary.get("circuit_heads", []))
-        for head, evidence in sorted((summary.get("evidence") or {}).items()):
-            rows.append({
-                "run": run.name,
-                "head": head,
-                "in circuit": head in circuit,
-                "mirror score": evidence.get("mirror_score"),
-                "mean-ablation margin loss": evidence.get("mean_ablation_margin_loss"),
-                "patching recovery": evidence.get("patching_recovery"),
-            })
-    return pd.DataFrame(rows, columns=["run", "head", "in circuit", "mirror score", "mean-ablation margin loss",
-                                       "patching recovery"])
+        for head, evidence in sorted(((run.summary or {}).get("evidence") or {}).items()):
+            rows.append(dict(zip(columns, [
+                run.name, head, bool(evidence.get("in_circuit")), evidence.get("mirror_score"),
+                evidence.get("resample_ablation_margin_loss"), evidence.get("zero_ablation_margin_loss"),
+                evidence.get("patching_recovery")])))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def edge_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per (run, circuit edge) with its path-patching effect."""
+    columns = ["run", "from", "to", "via", "effect"]
+    rows = [[run.name, e["from"], e["to"], e["via"], e["effect"]]
+            for run in runs for e in (run.circuit or {}).get("edges", [])]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def param_order(runs: list[Run], param: str) -> list[str]:
@@ -206,49 +223,71 @@ def circuit_heatmap(heads: pd.DataFrame, value: str, title: str) -> go.Figure:
     return label_figure(fig, title, x_title="head (L{layer}H{head})", y_title="run", color_title=value)
 
 
-MIRROR = 0.5  # a head whose mirror score is at least this compares mirrored characters
+Graph = tuple[tuple[str, ...], tuple[tuple[str, str, str], ...]]  # (nodes, edges as (from, to, via))
 
 
-def roles(summary: dict[str, Any]) -> tuple[str, ...]:
-    """A circuit up to head naming: its heads as (layer, mirror head or not), sorted.
+def circuit_graph(circuit: dict[str, Any]) -> Graph:
+    nodes = tuple(sorted(n["name"] for n in circuit.get("nodes", []) if n.get("role") == "circuit"))
+    edges = tuple(sorted((e["from"], e["to"], e["via"]) for e in circuit.get("edges", [])))
+    return nodes, edges
 
-    Heads within a layer are interchangeable (permuting them leaves the model's function unchanged), so two
-    runs whose circuits are "one layer-0 mirror head plus both layer-1 heads" learnt the same mechanism
-    even when the mirror head is L0H0 in one and L0H1 in the other."""
-    evidence = summary.get("evidence") or {}
-    found = []
-    for head in summary.get("circuit_heads", []):
-        e = evidence.get(head) or {}
-        mirror = (_number(e.get("mirror_score")) or 0.0) >= MIRROR
-        found.append(f"layer-{e.get('layer', '?')} {'mirror head' if mirror else 'head'}")
-    return tuple(sorted(found))
+
+def _rename(name: str, mapping: dict[tuple[int, int], int]) -> str:
+    """`L0H1@chars` with head (0, 1) renamed by `mapping`; other names unchanged."""
+    component, at, group = name.partition("@")
+    match = re.fullmatch(r"L(\d+)H(\d+)", component)
+    if not match:
+        return name
+    layer, head = int(match[1]), int(match[2])
+    return f"L{layer}H{mapping.get((layer, head), head)}{at}{group}"
+
+
+def canonical_graph(graph: Graph, n_heads: int) -> Graph:
+    """The graph up to the naming of heads within a layer: the smallest of its renamings.
+
+    Permuting the heads of a layer (with their weights) leaves the model's function unchanged, so two runs
+    whose graphs differ only by such a renaming learnt the same circuit."""
+    nodes, edges = graph
+    layers = sorted({int(m[1]) for n in nodes for m in [re.match(r"L(\d+)H", n)] if m})
+    per_layer = [list(itertools.permutations(range(n_heads))) for _ in layers]
+    if math.prod(len(p) for p in per_layer) > MAX_RENAMINGS:
+        return graph  # too many renamings to try: compare by name
+    best = None
+    for perms in itertools.product(*per_layer):
+        mapping = {(layer, h): perm[h] for layer, perm in zip(layers, perms) for h in range(n_heads)}
+        renamed = (tuple(sorted(_rename(n, mapping) for n in nodes)),
+                   tuple(sorted((_rename(a, mapping), _rename(b, mapping), via) for a, b, via in edges)))
+        best = renamed if best is None or renamed < best else best
+    return best if best is not None else graph
+
+
+def _describe(graph: Graph) -> str:
+    nodes, edges = graph
+    return (f"nodes {', '.join(nodes) or 'none'}; edges "
+            + (", ".join(f"{a} -> {b} ({via})" for a, b, via in edges) or "none"))
 
 
 def verdict(runs: list[Run]) -> str:
-    """One or two sentences: do the runs with a summary name the same circuit, by name or by role?"""
-    with_summary = [r for r in runs if r.summary]
-    if len(with_summary) < 2:
-        return "Fewer than two runs have a circuit summary, so there is nothing to compare yet."
-    # the order of the heads is their ranking, not part of the circuit
-    circuits = {r.name: tuple(sorted(r.summary.get("circuit_heads", []))) for r in with_summary}
-    distinct = sorted(set(circuits.values()))
-    if len(distinct) == 1:
-        return (f"All {len(with_summary)} runs name the same circuit heads ({', '.join(distinct[0])}): "
-                "they learn the same mechanism at the head level.")
-    groups = "; ".join(f"{', '.join(c) or 'none'}: {', '.join(n for n, h in circuits.items() if h == c)}"
-                       for c in distinct)
-    by_role = {roles(r.summary) for r in with_summary}
-    if len(by_role) == 1:
-        (shape,) = by_role
-        return (f"The runs name different heads ({groups}), but every circuit has the same shape: "
-                f"{', '.join(shape)} (a mirror head attends from each character to its mirror, score >= {MIRROR}). "
-                "Heads within a layer are interchangeable, so this is the same mechanism under other names.")
-    shapes = {r.name: roles(r.summary) for r in with_summary}
-    by_shape = "; ".join(f"{', '.join(shape) or 'none'}: {', '.join(n for n, h in shapes.items() if h == shape)}"
-                         for shape in sorted(by_role))
-    return (f"The runs name {len(distinct)} different circuits ({groups}) of {len(by_role)} different shapes "
-            f"({by_shape}): these runs learnt different mechanisms; compare the mirror scores and ablation "
-            "effects below.")
+    """One or two sentences: do the runs with a circuit learn the same graph, by name or up to head naming?"""
+    with_circuit = [r for r in runs if r.circuit and r.summary]
+    if len(with_circuit) < 2:
+        return "Fewer than two runs have a circuit, so there is nothing to compare yet."
+    graphs = {r.name: circuit_graph(r.circuit) for r in with_circuit}
+    n_heads = {int((r.summary.get("model") or {}).get("n_heads") or 0) for r in with_circuit}
+    if len(set(graphs.values())) == 1:
+        (graph,) = set(graphs.values())
+        return f"All {len(graphs)} runs learn the same circuit graph: {_describe(graph)}."
+    canonical = {name: canonical_graph(g, max(n_heads)) for name, g in graphs.items()} if len(n_heads) == 1 \
+        else graphs
+    shapes = sorted(set(canonical.values()))
+    if len(shapes) == 1:
+        names = "; ".join(f"{name}: {', '.join(g[0])}" for name, g in graphs.items())
+        return (f"The runs name different heads ({names}), but their graphs are the same up to the naming of heads "
+                f"within a layer, which leaves a model's function unchanged: the same circuit ({_describe(shapes[0])}).")
+    groups = "; ".join(f"[{_describe(shape)}]: {', '.join(n for n, g in canonical.items() if g == shape)}"
+                       for shape in shapes)
+    return (f"The runs learn {len(shapes)} different circuit graphs, even allowing for the naming of heads within a "
+            f"layer: {groups}. Compare their faithfulness, scrubbing verdicts and mirror scores below.")
 
 
 def build_page(runs: list[Run]) -> Page:
@@ -258,10 +297,13 @@ def build_page(runs: list[Run]) -> Page:
     heads = head_table(runs)
     sections = [
         Section("Runs", "One row per run (the workspace, baseline commits and experiments). Columns: the params "
-                "that differ between runs, test accuracy, accuracy on distance-1 strings, the circuit heads the "
-                "attribute stage chose, and accuracy on distance-1 strings and on palindromes with only those heads "
-                "mean-ablated vs with all other heads mean-ablated.", Table(runs_table(runs, swept))),
-        Section("Same circuit?", "Generated from the circuit heads each run's summary names.", Text(verdict(runs))),
+                "that differ between runs, test accuracy, accuracy on distance-1 strings, the circuit's nodes "
+                "(component@positions) and edges, its faithfulness (share of the class-balanced margin kept with "
+                "every other node resample-ablated) and completeness gap, the balanced accuracy with only the "
+                "circuit kept and with the circuit ablated (a constant predictor scores 50%), and each scrubbing "
+                "hypothesis' verdict with the % of loss it recovers and its control.", Table(runs_table(runs, swept))),
+        Section("Same circuit?", "Judged on each run's circuit graph (nodes and edges from circuit.json), allowing "
+                "the heads of a layer to be renamed.", Text(verdict(runs))),
     ]
     for param in swept:
         sections.append(Section(f"Accuracy against {param}",
@@ -273,11 +315,15 @@ def build_page(runs: list[Run]) -> Page:
             Section("Mirror score per head", "Attention mass from character i to its mirror L+1-i, per run "
                     "(rows) and head (columns). ● marks the run's circuit heads.",
                     Figure(circuit_heatmap(heads, "mirror score", "Mirror score per head and run"))),
-            Section("Mean-ablation effect per head", "Share of the mean margin lost when the head alone is "
-                    "mean-ablated (0 = no effect, 1 = all of it). ● marks the circuit heads.",
-                    Figure(circuit_heatmap(heads, "mean-ablation margin loss",
-                                           "Mean-ablation margin loss per head and run"))),
-            Section("Head evidence", "Every head of every run with its evidence.", Table(heads)),
+            Section("Resample-ablation effect per head", "Share of the class-balanced margin lost when the head "
+                    "alone is resample-ablated at every position (0 = no effect, 1 = all of it). ● marks the circuit "
+                    "heads.", Figure(circuit_heatmap(heads, "resample-ablation margin loss",
+                                                     "Resample-ablation margin loss per head and run"))),
+            Section("Head evidence", "Every head of every run with its evidence; zero ablation only as a contrast.",
+                    Table(heads)),
+            Section("Circuit edges", "Every run's circuit edges with their path-patching effect (share of the logit "
+                    "difference restored when only that edge carries the clean palindrome's value).",
+                    Table(edge_table(runs))),
         ]
     notes = [f"{r.name}: {n}" for r in runs for n in r.notes]
     if notes:

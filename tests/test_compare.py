@@ -1,61 +1,92 @@
-"""The cross-experiment verdict: same heads, same mechanism under other head names, or different circuits."""
+"""The cross-experiment verdict on circuit graphs: the same graph, the same graph up to the naming of heads
+within a layer, or different graphs; and the runs table."""
 
 from __future__ import annotations
 
-from palindrome_lens.compare import Run, accuracy_figure, param_order, roles, runs_table, verdict
+from palindrome_lens.compare import (
+    Run,
+    accuracy_figure,
+    canonical_graph,
+    circuit_graph,
+    edge_table,
+    param_order,
+    runs_table,
+    verdict,
+)
 
 
-def summary(circuit: list[str], mirror: dict[str, float]) -> dict:
-    evidence = {f"L{layer}H{head}": {"layer": layer, "head": head, "mirror_score": mirror.get(f"L{layer}H{head}", 0.1)}
-                for layer in (0, 1) for head in (0, 1)}
-    accuracy = {"circuit_ablated": {"distance_1_accuracy": 1.0, "palindrome_accuracy": 0.0},
-                "others_ablated": {"distance_1_accuracy": 0.99, "palindrome_accuracy": 0.8}}
-    return {"circuit_heads": circuit, "evidence": evidence, "circuit_accuracy": accuracy}
+def circuit(nodes: list[str], edges: list[tuple[str, str, str]]) -> dict:
+    return {"nodes": [{"name": "embed@chars", "role": "input"}] + [{"name": n, "role": "circuit"} for n in nodes],
+            "edges": [{"from": a, "to": b, "via": via, "effect": 0.5} for a, b, via in edges]}
 
 
-def run(name: str, circuit: list[str], mirror: dict[str, float]) -> Run:
-    return Run(name, name, {"seed": int(name[-1])}, {"accuracy": 1.0}, summary(circuit, mirror))
+def summary(nodes: list[str]) -> dict:
+    accuracy = {"circuit_ablated": {"balanced_accuracy": 0.5}, "others_ablated": {"balanced_accuracy": 0.98}}
+    return {"circuit_nodes": nodes, "model": {"n_heads": 2}, "faithfulness": 0.95, "completeness": 0.02,
+            "circuit_accuracy": accuracy,
+            "scrubbing": {"pair_flags": {"verdict": "supported", "recovered": 0.97, "control": -0.2}}}
 
 
-def test_same_heads() -> None:
-    runs = [run(f"seed{i}", ["L0H0", "L1H1"], {"L0H0": 0.8}) for i in range(3)]
-    assert verdict(runs).startswith("All 3 runs name the same circuit heads (L0H0, L1H1)")
+MIRROR_H0 = circuit(["L0H0@chars", "0_mlp_out@chars", "L1H1@bos"],
+                    [("embed@chars", "L0H0@chars", "v"), ("L0H0@chars", "0_mlp_out@chars", "mlp_in"),
+                     ("0_mlp_out@chars", "L1H1@bos", "v"), ("L1H1@bos", "logits", "logits")])
+MIRROR_H1 = circuit(["L0H1@chars", "0_mlp_out@chars", "L1H0@bos"],  # the same, both layers' heads renamed
+                    [("embed@chars", "L0H1@chars", "v"), ("L0H1@chars", "0_mlp_out@chars", "mlp_in"),
+                     ("0_mlp_out@chars", "L1H0@bos", "v"), ("L1H0@bos", "logits", "logits")])
+NO_MLP = circuit(["L0H1@chars", "L1H0@bos"], [("L0H1@chars", "L1H0@bos", "k"), ("L1H0@bos", "logits", "logits")])
 
 
-def test_same_mechanism_under_other_head_names() -> None:
-    runs = [run("seed0", ["L0H0", "L1H1", "L1H0"], {"L0H0": 0.82}),
-            run("seed1", ["L0H1", "L1H1", "L1H0"], {"L0H1": 0.83})]
-    assert roles(runs[0].summary) == roles(runs[1].summary) == (
-        "layer-0 mirror head", "layer-1 head", "layer-1 head")
-    text = verdict(runs)
-    assert "the same shape: layer-0 mirror head, layer-1 head, layer-1 head" in text
-    assert "L0H0, L1H0, L1H1: seed0" in text and "L0H1, L1H0, L1H1: seed1" in text
+def run(name: str, graph: dict) -> Run:
+    nodes = [n["name"] for n in graph["nodes"] if n["role"] == "circuit"]
+    return Run(name, name, {"seed": int(name[-1])}, {"accuracy": 1.0}, summary(nodes), graph)
 
 
-def test_head_order_is_a_ranking_not_a_different_circuit() -> None:
-    runs = [run("seed0", ["L0H0", "L1H1"], {"L0H0": 0.8}), run("seed1", ["L1H1", "L0H0"], {"L0H0": 0.8})]
-    assert verdict(runs).startswith("All 2 runs name the same circuit heads (L0H0, L1H1)")
+def test_same_graph() -> None:
+    runs = [run(f"seed{i}", MIRROR_H0) for i in range(3)]
+    assert verdict(runs).startswith("All 3 runs learn the same circuit graph: nodes 0_mlp_out@chars, L0H0@chars,")
 
 
-def test_different_mechanisms() -> None:
-    runs = [run("seed0", ["L0H0", "L1H1"], {"L0H0": 0.82}), run("seed1", ["L0H1", "L1H1"], {})]
-    text = verdict(runs)
-    assert "2 different circuits" in text and "2 different shapes" in text
-    assert "layer-0 head, layer-1 head: seed1" in text and "layer-0 mirror head, layer-1 head: seed0" in text
+def test_same_graph_under_other_head_names() -> None:
+    assert circuit_graph(MIRROR_H0) != circuit_graph(MIRROR_H1)
+    assert canonical_graph(circuit_graph(MIRROR_H0), 2) == canonical_graph(circuit_graph(MIRROR_H1), 2)
+    text = verdict([run("seed0", MIRROR_H0), run("seed1", MIRROR_H1)])
+    assert "the same up to the naming of heads within a layer" in text
+    assert "seed0: 0_mlp_out@chars, L0H0@chars, L1H1@bos" in text
+
+
+def test_renaming_must_keep_the_edges() -> None:
+    """Renaming the heads must carry the edges along: the same nodes wired differently are another circuit."""
+    crossed = circuit(["L0H0@chars", "0_mlp_out@chars", "L1H1@bos"],
+                      [("embed@chars", "L0H0@chars", "k"), ("L0H0@chars", "0_mlp_out@chars", "mlp_in"),
+                       ("0_mlp_out@chars", "L1H1@bos", "v"), ("L1H1@bos", "logits", "logits")])
+    assert canonical_graph(circuit_graph(crossed), 2) != canonical_graph(circuit_graph(MIRROR_H1), 2)
+    text = verdict([run("seed0", crossed), run("seed1", MIRROR_H1)])
+    assert text.startswith("The runs learn 2 different circuit graphs")
+
+
+def test_different_graphs() -> None:
+    text = verdict([run("seed0", MIRROR_H0), run("seed1", NO_MLP), run("seed2", MIRROR_H1)])
+    assert text.startswith("The runs learn 2 different circuit graphs")
+    assert "]: seed1" in text and "]: seed0, seed2" in text
 
 
 def test_one_run_is_nothing_to_compare() -> None:
-    assert verdict([run("seed0", ["L0H0"], {})]).startswith("Fewer than two runs")
+    assert verdict([run("seed0", MIRROR_H0)]).startswith("Fewer than two runs")
 
 
-def test_table_shows_palindrome_accuracy_under_ablation() -> None:
-    table = runs_table([run("seed0", ["L0H0"], {"L0H0": 0.9}), run("seed1", ["L0H1"], {})], ["seed"])
-    assert table["palindrome acc, circuit ablated"].tolist() == [0.0, 0.0]
-    assert table["palindrome acc, others ablated"].tolist() == [0.8, 0.8]
-    assert table["seed"].tolist() == [0, 1]
-    assert table["rev"].tolist() == ["seed0", "seed1"]
+def test_tables_show_faithfulness_scrubbing_and_edges() -> None:
+    table = runs_table([run("seed0", MIRROR_H0), run("seed1", NO_MLP)], ["seed"])
+    assert table["faithfulness"].tolist() == [0.95, 0.95]
+    assert table["edges"].tolist() == [4, 2]
+    assert table["circuit nodes"].tolist()[1] == "L0H1@chars, L1H0@bos"
+    assert table["scrubbing"].tolist()[0] == "pair_flags: supported (97%, control -20%)"
+    assert table["balanced acc, circuit ablated"].tolist() == [0.5, 0.5]
+    assert table["seed"].tolist() == [0, 1] and table["rev"].tolist() == ["seed0", "seed1"]
     workspace = Run("workspace", "workspace", {}, {}, None)
     assert runs_table([workspace], [])["rev"].tolist() == ["workspace"]
+    edges = edge_table([run("seed1", NO_MLP)])
+    assert edges[["from", "to", "via"]].values.tolist() == [["L0H1@chars", "L1H0@bos", "k"],
+                                                             ["L1H0@bos", "logits", "logits"]]
 
 
 def test_runs_are_named_as_dvc_exp_show_names_them() -> None:
@@ -72,7 +103,7 @@ def test_runs_are_named_as_dvc_exp_show_names_them() -> None:
 
 
 def test_swept_values_are_in_order_on_the_axis() -> None:
-    runs = [run(f"seed{i}", ["L0H0"], {}) for i in (1, 0, 3, 2)]
+    runs = [run(f"seed{i}", MIRROR_H0) for i in (1, 0, 3, 2)]
     for r, lr in zip(runs, (0.01, 0.002, None, "x")):
         r.params["train.lr"] = lr
     assert param_order(runs, "seed") == ["0", "1", "2", "3"]

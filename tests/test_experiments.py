@@ -59,7 +59,8 @@ def test_exp_run_with_a_set_param_shows_in_exp_show_and_compare_reads_it(tiny_pi
     assert "3 runs" in out.stdout or "4 runs" in out.stdout, out.stdout
     page = clone / "reports" / "experiments.html"
     text = page.read_text()
-    for name in ("lr-up", "one-head", "model.n_heads", "train.lr", "circuit heads", "Mirror score per head"):
+    for name in ("lr-up", "one-head", "model.n_heads", "train.lr", "circuit nodes", "faithfulness", "Circuit edges",
+                 "Mirror score per head", "Same circuit?", "circuit graph"):
         assert name in text
     result = browser.open_page(page)
     assert not result.console_errors and not result.network_requests
