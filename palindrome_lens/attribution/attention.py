@@ -17,6 +17,7 @@ from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 from palindrome_lens.attribution.common import cache_tensor, is_causal, to_numpy
+from palindrome_lens.model.readout import readout_of
 
 ALL = "all"
 
@@ -91,3 +92,39 @@ def mirror_by_head(mirror: pd.DataFrame) -> dict[str, float]:
     for component, group in rows.groupby("component", sort=True):
         out[component] = float(np.average(group["mirror_score"], weights=group["n"]))
     return out
+
+
+def readout_attention(model: TransformerBridge, cache: ActivationCache, examples: pd.DataFrame,
+                      tokens: torch.Tensor) -> pd.DataFrame:
+    """readout_attention.parquet: where the readout position looks, by pair status.
+
+    Per head and length, on strings that are not palindromes: the mean attention the readout position
+    (BOS or EOS) puts on one character position, over the positions whose mirrored pair does not match
+    and over those whose pair matches, in each half of the string. A head that reads mismatches (as
+    ARENA's 1.0 does at END) puts more on `mismatched` than on `matched`.
+    """
+    readout = readout_of(model).positions(tokens).cpu().numpy()
+    texts = examples["text"].astype(str).to_numpy()
+    lengths = examples["length"].to_numpy()
+    rows = []
+    for length in sorted(set(lengths.tolist())):
+        picked = np.flatnonzero((lengths == length) & ~examples["label"].to_numpy(dtype=bool))
+        if not len(picked):
+            continue
+        chars = np.array([[ord(c) for c in texts[i]] for i in picked])
+        mismatch = chars != chars[:, ::-1]  # (rows, length): character i differs from its mirror
+        half = np.where(np.arange(length) < length - length // 2, "first_half", "second_half")
+        for layer in range(model.cfg.n_layers):
+            pattern = cache_tensor(cache, f"blocks.{layer}.attn.hook_pattern")
+            index = torch.from_numpy(picked).to(pattern.device)
+            query = torch.from_numpy(readout[picked]).to(pattern.device)
+            from_readout = pattern[index, :, query][..., 1:length + 1].float().cpu().numpy()  # (rows, head, length)
+            for head in range(model.cfg.n_heads):
+                for status, mask in (("mismatched", mismatch), ("matched", ~mismatch)):
+                    for part in ("first_half", "second_half"):
+                        where = mask & (half == part)[None, :]
+                        values = from_readout[:, head][where]
+                        rows.append({"component": f"L{layer}H{head}", "layer": layer, "head": head, "length": length,
+                                     "status": status, "half": part, "n": int(where.sum()),
+                                     "attention": float(values.mean()) if values.size else np.nan})
+    return pd.DataFrame(rows, columns=["component", "layer", "head", "length", "status", "half", "n", "attention"])

@@ -25,7 +25,12 @@ from palindrome_lens.attribution.adversarial import (
     adversarial_search,
     choose_palindromes,
 )
-from palindrome_lens.attribution.attention import mean_patterns, mirror_by_head, mirror_scores
+from palindrome_lens.attribution.attention import (
+    mean_patterns,
+    mirror_by_head,
+    mirror_scores,
+    readout_attention,
+)
 from palindrome_lens.attribution.circuit import (
     SEARCH_ROWS,
     CircuitScorer,
@@ -132,6 +137,7 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     with out.timed("attention"):
         t["attention"] = mean_patterns(model, cache, examples, tokens, clf.tokenizer.pad_id)
         t["mirror"] = mirror_scores(model, cache, examples)
+        t["readout_attention"] = readout_attention(model, cache, examples, tokens)
     with out.timed("patching"):
         t["patching"] = activation_patching(model, tokens, cache, examples, bs)
         patch_facts = _check_patching(t["patching"])

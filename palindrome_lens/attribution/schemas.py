@@ -43,6 +43,8 @@ SCHEMAS: dict[str, pa.Schema] = {
                      ("pair_q75", F64)),
     "composition": _schema(("mode", STR), ("sender", STR), ("receiver", STR), ("score", F64), ("baseline_mean", F64),
                            ("baseline_q95", F64), ("ratio", F64), ("above_q95", BOOL)),
+    "readout_attention": _schema(("component", STR), ("layer", I64), ("head", I64), ("length", I64), ("status", STR),
+                                 ("half", STR), ("n", I64), ("attention", F64)),
     "pos_qk": _schema(("length", I64), ("layer", I64), ("head", I64), ("component", STR), ("query_pos", I64),
                       ("key_pos", I64), ("score", F64), ("pattern", F64)),
     "pos_embed": _schema(("pos", I64), ("dim", I64), ("value", F64)),
