@@ -97,3 +97,25 @@ def test_pos_embed_views() -> None:
     assert np.allclose(diagonal, 1.0, atol=1e-6)
     matrix = cosine.pivot(index="pos_i", columns="pos_j", values="cosine").to_numpy()
     assert np.allclose(matrix, matrix.T, atol=1e-7)
+
+
+def test_readout_attention_by_pair_status_by_hand() -> None:
+    from palindrome_lens.attribution.attention import readout_attention
+
+    w = world("ln")
+    table = readout_attention(w.model, w.cache, w.examples, w.tokens)
+    got = table.set_index(["component", "length", "status", "half"])
+    for length in (5, 6):
+        for layer, head in ((0, 1), (1, 0)):
+            sums: dict = {}
+            for row in np.flatnonzero(((w.examples["length"] == length) & ~w.examples["label"]).to_numpy()):
+                text = w.examples["text"].iloc[row]
+                attention = w.cache[f"blocks.{layer}.attn.hook_pattern"][row, head, 0]  # from BOS, the readout
+                for i, c in enumerate(text):
+                    key = ("mismatched" if c != text[-1 - i] else "matched",
+                           "first_half" if i < length - length // 2 else "second_half")
+                    total, n = sums.get(key, (0.0, 0))
+                    sums[key] = (total + float(attention[i + 1]), n + 1)
+            for (status, half), (total, n) in sums.items():
+                cell = got.loc[(f"L{layer}H{head}", length, status, half)]
+                assert cell["n"] == n and cell["attention"] == pytest.approx(total / n, abs=1e-6)

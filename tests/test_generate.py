@@ -95,3 +95,34 @@ def test_impossible_draw_is_a_clear_error() -> None:
     params = dataclasses.replace(BASE, alphabet="ab", lengths=(2,), n_train=10, n_val=1, n_test=1)
     with pytest.raises(GenerationError, match="distinct"):
         generate_splits(dataclasses.replace(params, n_test=3), seed=0)
+
+
+def test_redraw_changes_only_the_second_half_at_the_given_rate() -> None:
+    """ARENA's negatives: a palindrome whose second-half positions are each redrawn with probability p, so a
+    redraw may give the letter back (then it still matches); labels and kinds come from the text."""
+    mix = {"near1": 0.0, "near2": 0.0, "random": 0.0, "redraw": 1.0}
+    rates = {}
+    for p in (0.25, 0.5):
+        data = dataclasses.replace(BASE, alphabet="abc", lengths=(8,), negative_mix=mix, redraw_probability=p,
+                                   n_val=20, n_test=40)
+        train = generate_splits(data, seed=1)["train"].to_pandas()
+        redraws = train[train["kind"] == "redraw"]
+        assert set(train["kind"]) <= {"palindrome", "redraw"} and len(redraws) > 5000
+        text = np.array([list(t) for t in redraws["text"]])
+        first, mirrored = text[:, :4], text[:, 4:][:, ::-1]
+        assert (redraws["label"] == (first == mirrored).all(axis=1)).all()
+        assert not redraws["label"].any()  # a redraw that came back a palindrome is kind "palindrome"
+        rates[p] = (first != mirrored).mean()
+    # a redrawn letter differs with probability 2/3 (three letters); among strings kept as redraws (at least
+    # one pair broken) the share of broken pairs is a little above p * 2/3
+    assert rates[0.25] == pytest.approx(0.25 * 2 / 3 / (1 - (1 - 0.25 * 2 / 3) ** 4), abs=0.01)
+    assert rates[0.5] == pytest.approx(0.5 * 2 / 3 / (1 - (1 - 0.5 * 2 / 3) ** 4), abs=0.01)
+
+
+def test_an_unused_kind_changes_nothing() -> None:
+    """The default mix gives redraw no share: the splits are what they were before the kind existed (the
+    random stream draws nothing for it)."""
+    assert BASE.negative_mix["redraw"] == 0.0
+    with_p = dataclasses.replace(BASE, redraw_probability=0.9)
+    a, b = generate_splits(BASE, seed=3), generate_splits(with_p, seed=3)
+    assert all(a[s].equals(b[s]) for s in a)

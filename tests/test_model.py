@@ -120,3 +120,50 @@ def test_public_api_on_a_tiny_model(tmp_path, monkeypatch) -> None:
         clf.predict(["abcdabcd"])  # longer than the tokenizer takes
     with pytest.raises(TokenizerError):
         clf.predict("abcba")  # a bare string, not a list
+
+
+def causal_eos_model(seed: int = 0):
+    tokenizer = Tokenizer("abcd", max(LENGTHS), add_eos=True)
+    params = ModelParams(n_layers=2, d_model=16, n_heads=2, d_head=None, d_mlp=32, act_fn="relu", normalization="LN",
+                         attn_only=True, n_ctx=None, attention_dir="causal", readout="eos")
+    config = model_config(params, tokenizer, seed, LENGTHS)
+    native = new_native_model(config)
+    return native, wrap_native(native, config), tokenizer, config
+
+
+def test_a_causal_model_reads_the_class_at_eos_of_every_length(tmp_path) -> None:
+    native, bridge, tokenizer, config = causal_eos_model()
+    assert config["attention_dir"] == "causal" and config["readout"] == "eos"
+    save_classifier(bridge, tokenizer, config, tmp_path / "model")
+    clf = load_classifier(tmp_path / "model")
+    tokens = tokenizer.encode(TEXTS)  # padded: EOS sits at a different position per length
+    eos = torch.tensor([len(t) + 1 for t in TEXTS])
+    assert (tokens[torch.arange(len(TEXTS)), eos] == tokenizer.eos_id).all()
+    with torch.inference_mode():
+        full = native(tokens, attention_mask=tokens != tokenizer.pad_id)
+    torch.testing.assert_close(clf.logits(TEXTS), full[torch.arange(len(TEXTS)), eos], atol=1e-6, rtol=1e-6)
+    # causal: what a string's EOS sees cannot depend on anything after it, padding included
+    for text, logits in zip(TEXTS, clf.logits(TEXTS)):
+        with torch.inference_mode():
+            alone_logits = native(alone(tokenizer, text))[0, len(text) + 1]
+        torch.testing.assert_close(logits, alone_logits, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():  # and no position attends to a later one
+        _, cache = clf.model.run_with_cache(tokenizer.encode(["abcd"]))
+    pattern = cache["blocks.0.attn.hook_pattern"][0]
+    assert torch.equal(pattern.triu(1), torch.zeros_like(pattern))
+
+
+def test_a_bos_config_keeps_its_bytes_and_old_configs_read_at_bos(tmp_path) -> None:
+    """A BOS readout is the default: configs written without the key (before it existed) still load, and a new
+    BOS config has no readout key, so models trained on the default params keep their bytes."""
+    _, bridge, tokenizer, config = tiny_model()
+    assert "readout" not in config and config["attention_dir"] == "bidirectional"
+    save_classifier(bridge, tokenizer, config, tmp_path / "model")
+    clf = load_classifier(tmp_path / "model")
+    assert clf.model.readout.kind == "bos"
+    broken = dict(config, readout="middle")
+    (tmp_path / "model" / CONFIG).write_text(json.dumps(broken))
+    from palindrome_lens.errors import DataFileError
+
+    with pytest.raises(DataFileError, match="readout is 'middle'; it must be one of bos, eos"):
+        load_classifier(tmp_path / "model")

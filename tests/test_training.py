@@ -203,3 +203,17 @@ def test_token_file_that_does_not_fit_the_tokenizer(tiny, tmp_path) -> None:
     smaller = Tokenizer(params.data.alphabet[:3], tokenizer.max_length, True)
     with pytest.raises(DataFileError, match="vocabulary"):
         load_token_set(tmp_path / "val.parquet", smaller, CPU)
+
+
+def test_training_reads_the_class_where_the_set_says() -> None:
+    """BOS sets pick position 0; an EOS set picks each row's EOS, wherever its length puts it."""
+    from palindrome_lens.training.train import at_readout
+
+    tokenizer = Tokenizer("ab", max_length=4, add_eos=True)
+    tokens = tokenizer.encode(["ab", "abba", "aba"])
+    logits = torch.arange(3 * tokens.shape[1] * 2, dtype=torch.float32).reshape(3, tokens.shape[1], 2)
+    bos = token_set(tokens, torch.tensor([0, 1, 1]), tokenizer.pad_id, CPU)
+    eos = token_set(tokens, torch.tensor([0, 1, 1]), tokenizer.pad_id, CPU, readout="eos")
+    assert bos.readout is None and eos.readout.tolist() == [3, 5, 4]
+    assert torch.equal(at_readout(logits, bos.readout), logits[:, 0])
+    assert torch.equal(at_readout(logits, eos.readout), logits[torch.arange(3), torch.tensor([3, 5, 4])])
