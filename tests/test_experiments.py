@@ -96,3 +96,35 @@ def test_dvc_api_exp_show_cannot_replace_exp_show_json(tiny_pipeline, remote, tm
     assert baseline["rev"] == branch and not {commit, commit[:7]} & {str(v) for v in baseline.values()}
     # eval's accuracy and train's step sit beside the params, with no file named
     assert {"accuracy", "step", "seed"} <= set(workspace) and not any(":" in key for key in workspace)
+
+
+def test_a_causal_model_read_at_eos_runs_end_to_end_as_an_experiment(tiny_pipeline, remote, tmp_path,
+                                                                       browser) -> None:
+    """`dvc exp run -S` turns the tiny profile into ARENA's kind of model (causal, class read at END, redraw
+    negatives): every stage reruns, every analysis reads the EOS readout, and the pages open offline."""
+    from palindrome_lens.report.pages import PAGE_FILES
+
+    clone = _clone(tiny_pipeline, tmp_path / "clone", remote)
+    run(["dvc", "pull"], clone)
+    out = run(["dvc", "exp", "run", "-n", "causal-eos", "-S", "model.attention_dir=causal", "-S", "model.readout=eos",
+               "-S", "data.negative_mix={near1: 0.3, near2: 0.0, random: 0.0, redraw: 0.7}",
+               "-S", "attribute.node_positions=halves"], clone)
+    for stage in ("generate", "train", "evaluate", "extract", "attribute", "report"):
+        assert f"> python -m stages.{stage}" in out.stdout, stage
+    config = json.loads((clone / "data" / "model" / "config.json").read_text())
+    assert config["attention_dir"] == "causal" and config["readout"] == "eos"
+    metrics = json.loads((clone / "data" / "eval" / "metrics.json").read_text())
+    assert "redraw" in metrics["kind"] and metrics["n"] > 0
+    summary = json.loads((clone / "data" / "attribution" / "summary.json").read_text())
+    circuit = json.loads((clone / "data" / "attribution" / "circuit.json").read_text())
+    assert summary["model"]["readout"] == "eos" and summary["model"]["attention_dir"] == "causal"
+    assert summary["dla_max_abs_error"] < 1e-4  # DLA folded at EOS sums to the logit difference there
+    assert summary["patching"]["full_resid_pre_recovery_min"] == pytest.approx(1.0, abs=1e-3)
+    last = summary["model"]["n_layers"] - 1
+    assert all(n.endswith("@eos") for n in circuit["search"]["candidates"] if n.startswith(f"L{last}H"))
+    assert {e["to"] for e in circuit["edges"] if e["via"] == "logits"} <= {"logits"}
+    assert all(e["from"].endswith("@eos") for e in circuit["edges"] if e["via"] == "logits")
+    for name in PAGE_FILES:
+        result = browser.open_page(clone / "reports" / name)
+        assert result.problems() == [] and result.network_requests == [], (name, result.problems())
+    assert "EOS" in (clone / "reports" / "index.html").read_text()

@@ -72,3 +72,26 @@ def _states(detail) -> list[str]:
         else:
             states.append(str(value))
     return states
+
+
+@pytest.mark.slow  # the stages that run the model, again
+def test_device_auto_gives_the_same_bytes_as_the_device_it_resolves_to(tiny_pipeline, tmp_path) -> None:
+    """The tiny profile says `device: cpu`; on a machine without CUDA `auto` resolves to the CPU, so every
+    stage that reads `device` reruns (DVC tracks it) and must write exactly the same bytes."""
+    import shutil
+
+    import torch
+    import yaml
+
+    if torch.cuda.is_available():
+        pytest.skip("auto resolves to CUDA here; the CPU bytes are compared on a machine without a GPU")
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_pipeline, copy, symlinks=True)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    assert params["device"] == "cpu"
+    params["device"] = "auto"
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], copy)
+    for stage in ("train", "evaluate", "extract", "attribute"):
+        assert f"> python -m stages.{stage}" in out.stdout, stage  # the param is tracked: they rerun
+    assert _outputs(copy) == _outputs(tiny_pipeline)
