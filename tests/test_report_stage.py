@@ -1,9 +1,6 @@
-"""The report pages on small synthetic pipeline outputs written in the real formats.
-
-Training curves are dvclive TSVs, predictions and metrics come from the evaluate stage's own functions
-(score_table, evaluation_metrics), the attribution tables have the attribute stage's columns and types,
-and the activations are a real manifest + .npy store. Values are chosen so each figure can be checked
-cell by cell. The real pipeline and a real browser are in test_pipeline_report.py.
+"""The report pages on small synthetic pipeline outputs written in the real formats (tests/report_outputs.py):
+each figure and table is checked against the file it comes from. The circuit page has its own tests
+(test_report_circuit.py); the real pipeline and a real browser are in test_pipeline_report.py.
 """
 
 from __future__ import annotations
@@ -12,20 +9,20 @@ import html
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-import torch
 from plotly.colors import get_colorscale
 
-from palindrome_lens.activations import EXAMPLES_SCHEMA
-from palindrome_lens.data.generate import SCHEMA as RAW_SCHEMA
+from palindrome_lens.attribution.nodes import Node
+from palindrome_lens.attribution.schemas import SCHEMAS
 from palindrome_lens.data.parquet import write_table
-from palindrome_lens.data.strings import distance, mismatch_positions
 from palindrome_lens.errors import DataFileError
 from palindrome_lens.report import (
     Figure,
@@ -38,337 +35,41 @@ from palindrome_lens.report import (
     build_report,
     render_page,
 )
-from palindrome_lens.report.inputs import ReportInputs, Sources, load_inputs
+from palindrome_lens.report.inputs import ReportInputs, load_attribution, load_inputs
 from palindrome_lens.report.pages import PAGE_FILES, report_pages, write_report
 from palindrome_lens.report.plots import position_labels
-from palindrome_lens.training.evaluate import score_table
-from palindrome_lens.training.metrics import evaluation_metrics
 from tests.conftest import run
-
-N_LAYERS, N_HEADS, D_MODEL = 2, 2, 8
-LENGTHS = (4, 5)
-WIDTH = max(LENGTHS) + 2  # BOS + characters + EOS
-HEADS = [f"L{layer}H{head}" for layer in range(N_LAYERS) for head in range(N_HEADS)]
-MLPS = [f"{layer}_mlp_out" for layer in range(N_LAYERS)]
-COMPONENTS = ["embed", "pos_embed", "L0H0", "L0H1", "0_mlp_out", "L1H0", "L1H1", "1_mlp_out", "bias"]
-STRINGS = {  # length -> kind -> strings
-    4: {"palindrome": ["abba", "cddc"], "near1": ["abca", "adba"], "near2": ["abcd", "bcda"], "random": ["dcab", "aacd"]},
-    5: {"palindrome": ["abcba", "dcacd"], "near1": ["abcbd", "acbba"], "near2": ["abdca", "dbcab"],
-        "random": ["cadbb", "bdcaa"]},
-}
-N_STRINGS = sum(len(texts) for kinds in STRINGS.values() for texts in kinds.values())
-KNOWN_RECOVERY = 0.625  # resid_pre, length 5, layer 1, pos 2, mismatch pair 1
-KNOWN_ATTENTION = 0.875  # L1H0, length 4, dest 1 -> src 4 (the mirror of 1)
-
-
-def table(rows: list[dict], types: dict[str, pa.DataType]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=pa.schema(list(types.items())))
-
-
-def save(frame: pd.DataFrame, path: Path) -> None:
-    write_table(pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False), path)
-
-
-def analysis_records() -> list[dict]:
-    """The synthetic analysis strings, example_id in order (mismatch_pos None unless distance 1)."""
-    rows = []
-    for length, kinds in STRINGS.items():
-        for kind, texts in kinds.items():
-            for text in texts:
-                mismatch = mismatch_positions(text)
-                rows.append({"example_id": len(rows), "text": text, "label": kind == "palindrome", "kind": kind,
-                             "distance": distance(text), "length": length,
-                             "mismatch_pos": mismatch[0] if len(mismatch) == 1 else None})
-    return rows
-
-
-def analysis_rows() -> pd.DataFrame:
-    return pd.DataFrame(analysis_records())
-
-
-# --- the writers of each stage's outputs, synthetic values in the real formats ---------------------------
-
-
-def write_training(root: Path) -> None:
-    plots = root / "data/train/plots/metrics"
-    (plots / "train").mkdir(parents=True)
-    (plots / "val").mkdir(parents=True)
-    steps = np.arange(10, 110, 10)
-    (plots / "train/loss.tsv").write_text("step\tloss\n" + "".join(f"{s}\t{0.7 * 0.7 ** i}\n" for i, s in enumerate(steps)))
-    (plots / "val/accuracy.tsv").write_text("step\taccuracy\n" + "".join(
-        f"{s}\t{min(1.0, 0.5 + 0.1 * i)}\n" for i, s in enumerate(steps)))
-    (root / "data/train/metrics.json").write_text(json.dumps({
-        "step": 100, "n_examples": 6400, "train": {"loss": 0.02, "accuracy": 1.0},
-        "val": {"loss": 0.03, "accuracy": 1.0, "n": 200}}))
-
-
-def write_evaluation(root: Path, n_wrong: int) -> pd.DataFrame:
-    """Predictions for every synthetic string, the first `n_wrong` of them wrong, via the evaluate stage's code."""
-    records = analysis_records()
-    frame = pd.DataFrame(records)
-    raw = table([{f.name: r[f.name] for f in RAW_SCHEMA} for r in records], {f.name: f.type for f in RAW_SCHEMA})
-    sign = np.where(frame["label"], 1.0, -1.0)
-    sign[:n_wrong] *= -1
-    size = 0.5 + np.arange(len(frame)) / 10  # distinct margins, so ordering is checkable
-    diff = torch.tensor(sign * size, dtype=torch.float32)
-    logits = torch.stack([-diff / 2, diff / 2], dim=1)
-    predictions = score_table(raw, logits)
-    (root / "data/eval").mkdir(parents=True)
-    write_table(predictions, root / "data/eval/predictions.parquet")
-    (root / "data/eval/metrics.json").write_text(json.dumps(evaluation_metrics(predictions)))
-    return predictions.to_pandas()
-
-
-def dla_frame(examples: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    values = rng.normal(size=(len(examples), len(COMPONENTS)))
-    values[:, COMPONENTS.index("L1H0")] += np.where(examples["label"], 2.0, -2.0)  # the "detector" head
-    diff = values.sum(axis=1)
-    n = len(COMPONENTS)
-    return pd.DataFrame({
-        "example_id": examples["example_id"].repeat(n).to_numpy(), "text": examples["text"].repeat(n).to_numpy(),
-        "kind": examples["kind"].repeat(n).to_numpy(), "label": examples["label"].repeat(n).to_numpy(),
-        "length": examples["length"].repeat(n).to_numpy().astype("int32"), "component": COMPONENTS * len(examples),
-        "value": values.ravel(), "logit_diff": diff.repeat(n)})
-
-
-def distributions_frame(dla: pd.DataFrame) -> pd.DataFrame:
-    mean = dla[dla["label"]].groupby("component")["value"].mean()
-    out = dla[["example_id", "component", "kind", "length", "value"]].copy()
-    out.insert(3, "class", np.where(dla["label"], "palindrome", "not_palindrome"))
-    out["centred"] = out["value"] - out["component"].map(mean)
-    return out
-
-
-def attention_frame(rng: np.random.Generator) -> pd.DataFrame:
-    rows = []
-    for length in LENGTHS:
-        n = length + 2
-        for layer in range(N_LAYERS):
-            for head in range(N_HEADS):
-                pattern = rng.dirichlet(np.ones(n), size=n)
-                if (length, layer, head) == (4, 1, 0):
-                    pattern[1] = (1 - KNOWN_ATTENTION) / (n - 1)
-                    pattern[1, 4] = KNOWN_ATTENTION
-                for dest in range(n):
-                    for src in range(n):
-                        rows.append({"layer": layer, "head": head, "component": f"L{layer}H{head}", "length": length,
-                                     "dest": dest, "src": src, "value": float(pattern[dest, src]), "n": 8})
-    return pd.DataFrame(rows)
-
-
-def mirror_frame() -> pd.DataFrame:
-    rows = []
-    for length in LENGTHS:
-        for kind in ("all", "palindrome", "near1", "near2", "random"):
-            for i, name in enumerate(HEADS):
-                layer, head = divmod(i, N_HEADS)
-                rows.append({"component": name, "layer": layer, "head": head, "length": length, "kind": kind,
-                             "n": 8 if kind == "all" else 2, "mirror_score": 0.1 + 0.2 * i, "std": 0.01})
-    return pd.DataFrame(rows)
-
-
-def patching_frame(rng: np.random.Generator, mlp: bool = True) -> pd.DataFrame:
-    rows = []
-
-    def add(length: int, activation: str, component: str, layer: int, head: int | None, pos: int | None) -> None:
-        for pair in [None, *range(length // 2)]:
-            value = float(rng.uniform(-0.5, 1.2))
-            if (length, activation, layer, pos, pair) == (5, "resid_pre", 1, 2, 1):
-                value = KNOWN_RECOVERY
-            rows.append({"length": length, "activation": activation, "component": component, "layer": layer,
-                         "head": head, "pos": pos, "mismatch_pos": pair, "n": 3, "recovery": value, "stderr": 0.1,
-                         "clean_logit_diff": 2.0, "corrupted_logit_diff": -1.0})
-
-    for length in LENGTHS:
-        for layer in range(N_LAYERS):
-            add(length, "resid_pre", f"{layer}_resid_pre", layer, None, None)
-            for pos in range(length + 2):
-                add(length, "resid_pre", f"{layer}_resid_pre", layer, None, pos)
-            for head in range(N_HEADS):
-                add(length, "z", f"L{layer}H{head}", layer, head, None)
-                for pos in range(length + 2):
-                    add(length, "z", f"L{layer}H{head}", layer, head, pos)
-            if mlp:
-                for pos in range(length + 2):
-                    add(length, "mlp_out", f"{layer}_mlp_out", layer, None, pos)
-    frame = pd.DataFrame(rows)
-    return frame.astype({"head": "Int32", "pos": "Int32", "mismatch_pos": "Int32"})
-
-
-def ablation_frame(components: list[str]) -> pd.DataFrame:
-    rows = []
-    kinds = ["all", "palindrome", "near1", "near2", "random", "distance_1"]
-    for component, mode in [("none", "none")] + [(c, m) for c in components for m in ("zero", "mean")]:
-        for i, kind in enumerate(kinds):
-            accuracy = 1.0 if component == "none" else 0.5 + 0.05 * i
-            rows.append({"component": component, "mode": mode, "kind": kind, "n": 16, "accuracy": accuracy,
-                         "mean_logit_diff": 0.3 * (i - 2), "mean_margin": 1.0, "accuracy_change": accuracy - 1.0,
-                         "logit_diff_change": -0.1, "margin_change": -0.2})
-    return pd.DataFrame(rows)
-
-
-def weights_frames(rng: np.random.Generator) -> dict[str, pd.DataFrame]:
-    qk = []
-    for i, name in enumerate(HEADS):
-        layer, head = divmod(i, N_HEADS)
-        scores = rng.normal(size=(WIDTH, WIDTH))
-        pattern = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
-        for q in range(WIDTH):
-            for k in range(WIDTH):
-                qk.append({"layer": layer, "head": head, "component": name, "query_pos": q, "key_pos": k,
-                           "score": scores[q, k], "pattern": pattern[q, k]})
-    w_pos = rng.normal(size=(WIDTH, D_MODEL))
-    unit = w_pos / np.linalg.norm(w_pos, axis=1, keepdims=True)
-    pos, dim = np.meshgrid(np.arange(WIDTH), np.arange(D_MODEL), indexing="ij")
-    i, j = np.meshgrid(np.arange(WIDTH), np.arange(WIDTH), indexing="ij")
-    return {"pos_qk": pd.DataFrame(qk),
-            "pos_embed": pd.DataFrame({"pos": pos.ravel(), "dim": dim.ravel(), "value": w_pos.ravel()}),
-            "pos_cosine": pd.DataFrame({"pos_i": i.ravel(), "pos_j": j.ravel(), "cosine": (unit @ unit.T).ravel()})}
-
-
-def adversarial_frames(n_wrong: int) -> dict[str, pd.DataFrame]:
-    rows = []
-    for source in ("abba", "abcba"):
-        for position in range(len(source)):
-            for new in "abcd":
-                if new == source[position]:
-                    continue
-                text = source[:position] + new + source[position + 1:]
-                rows.append({"source": source, "text": text, "length": len(source), "position": position,
-                             "pair_pos": min(position, len(source) - 1 - position), "old": source[position],
-                             "new": new, "label": text == text[::-1]})
-    edits = pd.DataFrame(rows)
-    edits["margin"] = 0.2 + np.arange(len(edits)) * 0.05
-    edits.loc[: n_wrong - 1, "margin"] = -np.arange(1, n_wrong + 1) * 0.1
-    edits["logit_diff"] = np.where(edits["label"], edits["margin"], -edits["margin"])
-    edits["correct"] = edits["margin"] > 0
-    edits["predicted"] = edits["logit_diff"] > 0
-    edits = edits.sort_values("margin", kind="stable").reset_index(drop=True)
-    edits.insert(0, "rank", np.arange(len(edits)))
-    broken = edits[~edits["label"]]
-    by_pos = broken.groupby(["length", "pair_pos"]).agg(
-        n=("margin", "size"), n_wrong=("correct", lambda c: int((~c).sum())), min_margin=("margin", "min"),
-        mean_margin=("margin", "mean")).reset_index()
-    by_pos["accuracy"] = 1 - by_pos["n_wrong"] / by_pos["n"]
-    return {"adversarial": edits, "adversarial_by_position": by_pos}
-
-
-def summary_json(n_edits: int, n_wrong: int, n_examples: int, attn_only: bool) -> dict:
-    evidence = {name: {"layer": i // N_HEADS, "head": i % N_HEADS, "score": 0.9 - 0.2 * i,
-                       "mean_ablation_margin_loss": 0.5, "patching_recovery": 0.9 - 0.2 * i, "patching_best_pos": 0,
-                       "mean_ablation_distance_1_accuracy_change": -0.3,
-                       "zero_ablation_distance_1_accuracy_change": -0.4, "mirror_score": 0.1 + 0.2 * i}
-                for i, name in enumerate(HEADS)}
-    return {
-        "format": "palindrome-lens/attribution/v1",
-        "model": {"n_layers": N_LAYERS, "d_model": D_MODEL, "n_heads": N_HEADS, "d_head": 4, "d_mlp": 16,
-                  "attn_only": attn_only, "normalization_type": "LN", "lengths": list(LENGTHS)},
-        "n_examples": n_examples, "accuracy": 0.9, "dla_max_abs_error": 3e-7,
-        "mirror_scores": {name: 0.1 + 0.2 * i for i, name in enumerate(HEADS)},
-        "circuit_heads": ["L0H0", "L0H1"], "weak": False, "selection": "top heads by score",
-        "evidence": evidence,
-        "circuit_accuracy": {"n": n_examples, "n_distance_1": 8, "other_heads": ["L1H0", "L1H1"],
-                             "unablated": {"accuracy": 0.9, "distance_1_accuracy": 0.875,
-                                           "palindrome_accuracy": 1.0},
-                             "circuit_ablated": {"accuracy": 0.55, "distance_1_accuracy": 0.125,
-                                                 "palindrome_accuracy": 0.25},
-                             "others_ablated": {"accuracy": 0.85, "distance_1_accuracy": 0.75,
-                                                "palindrome_accuracy": 0.5}},
-        "sentences": ["The decision is carried mainly by L0H0 and L0H1.", "Patching L0H0 recovers 90.0%."],
-        "patching": {"n_pairs": 6, "full_resid_pre_recovery_min": 1.0, "full_resid_pre_recovery_max": 1.0},
-        "adversarial": {"n_palindromes": 2, "n_edits": n_edits, "n_misclassified": n_wrong, "min_margin": -0.1,
-                        "misclassified": []},
-        "files": [],
-    }
-
-
-def write_attribution(root: Path, n_wrong: int, attn_only: bool = False) -> None:
-    rng = np.random.default_rng(0)
-    examples = analysis_rows()
-    out = root / "data/attribution"
-    out.mkdir(parents=True)
-    dla = dla_frame(examples, rng)
-    if attn_only:
-        dla = dla[~dla["component"].isin(MLPS)]
-    adversarial = adversarial_frames(n_wrong)
-    tables = {"dla": dla, "distributions": distributions_frame(dla), "attention": attention_frame(rng),
-              "mirror": mirror_frame(), "patching": patching_frame(rng, mlp=not attn_only),
-              "ablation": ablation_frame(HEADS + ([] if attn_only else MLPS)), **weights_frames(rng), **adversarial}
-    for name, frame in tables.items():
-        save(frame, out / f"{name}.parquet")
-    summary = summary_json(len(adversarial["adversarial"]), n_wrong, len(examples), attn_only)
-    (out / "summary.json").write_text(json.dumps(summary))
-
-
-def write_activations(root: Path, with_patterns: bool = True) -> np.ndarray:
-    """A real activation store (manifest + examples.parquet + one .npy per layer's hook_pattern)."""
-    out = root / "data/activations"
-    out.mkdir(parents=True)
-    examples = analysis_rows()
-    rows = [{**r, "pair_id": None, "role": None} for r in analysis_records()]
-    write_table(table(rows, {f.name: f.type for f in EXAMPLES_SCHEMA}), out / "examples.parquet")
-    rng = np.random.default_rng(1)
-    patterns = np.zeros((len(examples), N_LAYERS, N_HEADS, WIDTH, WIDTH), dtype=np.float32)
-    for i, length in enumerate(examples["length"]):
-        n = length + 2  # the PAD columns of a shorter string stay 0, as the PAD mask makes them
-        patterns[i, :, :, :n, :n] = rng.dirichlet(np.ones(n), size=(N_LAYERS, N_HEADS, n))
-    hooks = {}
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(N_LAYERS)] if with_patterns else ["hook_embed"]
-    for layer, name in enumerate(names):
-        data = patterns[:, layer] if with_patterns else np.zeros((len(examples), WIDTH, D_MODEL), np.float32)
-        np.save(out / f"{name}.npy", data)
-        hooks[name] = {"file": f"{name}.npy", "shape": list(data.shape), "dtype": "float32"}
-    (out / "manifest.json").write_text(json.dumps({
-        "format": "palindrome-lens/activations/v1", "n_examples": len(examples), "n_positions": WIDTH,
-        "dtype": "float32", "examples": {"file": "examples.parquet"}, "hooks": hooks,
-        "model": {"dims": {}, "sha256": {}}, "data": {"sha256": {}}}))
-    return patterns
-
-
-def sources(root: Path) -> Sources:
-    return Sources(
-        train_metrics=root / "data/train/metrics.json",
-        train_loss=root / "data/train/plots/metrics/train/loss.tsv",
-        val_accuracy=root / "data/train/plots/metrics/val/accuracy.tsv",
-        eval_metrics=root / "data/eval/metrics.json",
-        predictions=root / "data/eval/predictions.parquet",
-        attribution=root / "data/attribution",
-        activations=root / "data/activations",
-    )
-
-
-def write_all(root: Path, n_wrong: int = 5, n_adv_wrong: int = 4, attn_only: bool = False,
-              with_patterns: bool = True) -> Sources:
-    write_training(root)
-    write_evaluation(root, n_wrong)
-    write_attribution(root, n_adv_wrong, attn_only)
-    write_activations(root, with_patterns)
-    return sources(root)
+from tests.report_outputs import (
+    BASE_LEAN,
+    COMPONENTS,
+    HEADS,
+    KNOWN_ATTENTION,
+    KNOWN_RECOVERY,
+    MODES,
+    N_HEADS,
+    N_LAYERS,
+    N_STRINGS,
+    WIDTH,
+    figure,
+    loss,
+    mirror_frame,
+    node_loss,
+    page,
+    save,
+    section,
+    sources,
+    write_activations,
+    write_all,
+    write_attribution,
+    write_evaluation,
+    write_training,
+    z_of,
+)
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> ReportInputs:
     return load_inputs(write_all(tmp_path_factory.mktemp("synthetic")))
-
-
-def page(pages: list[Page], filename: str) -> Page:
-    return next(p for p in pages if p.filename == filename)
-
-
-def section(p: Page, heading_start: str) -> Section:
-    found = [s for s in p.sections if s.heading.startswith(heading_start)]
-    assert len(found) == 1, [s.heading for s in p.sections]
-    return found[0]
-
-
-def figure(p: Page, heading_start: str) -> go.Figure:
-    content = section(p, heading_start).content
-    assert isinstance(content, Figure)
-    return content.fig
-
-
-def z_of(trace: go.Heatmap) -> np.ndarray:
-    return np.array([[np.nan if v is None else v for v in row] for row in trace.z], dtype=float)
 
 
 # --- the pages ----------------------------------------------------------------------------------------
@@ -429,27 +130,43 @@ def test_index_links_every_page_and_shows_the_key_numbers(synthetic: ReportInput
     worst = min(by_kind.index, key=lambda k: (by_kind[k], k))
     assert (worst, by_kind[worst]) == ("near1", 0.5)
     assert numbers["worst kind on test"] == "near1: 50.00%"
-    assert numbers["circuit heads"] == "L0H0 and L0H1"
-    assert numbers["distance-1 accuracy, circuit heads mean-ablated"] == "12.5%"
-    assert numbers["distance-1 accuracy, all other heads mean-ablated"] == "75.0%"
-    assert numbers["palindrome accuracy: unablated / circuit ablated / others ablated"] == "100.0% / 25.0% / 50.0%"
+    # The circuit figures, each beside its gate or baseline, from circuit.json and summary.json.
+    assert numbers["circuit nodes"] == "L0H0@chars, 0_mlp_out@chars, L1H0@bos and 1_mlp_out@bos"
+    assert numbers["faithfulness: margin kept by the circuit alone"] == (
+        "93.0% (target 90%; every node ablated 2.5%; constant predictor 0%)")  # F(nothing) = 0.1 of 4.0
+    assert numbers["completeness gap"] == "0.06 (worst K {L1H0@bos}; 0 = complete)"
+    assert numbers["minimality, smallest"] == "0.04 (1_mlp_out@bos; floor 0.05)"
+    assert numbers["balanced accuracy: whole model / circuit only / circuit ablated"] == (
+        "98.0% / 95.0% / 51.0% (constant predictor 50.0%)")
+    assert numbers["scrubbing 'pair_flags': recovered / control / constant predictor"] == (
+        "95.0% / -20.0% / 80.0%: supported")
+    assert numbers["scrubbing 'own_char': recovered / control / constant predictor"] == (
+        "40.0% / 85.0% / 80.0%: inconclusive")
+    assert numbers["DLA check: max |sum of components − logit diff|"] == "3e-07"
+    assert numbers["patching check: full residual patch recovery"] == "1 to 1 (1 = exact)"
+    old = ("circuit heads", "distance-1 accuracy, circuit heads mean-ablated")  # gone with max(loss, patching)
+    assert not set(old) & set(numbers.index)
 
 
-def test_index_shows_the_circuit_in_the_attribute_stages_own_sentences(tmp_path: Path) -> None:
+def test_index_shows_the_circuit_in_circuit_jsons_own_sentences(tmp_path: Path) -> None:
     src = write_all(tmp_path)
-    summary = json.loads((src.attribution / "summary.json").read_text())
+    circuit = json.loads((src.attribution / "circuit.json").read_text())
     before = index_html(load_inputs(src))
-    for sentence in summary["sentences"]:
+    for sentence in circuit["sentences"]:
         assert f"<p>{html.escape(sentence)}</p>" in before
-    # Other sentences and heads in summary.json: the page follows the file, escaped, and drops the old ones.
-    summary["sentences"] = ["L1H1 compares the outer pair <first> & passes it to BOS.", "Nothing else matters."]
-    summary["circuit_heads"], summary["weak"] = ["L1H1", "L0H0", "L1H0"], True
-    (src.attribution / "summary.json").write_text(json.dumps(summary))
+    # Other sentences and nodes in circuit.json: the page follows the file, escaped, and drops the old ones.
+    circuit["sentences"] = ["L1H1@bos compares the outer pair <first> & passes it to BOS.", "Nothing else matters."]
+    circuit["nodes"] = [n for n in circuit["nodes"] if n["name"] != "L0H0@chars"]
+    circuit["edges"] = [e for e in circuit["edges"] if "L0H0@chars" not in (e["from"], e["to"])]
+    circuit["search"]["reached"] = False
+    (src.attribution / "circuit.json").write_text(json.dumps(circuit))
     after = index_html(load_inputs(src))
-    shown = "<p>L1H1 compares the outer pair &lt;first&gt; &amp; passes it to BOS.</p>\n<p>Nothing else matters.</p>"
+    shown = ("<p>L1H1@bos compares the outer pair &lt;first&gt; &amp; passes it to BOS.</p>\n"
+             "<p>Nothing else matters.</p>")
     assert shown in after
-    assert "carried mainly by" in before and "carried mainly by" not in after
-    assert ">L1H1, L0H0 and L1H0 (weak: no head passes the threshold)</td>" in after  # a key number
+    assert "The decision is carried by" in before and "The decision is carried by" not in after
+    assert (">0_mlp_out@chars, L1H0@bos and 1_mlp_out@bos (weak: no set found reaches the faithfulness "
+            "target)</td>") in after  # a key number
 
 
 def test_training_curves_come_from_the_dvclive_files(synthetic: ReportInputs) -> None:
@@ -541,6 +258,22 @@ def test_patching_heatmaps_put_each_recovery_in_its_cell(synthetic: ReportInputs
     assert figure(p, "MLPs by position, length 4").data[0].y == ("0_mlp_out", "1_mlp_out")
 
 
+def test_patching_lists_the_ratio_of_means_beside_the_per_pair_quartiles(synthetic: ReportInputs) -> None:
+    p = page(report_pages(synthetic, 3, 7), "patching.html")
+    listed = section(p, "Recovery with its per-pair spread")
+    assert "ratio of means" in listed.caption and "averaged over the pairs" not in listed.caption
+    table = listed.content.df
+    rows = synthetic.attribution["patching"]
+    every_position = rows[rows["pos"].isna()]
+    assert len(table) == len(every_position)  # every activation patched at every position, per pair and pooled
+    mine = table[(table["component"] == "L1H0") & (table["length"] == 4) & (table["pair"] == "all pairs")]
+    truth = every_position[(every_position["component"] == "L1H0") & (every_position["length"] == 4)
+                           & every_position["mismatch_pos"].isna()].iloc[0]
+    assert mine[["recovery", "pair q25", "pair median", "pair q75", "pairs"]].iloc[0].tolist() == pytest.approx(
+        [truth["recovery"], truth["pair_q25"], truth["pair_median"], truth["pair_q75"], truth["n"]])
+    assert table["pair"].tolist()[:3] == ["all pairs", "pair 0", "pair 1"]
+
+
 def test_attention_page_places_patterns_and_shows_example_views(synthetic: ReportInputs) -> None:
     p = page(report_pages(synthetic, 3, 7), "attention.html")
     fig = figure(p, "Mean attention, length 4")
@@ -557,8 +290,13 @@ def test_attention_page_places_patterns_and_shows_example_views(synthetic: Repor
     view = views[0].content
     assert view.tokens == ["[BOS]", "a", "b", "c", "b", "a", "[EOS]"] and list(view.head_names) == HEADS
     assert view.pattern.shape == (4, 7, 7)
-    qk = figure(p, "Positional QK per head")
-    assert len(qk.data) == 4 and list(qk.data[0].x) == position_labels(5, 7)
+    qk_section = section(p, "Positional QK per head")
+    qk = qk_section.content.fig
+    assert len(qk.data) == 4 and list(qk.data[0].x) == position_labels(5, 7)  # the longest length, 5
+    assert "length 5 (the longest)" in qk.layout.title.text and "longest length, 5" in qk_section.caption
+    stored = synthetic.attribution["pos_qk"]
+    l1h0 = stored[(stored["length"] == 5) & (stored["component"] == "L1H0")]
+    assert z_of(qk.data[2])[3, 1] == l1h0[(l1h0["query_pos"] == 3) & (l1h0["key_pos"] == 1)]["pattern"].item()
     assert z_of(figure(p, "Positional similarity").data[0]).diagonal() == pytest.approx(np.ones(WIDTH))
 
 
@@ -591,18 +329,49 @@ def test_attention_only_model_has_no_mlp_rows(tmp_path: Path) -> None:
     assert list(acc.data[0].y) == ["none (unablated)", *HEADS]
 
 
-def test_ablation_page_shows_both_modes_and_the_circuit(synthetic: ReportInputs) -> None:
+def test_ablation_page_shows_margin_lost_and_lean_under_each_mode(synthetic: ReportInputs) -> None:
     p = page(report_pages(synthetic, 3, 7), "ablation.html")
-    acc = figure(p, "Accuracy under ablation")
-    assert [a.text for a in acc.layout.annotations][:2] == ["zero ablation", "mean ablation"]
-    assert list(acc.data[0].x) == ["all", "palindrome", "near1", "near2", "random", "distance_1"]
-    z = z_of(acc.data[1])
-    assert z[0].tolist() == [1.0] * 6  # unablated row
-    assert z[1, 2] == pytest.approx(0.6)  # L0H0 mean-ablated, near1
-    bars = figure(p, "Circuit heads versus the rest")
-    assert list(bars.data[0].y) == [0.875, 0.125, 0.75] and bars.data[0].name == "distance_1"
+    components = ["L0H0", "L0H1", "0_mlp_out", "L1H0", "L1H1", "1_mlp_out"]
+    lost = figure(p, "Margin lost per component")
+    assert [t.name for t in lost.data] == ["resample", "mean (label-balanced)", "zero (contrast only)"]
+    for trace, mode in zip(lost.data, MODES):
+        assert list(trace.x) == components
+        assert list(trace.y) == pytest.approx([loss(c, mode, False) for c in components])  # -margin_change / base
+    assert [shape.y0 for shape in lost.layout.shapes] == [1]  # the constant predictor: all of the margin lost
+    lean = figure(p, "Lean per component")
+    assert list(lean.data[0].y) == pytest.approx([-0.5 * (i + 1) for i in range(6)])
+    assert [shape.y0 for shape in lean.layout.shapes] == [BASE_LEAN]  # the unablated model's lean
+    numbers = section(p, "Ablation by mode").content.df.set_index("component")
+    assert numbers.loc["L1H0", "margin lost (zero)"] == pytest.approx(loss("L1H0", "zero", False))
+    assert numbers.loc["L1H0", "lean (mean)"] == pytest.approx(-2.0)
+    assert "score" not in " ".join(numbers.columns)  # the old max(margin loss, patching) score is gone
+
+
+def test_ablation_page_shows_every_node_and_the_circuit_against_the_rest(synthetic: ReportInputs) -> None:
+    p = page(report_pages(synthetic, 3, 7), "ablation.html")
+    nodes = figure(p, "Margin lost per node")
+    cells = nodes.data[0]
+    assert list(cells.x) == ["bos", "chars", "eos"]
+    assert list(cells.y) == ["L0H0 ●", "L0H1", "0_mlp_out ●", "L1H0 ●", "L1H1", "1_mlp_out ●"]
+    z = z_of(cells)
+    assert z[0, 1] == pytest.approx(0.5) and z[1, 0] == pytest.approx(node_loss(Node(0, "L0H1", "bos")))
+    assert np.isnan(z[3, 1])  # a last-layer head has a node only at the readout
+    bars = figure(p, "Circuit versus the rest")
+    assert list(bars.data[0].x) == ["whole model", "circuit only (every other node ablated)",
+                                    "circuit ablated (its nodes ablated)"]
+    assert bars.data[0].name == "balanced" and list(bars.data[0].y) == [0.98, 0.95, 0.51]
+    assert [shape.y0 for shape in bars.layout.shapes] == [0.5]  # a constant predictor's balanced accuracy
     evidence = section(p, "Evidence per head").content.df
-    assert evidence["head"].tolist() == HEADS and evidence["in circuit"].tolist() == [True, True, False, False]
+    assert evidence["head"].tolist() == ["L1H1", "L1H0", "L0H1", "L0H0"]  # by margin lost under resample ablation
+    assert evidence["in circuit"].tolist() == [False, True, False, True]
+    assert evidence["circuit nodes"].tolist() == ["", "L1H0@bos", "", "L0H0@chars"]
+    acc = figure(p, "Accuracy under ablation")
+    assert [a.text for a in acc.layout.annotations][:3] == [
+        "resample ablation", "mean (label-balanced) ablation", "zero (contrast only) ablation"]
+    assert list(acc.data[0].x) == ["all", "palindrome", "near1", "near2", "random", "distance_1", "balanced"]
+    z = z_of(acc.data[1])
+    assert z[0].tolist() == [1.0] * 7  # unablated row
+    assert z[1, 2] == pytest.approx(0.6)  # L0H0 mean-ablated, near1
 
 
 def test_adversarial_page_lists_wrong_edits_worst_first(synthetic: ReportInputs) -> None:
@@ -627,15 +396,16 @@ def test_missing_or_malformed_inputs_name_the_file_and_the_problem(tmp_path: Pat
     (src.attribution / "mirror.parquet").unlink()
     with pytest.raises(DataFileError, match=r"mirror\.parquet: file not found"):
         load_inputs(src)
-    save(mirror_frame().drop(columns="mirror_score"), src.attribution / "mirror.parquet")
+    write_table(pa.Table.from_pandas(mirror_frame().drop(columns="mirror_score")), src.attribution / "mirror.parquet")
     with pytest.raises(DataFileError, match=r"mirror\.parquet: column 'mirror_score' is missing"):
         load_inputs(src)
     save(mirror_frame(), src.attribution / "mirror.parquet")
     original = (src.attribution / "summary.json").read_text()
     summary = json.loads(original)
-    del summary["circuit_accuracy"]["others_ablated"]
+    del summary["circuit_accuracy"]["others_ablated"]["balanced_accuracy"]
     (src.attribution / "summary.json").write_text(json.dumps(summary))
-    with pytest.raises(DataFileError, match=r"summary\.json: key 'circuit_accuracy\.others_ablated' is missing"):
+    with pytest.raises(DataFileError,
+                       match=r"summary\.json: key 'circuit_accuracy\.others_ablated\.balanced_accuracy' is missing"):
         load_inputs(src)
     (src.attribution / "summary.json").write_text(original)
     src.train_loss.write_text("step\tloss\n10\t0.5\n20\tnan\n")
@@ -651,6 +421,69 @@ def test_missing_or_malformed_inputs_name_the_file_and_the_problem(tmp_path: Pat
     src.eval_metrics.write_text("{not json")
     with pytest.raises(DataFileError, match=r"metrics\.json: not valid JSON"):
         load_inputs(src)
+
+
+@pytest.fixture(scope="module")
+def attribution_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("attribution")
+    write_attribution(root, 4)
+    return root / "data/attribution"
+
+
+def broken_copy(directory: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "attribution"
+    shutil.copytree(directory, out)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_every_attribution_table_is_read_with_its_one_schema(name: str, attribution_dir: Path,
+                                                             tmp_path: Path) -> None:
+    directory = broken_copy(attribution_dir, tmp_path)
+    path = directory / f"{name}.parquet"
+    full = pq.read_table(path)
+    assert load_attribution(directory)[name].columns.tolist() == SCHEMAS[name].names  # every column, in order
+    last = SCHEMAS[name].names[-1]  # the stage's schema, not a list of the columns some page happens to read
+    write_table(full.drop_columns([last]), path)
+    with pytest.raises(DataFileError, match=rf"{name}\.parquet: column '{last}' is missing"):
+        load_attribution(directory)
+    first = SCHEMAS[name].names[0]
+    wrong = pa.array(["x"] * len(full)) if not pa.types.is_string(full.schema.field(first).type) else pa.array(
+        [1.5] * len(full))
+    write_table(full.set_column(0, first, wrong), path)
+    with pytest.raises(DataFileError, match=rf"{name}\.parquet: column '{first}' has type"):
+        load_attribution(directory)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda c: c.pop("gates"), r"key 'gates\.faithfulness_target' is missing"),
+    (lambda c: c["gates"].pop("edge_floor"), r"key 'gates\.edge_floor' is missing"),
+    (lambda c: c["ablation"]["constant_predictor"].pop("balanced_accuracy"),
+     r"key 'ablation\.constant_predictor\.balanced_accuracy' is missing"),
+    (lambda c: c["edges"][1].pop("via"), r"key 'edges\[1\]\.via' is missing"),
+    (lambda c: c["scrubbing"][1]["runs"]["control"].pop("loss_palindrome"),
+     r"key 'scrubbing\[1\]\.runs\.control\.loss_palindrome' is missing"),
+    (lambda c: c["minimality"]["L1H0@bos"].pop("k"), r"key 'minimality\.L1H0@bos\.k' is missing"),
+    (lambda c: c.update(nodes={}), r"key 'nodes' must be a list"),
+    (lambda c: c["edges"][0].update({"to": "L9H9@bos"}), r"edges\[0\]\.to is 'L9H9@bos', which is not one of its nodes"),
+    (lambda c: c.update(format="palindrome-lens/circuit/v0"), r"format 'palindrome-lens/circuit/v0', expected"),
+])
+def test_circuit_json_is_checked_and_errors_name_the_key(edit, message: str, attribution_dir: Path,
+                                                         tmp_path: Path) -> None:
+    directory = broken_copy(attribution_dir, tmp_path)
+    circuit = json.loads((directory / "circuit.json").read_text())
+    assert load_attribution(directory).circuit == circuit
+    edit(circuit)
+    (directory / "circuit.json").write_text(json.dumps(circuit))
+    with pytest.raises(DataFileError, match=r"circuit\.json: " + message):
+        load_attribution(directory)
+
+
+def test_a_missing_circuit_json_is_named(attribution_dir: Path, tmp_path: Path) -> None:
+    directory = broken_copy(attribution_dir, tmp_path)
+    (directory / "circuit.json").unlink()
+    with pytest.raises(DataFileError, match=r"circuit\.json: file not found"):
+        load_attribution(directory)
 
 
 def test_links_refuse_anything_but_a_local_page(tmp_path: Path) -> None:

@@ -4,8 +4,20 @@ minimality, causal scrubbing of a stated algorithm, weights views and an adversa
 under data/attribution/ plus summary.json and circuit.json.
 
     from palindrome_lens.attribution import write_attribution, analyse
+
+The names load lazily, so `palindrome_lens.attribution.schemas` (read by the report) imports no torch.
 """
 
-from palindrome_lens.attribution.run import Attribution, analyse, needed_hooks, write_attribution
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["Attribution", "analyse", "needed_hooks", "write_attribution"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from palindrome_lens.attribution import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

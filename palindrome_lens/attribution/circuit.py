@@ -132,7 +132,7 @@ def _greedy(screen: CircuitScorer, full: CircuitScorer, target: float, exhaustiv
         pick = int(np.argmax(screen.f([chosen + [nd] for nd in rest])))
         chosen.append(rest.pop(pick))
         value = full.f([chosen])[0] / f_model
-    reached = value >= target
+    reached = bool(value >= target)  # a numpy bool would not go into JSON
     if reached:
         for nd in reversed(list(chosen)):
             trial = [c for c in chosen if c != nd]

@@ -18,6 +18,9 @@ import pandas as pd
 import pyarrow as pa
 
 from palindrome_lens.atomic import read_json
+from palindrome_lens.attribution.edges import LOGITS
+from palindrome_lens.attribution.schemas import SCHEMAS, columns
+from palindrome_lens.attribution.summary import FORMAT as CIRCUIT_FORMAT
 from palindrome_lens.data.parquet import read_table
 from palindrome_lens.errors import DataFileError
 
@@ -26,27 +29,30 @@ INT, F, S, B = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 PREDICTION_COLUMNS = {"text": S, "label": B, "kind": S, "length": INT, "distance": INT, "mismatch_pos": INT,
                       "logit_diff": F, "prob_palindrome": F, "prediction": B, "correct": B}
 
-# Columns the pages read from each table of data/attribution/ (see palindrome_lens.attribution).
-ATTRIBUTION_COLUMNS: dict[str, dict[str, pa.DataType]] = {
-    "dla": {"example_id": INT, "text": S, "kind": S, "label": B, "length": INT, "component": S, "value": F,
-            "logit_diff": F},
-    "distributions": {"example_id": INT, "component": S, "kind": S, "class": S, "centred": F},
-    "attention": {"component": S, "layer": INT, "head": INT, "length": INT, "dest": INT, "src": INT, "value": F, "n": INT},
-    "mirror": {"component": S, "layer": INT, "head": INT, "length": INT, "kind": S, "n": INT, "mirror_score": F},
-    "patching": {"length": INT, "activation": S, "component": S, "layer": INT, "head": INT, "pos": INT, "mismatch_pos": INT,
-                 "n": INT, "recovery": F},
-    "ablation": {"component": S, "mode": S, "kind": S, "n": INT, "accuracy": F, "mean_logit_diff": F,
-                 "accuracy_change": F, "logit_diff_change": F},
-    "pos_qk": {"component": S, "layer": INT, "head": INT, "query_pos": INT, "key_pos": INT, "score": F, "pattern": F},
-    "pos_embed": {"pos": INT, "dim": INT, "value": F},
-    "pos_cosine": {"pos_i": INT, "pos_j": INT, "cosine": F},
-    "adversarial": {"source": S, "text": S, "length": INT, "position": INT, "pair_pos": INT, "old": S, "new": S,
-                    "label": B, "logit_diff": F, "margin": F, "correct": B},
-    "adversarial_by_position": {"length": INT, "pair_pos": INT, "n": INT, "n_wrong": INT, "min_margin": F,
-                                "accuracy": F},
+# The keys of summary.json (palindrome-lens/attribution/v2) the pages read; the circuit itself comes from circuit.json.
+SUMMARY_KEYS = ("circuit_nodes", "circuit_accuracy.mode", "evidence", "model.n_layers", "model.n_heads", "model.readout",
+                "dla_max_abs_error", "mirror_scores", "patching", "adversarial")
+# summary.json's circuit_accuracy runs, each with these figures (run.circuit_accuracy).
+CIRCUIT_RUNS = ("unablated", "others_ablated", "circuit_ablated")
+RUN_KEYS = ("accuracy", "distance_1_accuracy", "palindrome_accuracy", "balanced_accuracy", "balanced_margin", "lean")
+# circuit.json (palindrome-lens/circuit/v1, written by attribution.run.circuit_document); lists are checked per item.
+CIRCUIT_KEYS = ("format", "nodes", "edges", "faithfulness", "completeness.value", "completeness.worst_k",
+                "completeness.tried", "minimality", "ablation.mode", "search.method", "search.target",
+                "search.n_candidates", "search.candidates", "search.exhaustive_up_to", "search.budget",
+                "search.screened", "search.rescored", "search.screening_rows", "search.reached",
+                "search.node_positions", "gates.faithfulness_target", "gates.minimality_floor", "gates.edge_floor",
+                "scrubbing", "sentences")
+CIRCUIT_RUN_KEYS = ("balanced_margin", "balanced_accuracy")
+CIRCUIT_ABLATION_RUNS = ("model", "circuit_only", "nothing", "constant_predictor")
+SCRUB_RUNS = ("model", "hypothesis", "control", "random")  # scrubbing.scrub's runs
+SCRUB_RUN_KEYS = ("loss", "loss_palindrome", "loss_not_palindrome", "balanced_accuracy", "balanced_margin")
+CIRCUIT_ITEM_KEYS = {
+    "nodes": ("name", "component", "layer", "positions", "role"),
+    "edges": ("from", "to", "via", "effect", "n_pairs", "pair_median"),
+    "scrubbing": ("name", "claim", "after_layer", "keep", "n_draws", "recovered", "control", "constant", "verdict",
+                  "baseline.label_entropy", "baseline.random_loss", "baseline.model_loss",
+                  *(f"runs.{run}.{key}" for run in SCRUB_RUNS for key in SCRUB_RUN_KEYS)),
 }
-SUMMARY_KEYS = ("sentences", "circuit_heads", "circuit_accuracy", "evidence", "model", "n_examples",
-                "dla_max_abs_error", "patching", "adversarial")
 EXAMPLE_KINDS = ("palindrome", "near1", "near2", "random")
 BOS, EOS = "[BOS]", "[EOS]"
 
@@ -80,7 +86,8 @@ class Evaluation:
 @dataclass(frozen=True)
 class Attribution:
     summary: dict[str, Any]
-    tables: dict[str, pd.DataFrame]
+    tables: dict[str, pd.DataFrame]  # every table of attribution.schemas.SCHEMAS, by name
+    circuit: dict[str, Any] = field(default_factory=dict)  # circuit.json
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name]
@@ -112,14 +119,33 @@ class ReportInputs:
 RERUN = "; rerun the stage that produces it (dvc repro)"
 
 
-def require_keys(data: Mapping[str, Any], keys: Sequence[str], path: str | os.PathLike[str]) -> None:
-    """Dotted keys (`val.accuracy`) that must be present in `data`."""
+def missing_key(data: Any, keys: Sequence[str]) -> str | None:
+    """The first dotted key (`val.accuracy`) of `keys` that `data` lacks, or None."""
     for key in keys:
         node: Any = data
         for part in key.split("."):
             if not isinstance(node, Mapping) or part not in node:
-                raise DataFileError(f"{path}: key {key!r} is missing; rerun the stage that produces it")
+                return key
             node = node[part]
+    return None
+
+
+def require_keys(data: Mapping[str, Any], keys: Sequence[str], path: str | os.PathLike[str]) -> None:
+    """Dotted keys (`val.accuracy`) that must be present in `data`."""
+    key = missing_key(data, keys)
+    if key is not None:
+        raise DataFileError(f"{path}: key {key!r} is missing; rerun the stage that produces it")
+
+
+def require_items(data: Mapping[str, Any], key: str, keys: Sequence[str], path: str | os.PathLike[str]) -> None:
+    """`data[key]` is a list whose every item has the dotted `keys` (reported as `key[i].k`)."""
+    items = data[key]
+    if not isinstance(items, list):
+        raise DataFileError(f"{path}: key {key!r} must be a list; rerun the stage that produces it")
+    for i, item in enumerate(items):
+        missing = missing_key(item, keys)
+        if missing is not None:
+            raise DataFileError(f"{path}: key '{key}[{i}].{missing}' is missing; rerun the stage that produces it")
 
 
 def read_curve(path: str | os.PathLike[str], value: str) -> pd.DataFrame:
@@ -169,20 +195,42 @@ def load_evaluation(sources: Sources) -> Evaluation:
     return Evaluation(metrics, predictions)
 
 
+def load_circuit(path: Path) -> dict[str, Any]:
+    """circuit.json, checked: every key the circuit and index pages read."""
+    circuit = read_json(path, hint=RERUN)
+    require_keys(circuit, CIRCUIT_KEYS, path)
+    if circuit["format"] != CIRCUIT_FORMAT:
+        raise DataFileError(f"{path}: format {circuit['format']!r}, expected {CIRCUIT_FORMAT!r}; rerun dvc repro attribute")
+    require_keys(circuit, [f"ablation.{run}.{k}" for run in CIRCUIT_ABLATION_RUNS for k in CIRCUIT_RUN_KEYS], path)
+    for key, keys in CIRCUIT_ITEM_KEYS.items():
+        require_items(circuit, key, keys, path)
+    known = {n["name"] for n in circuit["nodes"]} | {LOGITS}
+    for i, edge in enumerate(circuit["edges"]):
+        for end in ("from", "to"):
+            if edge[end] not in known:
+                raise DataFileError(f"{path}: edges[{i}].{end} is {edge[end]!r}, which is not one of its nodes; "
+                                    "rerun dvc repro attribute")
+    for name, entry in circuit["minimality"].items():  # {} when the model has no margin to measure against
+        missing = missing_key(entry, ("value", "k"))
+        if missing is not None:
+            raise DataFileError(f"{path}: key 'minimality.{name}.{missing}' is missing; rerun dvc repro attribute")
+    return circuit
+
+
 def load_attribution(directory: str | os.PathLike[str]) -> Attribution:
     directory = Path(directory)
     summary_path = directory / "summary.json"
     summary = read_json(summary_path, hint=RERUN)
     require_keys(summary, SUMMARY_KEYS, summary_path)
-    require_keys(summary, ("circuit_accuracy.unablated", "circuit_accuracy.circuit_ablated",
-                           "circuit_accuracy.others_ablated", "model.n_layers", "model.n_heads"), summary_path)
+    require_keys(summary, [f"circuit_accuracy.{run}.{k}" for run in CIRCUIT_RUNS for k in RUN_KEYS], summary_path)
+    circuit = load_circuit(directory / "circuit.json")
     tables = {}
-    for name, columns in ATTRIBUTION_COLUMNS.items():
-        frame = read_frame(directory / f"{name}.parquet", columns)
+    for name in SCHEMAS:
+        frame = read_frame(directory / f"{name}.parquet", columns(name))
         if name == "patching":  # null = "every position" / "no head" / "all mismatch positions"
             frame = frame.astype({"head": "Int64", "pos": "Int64", "mismatch_pos": "Int64"})
         tables[name] = frame
-    return Attribution(summary, tables)
+    return Attribution(summary, tables, circuit)
 
 
 def pick_examples(examples: pd.DataFrame, per_kind: int = 1) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from palindrome_lens.report.pages import (
     adversarial,
     attention,
     attribution,
+    circuit,
     evaluation,
     index,
     patching,
@@ -23,7 +24,7 @@ from palindrome_lens.report.pages import (
 )
 
 # The pages after the index, in nav order; dvc.yaml's `report` outs list each file plus reports/assets.
-ANALYSIS = (training, evaluation, attribution, patching, attention, ablation, adversarial)
+ANALYSIS = (training, evaluation, attribution, patching, attention, ablation, circuit, adversarial)
 PAGE_FILES = (index.FILENAME, *(module.FILENAME for module in ANALYSIS))
 DESCRIPTIONS = {module.FILENAME: module.SUMMARY for module in ANALYSIS}
 
@@ -38,6 +39,7 @@ def report_pages(inputs: ReportInputs, n_examples: int, hist_bins: int) -> list[
         patching.patching_page(tables),
         attention.attention_page(tables, inputs.examples),
         ablation.ablation_page(tables),
+        circuit.circuit_page(tables),
         adversarial.adversarial_page(tables, n_examples),
     ]
     pages = [index.index_page(inputs, analysis, DESCRIPTIONS), *analysis]

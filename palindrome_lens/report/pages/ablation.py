@@ -1,12 +1,13 @@
-"""The ablation and circuit page: zero and mean ablation of every head and MLP by kind, the heads the
-attribute stage names as the circuit, and the evidence for them."""
+"""The ablation page: every head and MLP ablated alone under resample, mean and zero ablation (the margin
+it costs and the lean it leaves, class-balanced), every node (component at a position group) under
+resample ablation, the circuit against the rest, and the evidence per head."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from palindrome_lens.report.content import Figure, Table, Text
+from palindrome_lens.report.content import Figure, Table
 from palindrome_lens.report.formatting import names, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
@@ -21,112 +22,208 @@ from palindrome_lens.report.plots import (
 )
 
 FILENAME = "ablation.html"
-TITLE = "Ablation and circuit"
-NAV = "Ablation & circuit"
-SUMMARY = "zero and mean ablation of every head and MLP; the circuit heads and how much they carry"
-NONE = "none"
-MODES = ("zero", "mean")
-# summary.json's circuit_accuracy entries, in the order the page and the index show them.
-INTERVENTIONS = {"unablated": "nothing ablated", "circuit_ablated": "circuit heads mean-ablated",
-                 "others_ablated": "all other heads mean-ablated"}
+TITLE = "Ablation"
+NAV = "Ablation"
+SUMMARY = ("every head and MLP ablated alone (resample, mean, zero): the class-balanced margin it costs and the lean "
+           "it leaves; every node under resample ablation; the circuit against the rest")
+NONE, ALL, BALANCED = "none", "all", "balanced"
+MODES = ("resample", "mean", "zero")
+MODE_LABELS = {"resample": "resample", "mean": "mean (label-balanced)", "zero": "zero (contrast only)"}
+# summary.json's circuit_accuracy runs, in the order the page and the index show them.
+INTERVENTIONS = {"unablated": "whole model", "others_ablated": "circuit only (every other node ablated)",
+                 "circuit_ablated": "circuit ablated (its nodes ablated)"}
+CONSTANT = "constant predictor"
 EVIDENCE_COLUMNS = {
-    "score": "score",
-    "mean_ablation_margin_loss": "mean-ablation margin loss",
+    "circuit_nodes": "circuit nodes",
+    "minimality": "minimality",
+    "resample_ablation_margin_loss": "margin lost (resample)",
+    "mean_ablation_margin_loss": "margin lost (mean)",
+    "zero_ablation_margin_loss": "margin lost (zero)",
+    "resample_ablation_lean": "lean (resample)",
     "patching_recovery": "z patching recovery",
-    "mean_ablation_distance_1_accuracy_change": "Δ distance-1 acc. (mean abl.)",
-    "zero_ablation_distance_1_accuracy_change": "Δ distance-1 acc. (zero abl.)",
-    "patching_best_pos": "best patching pos",
     "mirror_score": "mirror score",
 }
 
 
-def component_rows(ablation: pd.DataFrame) -> list[str]:
-    """'none' (the unablated model) first, then components in the order the stage wrote them."""
-    components = [c for c in dict.fromkeys(ablation["component"]) if c != NONE]
-    return ([NONE] if (ablation["component"] == NONE).any() else []) + components
+def base_margin(ablation: pd.DataFrame) -> float:
+    """The unablated model's class-balanced margin."""
+    row = ablation[(ablation["component"] == NONE) & (ablation["kind"] == BALANCED)]
+    return float(row["mean_margin"].iloc[0]) if len(row) else float("nan")
 
 
-def ablation_figure(ablation: pd.DataFrame, value: str, title: str, color_title: str, *, percent: bool) -> Figure:
-    rows = component_rows(ablation)
-    kinds = kind_sorted(ablation["kind"].unique().tolist())
+def balanced_rows(ablation: pd.DataFrame, positions: str) -> pd.DataFrame:
+    """The class-balanced row of every component ablated at `positions`, with `margin_lost` (share of the
+    unablated balanced margin) and `lean` (balanced mean logit difference)."""
+    rows = ablation[(ablation["kind"] == BALANCED) & (ablation["positions"] == positions)].copy()
+    base = base_margin(ablation)
+    rows["margin_lost"] = -rows["margin_change"] / base if base > 0 else np.nan
+    return rows.rename(columns={"mean_logit_diff": "lean"})
+
+
+def components(rows: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(rows["component"]))
+
+
+def mode_table(ablation: pd.DataFrame) -> pd.DataFrame:
+    """Per component: margin lost, lean and balanced accuracy under each mode."""
+    rows = balanced_rows(ablation, ALL)
+    out = pd.DataFrame({"component": components(rows)})
+    for value, label in (("margin_lost", "margin lost"), ("lean", "lean"), ("accuracy", "balanced accuracy")):
+        for mode in MODES:
+            cells = rows[rows["mode"] == mode].set_index("component")[value]
+            out[f"{label} ({mode})"] = out["component"].map(cells)
+    return out
+
+
+def mode_figure(ablation: pd.DataFrame, value: str, title: str, y_title: str) -> Figure:
+    rows = balanced_rows(ablation, ALL)
+    order = components(rows)
+    series = {MODE_LABELS[m]: rows[rows["mode"] == m].set_index("component")[value].reindex(order).tolist()
+              for m in MODES if (rows["mode"] == m).any()}
+    fig = grouped_bars(order, series, title, "ablated component (at every position)", y_title,
+                       legend_title="ablation")
+    base = ablation[(ablation["component"] == NONE) & (ablation["kind"] == BALANCED)]
+    if value == "margin_lost":
+        fig.update_yaxes(tickformat=".0%")
+        fig.add_hline(y=1, line_dash="dash", line_color="#52606d", annotation_position="top right",
+                      annotation_text=f"{CONSTANT}: all of the margin lost")
+    elif len(base):
+        fig.add_hline(y=float(base["mean_logit_diff"].iloc[0]), line_dash="dash", line_color="#52606d",
+                      annotation_text="unablated model", annotation_position="top right")
+    return Figure(fig)
+
+
+def node_figure(ablation: pd.DataFrame, circuit_nodes: list[str]) -> Figure | None:
+    """Component x position group: the share of the balanced margin lost when that node alone is
+    resample-ablated; components with a circuit node are marked ●."""
+    rows = ablation[(ablation["kind"] == BALANCED) & ~ablation["positions"].isin([ALL, NONE])]
+    if rows.empty:
+        return None
+    base = base_margin(ablation)
+    rows = rows.assign(margin_lost=-rows["margin_change"] / base if base > 0 else np.nan)
+    order, groups = components(rows), list(dict.fromkeys(rows["positions"]))
+    z = grid(rows, "component", "positions", "margin_lost", order, groups)
+    labels = [f"{c} ●" if any(n.startswith(f"{c}@") for n in circuit_nodes) else c for c in order]
+    limit = max(1.0, symmetric_limit(z))
+    fig = heatmap_grid([Panel("", z, groups, labels)], "Margin lost when one node is resample-ablated",
+                       "position group", "component (● = has a circuit node)", "margin lost", zmin=-limit,
+                       zmax=limit, zmid=0, colorscale=DIVERGING, hover="%{z:.1%}", text_format="%{z:.0%}",
+                       panel_height=34 * len(order))
+    return Figure(fig)
+
+
+def kind_figure(ablation: pd.DataFrame, value: str, title: str, color_title: str, *, percent: bool) -> Figure:
+    """One panel per mode: component rows (the unablated model first) x kind of string (and balanced)."""
+    whole = ablation[ablation["positions"].isin([ALL, NONE])]
+    rows = [NONE, *[c for c in components(whole) if c != NONE]]
+    kinds = kind_sorted(whole["kind"].unique().tolist())
+    labels = ["none (unablated)" if c == NONE else c for c in rows]
     panels = []
-    for mode in MODES:
-        cells = ablation[(ablation["mode"] == mode) | (ablation["component"] == NONE)]  # 'none' in every panel
-        z = grid(cells, "component", "kind", value, rows, kinds)
-        labels = ["none (unablated)" if c == NONE else c for c in rows]
-        panels.append(Panel(f"{mode} ablation", z, kinds, labels))
+    for mode in [m for m in MODES if (whole["mode"] == m).any()]:
+        cells = whole[(whole["mode"] == mode) | (whole["component"] == NONE)]  # 'none' in every panel
+        panels.append(Panel(f"{MODE_LABELS[mode]} ablation", grid(cells, "component", "kind", value, rows, kinds),
+                            kinds, labels))
     if percent:
-        fig = heatmap_grid(panels, title, "kind of string", "ablated component", color_title, cols=2, zmin=0, zmax=1,
+        fig = heatmap_grid(panels, title, "kind of string", "ablated component", color_title, zmin=0, zmax=1,
                            colorscale="RdYlGn", hover="%{z:.1%}", text_format="%{z:.0%}",
                            panel_height=32 * len(rows))
     else:
         limit = symmetric_limit(np.concatenate([p.z.ravel() for p in panels]))
-        fig = heatmap_grid(panels, title, "kind of string", "ablated component", color_title, cols=2,
-                           zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, text_format="%{z:.2f}",
+        fig = heatmap_grid(panels, title, "kind of string", "ablated component", color_title, zmin=-limit,
+                           zmax=limit, zmid=0, colorscale=DIVERGING, text_format="%{z:.1f}",
                            panel_height=32 * len(rows))
     return Figure(fig)
 
 
 def circuit_figure(accuracy: dict) -> Figure:
-    keys = [k for k in INTERVENTIONS if k in accuracy]
-    series = {"distance_1": [accuracy[k].get("distance_1_accuracy") for k in keys],
-              "all": [accuracy[k].get("accuracy") for k in keys]}
+    keys = list(INTERVENTIONS)
+    series = {"balanced": [accuracy[k].get("balanced_accuracy") for k in keys],
+              "palindrome": [accuracy[k].get("palindrome_accuracy") for k in keys],
+              "distance_1": [accuracy[k].get("distance_1_accuracy") for k in keys]}
     series = {k: [np.nan if v is None else v for v in vals] for k, vals in series.items()}
-    hover = {k: [f"{INTERVENTIONS[key]}: {pct(v, 2)}" for key, v in zip(keys, vals)] for k, vals in series.items()}
+    hover = {k: [f"{INTERVENTIONS[key]}, {k}: {pct(v, 2)}" for key, v in zip(keys, vals)] for k, vals in series.items()}
     fig = grouped_bars([INTERVENTIONS[k] for k in keys], series,
-                       "Accuracy with the circuit heads or the rest mean-ablated", "intervention",
-                       "accuracy on the analysis set", legend_title="strings", percent=True, hover=hover)
+                       f"Accuracy of the circuit alone and with the circuit ablated ({accuracy['mode']} ablation)",
+                       "run", "accuracy on the analysis set", legend_title="strings", percent=True, hover=hover)
+    fig.add_hline(y=0.5, line_dash="dash", line_color="#52606d", annotation_position="top right",
+                  annotation_text=f"{CONSTANT} (balanced accuracy)")
     return Figure(fig)
 
 
 def evidence_table(summary: dict) -> Table:
-    circuit = set(summary["circuit_heads"])
     rows = []
     for head, facts in summary["evidence"].items():
-        row = {"head": head, "in circuit": head in circuit}
+        row: dict[str, object] = {"head": head, "in circuit": bool(facts.get("in_circuit"))}
         row.update({label: facts.get(key) for key, label in EVIDENCE_COLUMNS.items()})
+        row["circuit nodes"] = ", ".join(row["circuit nodes"] or [])
         rows.append(row)
     frame = pd.DataFrame(rows)
     if len(frame):
-        frame = frame.assign(_s=frame["score"].astype(float).fillna(-np.inf)).sort_values(
-            ["_s", "head"], ascending=[False, True], kind="stable").drop(columns="_s")
+        loss = frame["margin lost (resample)"].astype(float).fillna(-np.inf)
+        frame = frame.assign(_s=loss).sort_values(["_s", "head"], ascending=[False, True], kind="stable").drop(
+            columns="_s")
     return Table(frame.reset_index(drop=True), digits=3)
 
 
 def ablation_page(attribution: Attribution) -> Page:
     summary, ablation = attribution.summary, attribution["ablation"]
     accuracy = summary["circuit_accuracy"]
-    heads = list(summary["circuit_heads"])
-    d1 = {k: accuracy[k].get("distance_1_accuracy") for k in INTERVENTIONS}
-    intro = (f"Circuit heads: {names(heads)}. On the distance-1 strings of the analysis set, accuracy is "
-             f"{pct(d1['unablated'])} unablated, {pct(d1['circuit_ablated'])} with only the circuit heads "
-             f"mean-ablated, and {pct(d1['others_ablated'])} with every other head mean-ablated (MLPs untouched).")
+    mode = accuracy["mode"]
+    bal = {k: accuracy[k].get("balanced_accuracy") for k in INTERVENTIONS}
+    intro = (f"Circuit nodes: {names(list(summary['circuit_nodes'])) or 'none'} (see the Circuit page). Class-balanced "
+             f"accuracy on the analysis set is {pct(bal['unablated'])} for the whole model, {pct(bal['others_ablated'])} "
+             f"for the circuit alone (every other node {mode}-ablated) and {pct(bal['circuit_ablated'])} with the "
+             "circuit's nodes ablated; a constant predictor scores 50%. Margin = the logit difference signed towards "
+             "the true label; 'class-balanced' averages within each class, then across the two, so a constant "
+             "predictor has a balanced margin of 0.")
+    loss_read = ("Margin lost = the drop in the class-balanced margin as a share of the unablated model's: 0 = no "
+                 "effect, 100% = the margin of a constant predictor, above 100% = worse than one. Resample ablation "
+                 "takes the component's output from another string of the same length whose label is a fair coin; "
+                 "mean ablation uses the label-balanced mean; zero ablation (shown only as the contrast) moves later "
+                 "layers off their usual inputs and can over- or under-state a component.")
     sections = [
-        Section("The circuit in words", "Generated by the attribute stage from the numbers below.",
-                Text("\n\n".join(summary["sentences"]) + "\n\nSelection rule: " + str(summary.get("selection", "")))),
-        Section("Circuit heads versus the rest", (
-            "Bars show accuracy on the analysis set's distance-1 strings (the hard case) and on all its strings. If "
-            "the circuit is right, ablating it hurts a lot (middle group) while ablating everything else hurts "
-            "little (right group). Mean ablation replaces a head's output by its average per position and length."),
-            circuit_figure(accuracy)),
+        Section("Margin lost per component, by ablation", loss_read + " Each component is ablated at every position.",
+                mode_figure(ablation, "margin_lost", "Class-balanced margin lost with one component ablated",
+                            "share of the margin lost")),
+        Section("Lean per component, by ablation", (
+            "Lean = the class-balanced mean logit difference (> 0 pushes towards 'palindrome', < 0 towards 'not'), "
+            "with one component ablated at every position; the dashed line is the unablated model's lean. A "
+            "component whose ablation leaves a strong lean makes the model answer one class whatever the string."),
+            mode_figure(ablation, "lean", "Lean with one component ablated", "lean (balanced mean logit difference)")),
+        Section("Ablation by mode (table)", (
+            "The numbers behind the two figures, plus the class-balanced accuracy under each mode (a constant "
+            "predictor scores 0.5)."), Table(mode_table(ablation), digits=3)),
+    ]
+    nodes = node_figure(ablation, list(summary["circuit_nodes"]))
+    if nodes is not None:
+        sections.append(Section("Margin lost per node (resample)", (
+            "Each cell resample-ablates one component at one group of positions only (a node of the circuit search) "
+            "and shows the share of the class-balanced margin lost. Red cells are needed; white cells do nothing; "
+            "blue cells help when removed. ● marks components with a node in the circuit. Nodes of the last layer "
+            "exist only at the readout position."), nodes))
+    sections += [
+        Section("Circuit versus the rest", (
+            f"Accuracy of the whole model, of the circuit alone (every other candidate node {mode}-ablated) and of "
+            "the model with the circuit's nodes ablated: class-balanced, on palindromes, and on distance-1 strings. "
+            "If the circuit is right, the circuit alone keeps the accuracy and ablating it drops the balanced "
+            "accuracy to the constant predictor's 50%."), circuit_figure(accuracy)),
         Section("Evidence per head", (
-            "score = max(mean-ablation margin loss, z patching recovery): the share of the model's mean margin lost "
-            "when the head alone is mean-ablated, and the share of the clean logit difference restored when its "
-            "output is patched from the clean palindrome at every position. Δ columns are changes in distance-1 "
-            "accuracy when the head is ablated. Heads are sorted by score; the circuit is the top ones."),
-            evidence_table(summary)),
-        Section("Accuracy under ablation", (
-            "Each row ablates one component (L{l}H{h}: that head's hook_z slice; {l}_mlp_out: that MLP) and "
-            "shows the accuracy on each kind of string; the first row is the unablated model. Zero ablation sets "
-            "the output to 0; mean ablation to its average (the fairer test: zeroing moves later layers off their "
-            "usual inputs). Red cells are where a component is needed."),
-            ablation_figure(ablation, "accuracy", "Accuracy per kind with one component ablated", "accuracy",
-                            percent=True)),
-        Section("Logit difference under ablation", (
+            "Per head, every position: the share of the balanced margin lost under each ablation, the lean under "
+            "resample ablation, the z patching recovery (share of the clean logit difference restored when the "
+            "head's output is patched from the clean palindrome at every position, ratio of means), the mirror "
+            "score, and its circuit nodes with their smallest minimality. Sorted by margin lost under resample "
+            "ablation."), evidence_table(summary)),
+        Section("Accuracy under ablation, by kind", (
+            "Each row ablates one component at every position (L{l}H{h}: that head's hook_z slice; {l}_mlp_out: that "
+            "MLP) and shows the accuracy on each kind of string and the class-balanced accuracy; the first row is "
+            "the unablated model. Red cells are where a component is needed, green where it is not."),
+            kind_figure(ablation, "accuracy", "Accuracy per kind with one component ablated", "accuracy",
+                        percent=True)),
+        Section("Logit difference under ablation, by kind", (
             "The same ablations, showing the mean logit difference logit[palindrome] − logit[not palindrome] per "
-            "kind: palindromes should stay red (positive) and the rest blue (negative). A row that turns pale has "
-            "lost what separates the classes."),
-            ablation_figure(ablation, "mean_logit_diff", "Mean logit difference per kind with one component ablated",
-                            "mean logit difference", percent=False)),
+            "kind (the 'balanced' column is the lean): palindromes should stay red (positive) and the rest blue "
+            "(negative). A row that turns pale has lost what separates the classes; a row of one colour leans."),
+            kind_figure(ablation, "mean_logit_diff", "Mean logit difference per kind with one component ablated",
+                        "mean logit difference", percent=False)),
     ]
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

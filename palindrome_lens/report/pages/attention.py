@@ -67,10 +67,12 @@ def mirror_figure(mirror: pd.DataFrame) -> Figure:
     return Figure(fig)
 
 
-def positional_qk_figure(pos_qk: pd.DataFrame, max_length: int, n_heads: int) -> Figure:
-    labels = position_labels(max_length, int(pos_qk["query_pos"].max()) + 1)
-    panels = head_panels(pos_qk, "query_pos", "key_pos", "pattern", labels, lambda component, _: component)
-    fig = heatmap_grid(panels, "Positional QK pattern per head (softmax of ln1(W_pos) W_Q · W_K ln1(W_pos))",
+def positional_qk_figure(pos_qk: pd.DataFrame, length: int, n_heads: int) -> Figure:
+    """Every head's positional QK pattern on strings of `length` characters."""
+    rows = pos_qk[pos_qk["length"] == length]
+    labels = position_labels(length, int(rows["query_pos"].max()) + 1)
+    panels = head_panels(rows, "query_pos", "key_pos", "pattern", labels, lambda component, _: component)
+    fig = heatmap_grid(panels, f"Positional QK pattern per head, strings of length {length} (the longest)",
                        "key position", "query position", "attention", cols=n_heads, zmin=0, zmax=1,
                        colorscale=SEQUENTIAL, panel_height=320)
     return Figure(fig)
@@ -129,12 +131,15 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
     else:
         sections.append(Section("Example strings", "CircuitsVis views need attn.hook_pattern in extract.hooks.",
                                 Text("No attention patterns were extracted, so there are no example views.")))
+    qk_length = int(attribution["pos_qk"]["length"].max())  # one length shown; the table has every length
     sections += [
         Section("Positional QK per head", (
-            "Weights only: the attention each head would give if the residual stream held just the positional "
-            "embedding (after ln1), softmaxed over the keys of the longest string. A mirror-comparing head shows "
-            "an anti-diagonal. Exact for layer 0; for later layers the real residual holds more than positions, so "
-            "read it as a guide."), positional_qk_figure(attribution["pos_qk"], max_length, n_heads)),
+            "The part of each head's attention score that does not depend on the characters: the positional "
+            "embedding through ln1 (with the real LayerNorm scale of each string) and the biases, averaged over the "
+            "analysis strings of one length and softmaxed over the real positions. Shown for the longest length, "
+            f"{qk_length}; pos_qk.parquet holds every length. A mirror-comparing head shows an anti-diagonal. Exact "
+            "for layer 0; in later layers the residual stream holds more than positions, so read it as a guide."),
+            positional_qk_figure(attribution["pos_qk"], qk_length, n_heads)),
         Section("Positional embeddings", (
             "W_pos, one row per position (BOS, characters, EOS; later rows are PAD slots), one column per "
             "residual-stream dimension; red positive, blue negative."),

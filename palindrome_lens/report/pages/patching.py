@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from palindrome_lens.report.content import Figure, Text
+from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
@@ -15,10 +15,12 @@ FILENAME = "patching.html"
 TITLE = "Activation patching"
 NAV = "Patching"
 SUMMARY = "which layer, head and position restores the right answer when patched from the clean palindrome"
-READ = ("Colour is the normalised recovery (patched − corrupted) / (clean − corrupted) of the logit difference, "
-        "averaged over the pairs: 1 (red) restores the clean palindrome's answer, 0 (white) changes nothing, "
+RECOVERY = ("recovery = (mean patched − mean corrupted) / (mean clean − mean corrupted) of the logit difference "
+            "over the pairs (a ratio of means, so pairs whose clean and corrupted runs barely differ do not blow it "
+            "up)")
+READ = (f"Colour is the {RECOVERY}: 1 (red) restores the clean palindrome's answer, 0 (white) changes nothing, "
         "negative (blue) pushes further towards 'not palindrome'. The colour scale is clipped to [−1, 1]; hover "
-        "shows the exact value.")
+        "shows the exact value, and the table at the end gives the per-pair quartiles.")
 ALL = "all pairs"
 
 
@@ -84,6 +86,18 @@ def head_all_positions_figure(patching: pd.DataFrame) -> Figure | None:
     return Figure(fig)
 
 
+def recovery_table(patching: pd.DataFrame) -> pd.DataFrame:
+    """Every activation patched at every position at once: recovery beside the per-pair quartiles, for all
+    pairs and for each mismatch pair."""
+    rows = patching[patching["pos"].isna()].copy()
+    rows["pair"] = [ALL if pd.isna(p) else f"pair {p}" for p in rows["mismatch_pos"]]
+    rows = rows.sort_values(["activation", "layer", "head", "length", "mismatch_pos"], na_position="first",
+                            kind="stable")
+    return rows[["activation", "component", "length", "pair", "n", "recovery", "pair_q25", "pair_median",
+                 "pair_q75"]].rename(columns={"n": "pairs", "pair_q25": "pair q25", "pair_median": "pair median",
+                                              "pair_q75": "pair q75"}).reset_index(drop=True)
+
+
 def patching_page(attribution: Attribution) -> Page:
     patching, summary = attribution["patching"], attribution.summary
     facts = summary["patching"]
@@ -98,24 +112,25 @@ def patching_page(attribution: Attribution) -> Page:
         "information that the broken pair matches. Sanity check: patching the whole residual stream before a "
         f"layer recovers between {num(facts['full_resid_pre_recovery_min'])} and "
         f"{num(facts['full_resid_pre_recovery_max'])} (1 = exact).")
+    readout = str(summary["model"]["readout"]).upper()  # where the class is read (BOS, or EOS)
     sections = []
     fig = head_all_positions_figure(patching)
     if fig is not None:
         sections.append(Section("Heads, every position at once", (
             "Each cell patches one head's output (hook_z) at every position at once; the 'all pairs' column "
-            "averages over every mismatch pair. Heads whose cells are red carry the decision. " + READ), fig))
+            "pools every mismatch pair. Heads whose cells are red carry the decision. " + READ), fig))
     for length in sorted(int(v) for v in patching["length"].unique()):
         rows = patching[patching["length"] == length]
-        pos = ("x is the token position: BOS (where the class is read), characters 1..L, EOS. Pair k breaks "
-               "positions k+1 and L−k. ")
+        pos = (f"x is the token position: BOS, characters 1..L, EOS; the class is read at {readout}. Pair k "
+               "breaks positions k+1 and L−k. ")
         for fig, heading, caption in (
             (layer_figure(rows, length, "resid_pre", "Residual stream (hook_resid_pre)"),
              f"Residual stream by layer and position, length {length}",
              "One panel per broken pair; each cell patches the residual stream entering a layer at one position. "
-             "Information about the broken pair starts at its two positions and must reach BOS by the last "
+             f"Information about the broken pair starts at its two positions and must reach {readout} by the last "
              "layer. "),
             (head_figure(rows, length), f"Heads by position, length {length}",
-             "One panel per broken pair; each cell patches one head's output (hook_z) at one position. Only BOS "
+             f"One panel per broken pair; each cell patches one head's output (hook_z) at one position. Only {readout} "
              "feeds the answer directly; red cells elsewhere matter through later layers. "),
             (layer_figure(rows, length, "mlp_out", "MLP output (hook_mlp_out)"),
              f"MLPs by position, length {length}",
@@ -123,4 +138,9 @@ def patching_page(attribution: Attribution) -> Page:
         ):
             if fig is not None:
                 sections.append(Section(heading, caption + pos + READ, fig))
+    sections.append(Section("Recovery with its per-pair spread", (
+        f"Each row patches one activation at every position at once, over all pairs or one mismatch pair: the "
+        f"{RECOVERY}, beside the quartiles of the per-pair recoveries. A recovery far from the median means a few "
+        "pairs carry it; a wide q25–q75 means the activation matters for some broken pairs and not others."),
+        Table(recovery_table(patching), digits=3)))
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
