@@ -197,6 +197,21 @@ def mirror_frame() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def readout_attention_frame() -> pd.DataFrame:
+    """L1H0 reads mismatches from the readout (3x more on a mismatched second-half position); the rest do not."""
+    rows = []
+    for length in LENGTHS:
+        for i, name in enumerate(HEADS):
+            layer, head = divmod(i, N_HEADS)
+            for status in ("mismatched", "matched"):
+                for half in ("first_half", "second_half"):
+                    reads = name == "L1H0" and half == "second_half"
+                    rows.append({"component": name, "layer": layer, "head": head, "length": length, "status": status,
+                                 "half": half, "n": 6, "attention": (0.3 if status == "mismatched" else 0.1) if reads
+                                 else 0.15})
+    return pd.DataFrame(rows)
+
+
 def patching_frame(rng: np.random.Generator, mlp: bool = True) -> pd.DataFrame:
     rows = []
 
@@ -479,7 +494,8 @@ def write_attribution(root: Path, n_wrong: int, attn_only: bool = False) -> None
     edges = edges_frame(attn_only)
     tables = {"dla": dla, "distributions": distributions,
               "distribution_stats": distribution_stats_frame(distributions), "attention": attention_frame(rng),
-              "mirror": mirror_frame(), "patching": patching_frame(rng, mlp=not attn_only),
+              "mirror": mirror_frame(), "readout_attention": readout_attention_frame(),
+              "patching": patching_frame(rng, mlp=not attn_only),
               "ablation": ablation_frame(attn_only), "nodes": nodes_frame(attn_only), "edges": edges,
               "composition": composition_frame(), **weights_frames(rng), **adversarial}
     assert sorted(tables) == sorted(SCHEMAS)  # every table the stage writes

@@ -20,11 +20,12 @@ from palindrome_lens.report.pages import (
     evaluation,
     index,
     patching,
+    published,
     training,
 )
 
 # The pages after the index, in nav order; dvc.yaml's `report` outs list each file plus reports/assets.
-ANALYSIS = (training, evaluation, attribution, patching, attention, ablation, circuit, adversarial)
+ANALYSIS = (training, evaluation, attribution, patching, attention, ablation, circuit, adversarial, published)
 PAGE_FILES = (index.FILENAME, *(module.FILENAME for module in ANALYSIS))
 DESCRIPTIONS = {module.FILENAME: module.SUMMARY for module in ANALYSIS}
 
@@ -41,6 +42,7 @@ def report_pages(inputs: ReportInputs, n_examples: int, hist_bins: int) -> list[
         ablation.ablation_page(tables),
         circuit.circuit_page(tables),
         adversarial.adversarial_page(tables, n_examples),
+        published.published_page(tables),
     ]
     pages = [index.index_page(inputs, analysis, DESCRIPTIONS), *analysis]
     assert tuple(p.filename for p in pages) == PAGE_FILES
