@@ -82,9 +82,10 @@ def compare(summary: dict[str, Any], circuit: dict[str, Any], tables: dict[str, 
     second = attention[(attention["half"] == "second_half") & (attention["layer"] == 1)]
     ratios = {}
     for head in layer1:
-        rows = second[second["component"] == head].set_index("status")["attention"]
-        ratios[head] = (rows.get("mismatched", math.nan) / rows.get("matched", math.nan)
-                        if rows.get("matched", 0) > 0 else math.nan)
+        mine = second[(second["component"] == head) & (second["n"] > 0)]
+        by_status = {status: (g["attention"] * g["n"]).sum() / g["n"].sum() for status, g in mine.groupby("status")}
+        matched = by_status.get("matched", math.nan)
+        ratios[head] = by_status.get("mismatched", math.nan) / matched if matched > 0 else math.nan
     reader = max(layer1, key=lambda h: -math.inf if math.isnan(ratios[h]) else ratios[h])
     reads = ratios[reader] >= READS_MISMATCHES
     points.append(Point("reader head", claims["reader_head"],

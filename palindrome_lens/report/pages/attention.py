@@ -99,10 +99,10 @@ def pos_cosine_figure(pos_cosine: pd.DataFrame, max_length: int) -> Figure:
     return Figure(fig)
 
 
-def example_section(example: ExampleAttention) -> Section:
+def example_section(example: ExampleAttention, attention_dir: str) -> Section:
     return Section(f"Example: {example.text!r} ({example.kind})", (
-        "CircuitsVis view of every head on this analysis string (read from the stored activations, no masking: "
-        "attention is bidirectional). Pick a head; rows are query positions, columns key positions, darker = more "
+        f"CircuitsVis view of every head on this analysis string (read from the stored activations, no masking: "
+        f"attention is {attention_dir}). Pick a head; rows are query positions, columns key positions, darker = more "
         "attention. Hover a token to see where it attends."),
         AttentionView(example.pattern, example.tokens, head_names=example.head_names))
 
@@ -117,17 +117,21 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
     intro = ("Where each head looks. A head that compares mirrored characters attends from character i to "
              "character L+1−i, which shows as an anti-diagonal. "
              + (f"Highest mirror scores: {names([f'{h} {num(mirrors[h], 2)}' for h in best])}." if best else ""))
+    readout = str(summary["model"].get("readout", "bos")).upper()
+    attention_dir = str(summary["model"].get("attention_dir", "bidirectional"))
     sections = [Section(f"Mean attention, length {length}", (
         "One panel per head (rows of panels = layers). Rows are query positions (BOS, characters 1..L, EOS), "
         "columns the positions they attend to; colour is the mean attention over the analysis strings of this "
-        "length (each row sums to 1). An anti-diagonal means mirror comparison; a bright BOS row shows what the "
+        f"length (each row sums to 1). An anti-diagonal means mirror comparison; the {readout} row shows what the "
         "classification position reads."), mean_pattern_figure(attention, length, n_heads)) for length in lengths]
     sections.append(Section("Mirror scores", (
         "Mirror score = the attention that character position i puts on its mirror L+1−i, averaged over the "
-        "characters (1 = every character attends only to its mirror; uniform attention gives about 1/(L+2)). "
+        "characters that can see their mirror (all of them under bidirectional attention, the second half under "
+        "causal attention; 1 = every such character attends only to its mirror; uniform attention gives about "
+        "1/(L+2)). "
         "Averaged over lengths; one bar per kind of string."), mirror_figure(attribution["mirror"])))
     if examples:
-        sections += [example_section(example) for example in examples]
+        sections += [example_section(example, attention_dir) for example in examples]
     else:
         sections.append(Section("Example strings", "CircuitsVis views need attn.hook_pattern in extract.hooks.",
                                 Text("No attention patterns were extracted, so there are no example views.")))

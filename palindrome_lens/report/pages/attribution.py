@@ -1,5 +1,5 @@
 """The direct-logit-attribution page: what each component (embed, pos_embed, L{l}H{h}, {l}_mlp_out, bias)
-writes towards "palindrome" at BOS, per kind, and its distribution by class around the palindrome mean."""
+writes towards "palindrome" at the readout position (BOS or EOS), per kind, and its distribution by class around the palindrome mean."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def attribution_page(attribution: Attribution, hist_bins: int) -> Page:
     means = mean_by_kind(dla)
     n = dla["example_id"].nunique()
     intro = (
-        f"Direct logit attribution splits the model's output at BOS, logit[palindrome] − logit[not palindrome], into "
+        f"Direct logit attribution splits the model's output at {str(summary['model']['readout']).upper()}, "
+        f"logit[palindrome] − logit[not palindrome], into "
         f"what each component writes into the final residual stream, with the final LayerNorm folded in exactly. "
         f"On the {n} strings of the analysis set the components add up to the model's logit difference to within "
         f"{num(summary['dla_max_abs_error'], 2)}. Positive values push towards 'palindrome'.")

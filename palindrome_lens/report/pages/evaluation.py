@@ -100,7 +100,8 @@ def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> 
             "diagonal cells: top right = palindromes called non-palindromes, bottom left = the reverse."),
             confusion_figure(m["confusion"])),
         Section("Logit difference by kind", (
-            f"Histogram ({hist_bins} bins) of logit[palindrome] − logit[not palindrome] at BOS, as a share of "
+            f"Histogram ({hist_bins} bins) of logit[palindrome] − logit[not palindrome] where the class is read, as "
+            "a share of "
             "each kind. Positive means the model says palindrome, so palindromes should sit right of 0 and every "
             "other kind left of it; how far from 0 shows how confident it is."),
             logit_histogram(predictions, hist_bins)),
