@@ -398,10 +398,11 @@ def scrub_result(name: str) -> dict:
                 "balanced_accuracy": acc, "balanced_margin": BASE_MARGIN * rec}
 
     return {"name": name, "claim": f"after layer 0 each position carries only <{name}> & nothing else",
-            "after_layer": 0, "keep": {"chars": name}, "n_draws": 4, "recovered": recovered, "control": control,
-            "constant": constant, "verdict": verdict,
+            "after_layer": 0, "keep": {"chars": name}, "n_draws": 4, "recovered": recovered,
+            "accuracy_recovered": recovered, "control": control, "constant": constant, "verdict": verdict,
             "baseline": {"label_entropy": math.log(2), "random_loss": random_loss, "model_loss": model_loss},
-            "runs": {"model": run(1.0, 0.98), "hypothesis": run(recovered, 0.9), "control": run(control, 0.4),
+            "runs": {"model": run(1.0, 0.98), "hypothesis": run(recovered, 0.5 + 0.48 * recovered),
+                     "control": run(control, 0.4),
                      "random": run(0.0, 0.5)}}
 
 

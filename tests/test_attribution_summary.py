@@ -73,12 +73,20 @@ def test_scrub_verdicts() -> None:
     assert scrub_verdict({"recovered": 0.5, "control": -0.5, "constant": 0.6}, 0.9) == "fails"
     assert scrub_verdict({"recovered": 0.95, "control": 0.7, "constant": 0.6}, 0.9) == "inconclusive"
     assert scrub_verdict({"recovered": None, "control": None, "constant": None}, 0.9) == "undefined"
+    # most of the loss but too few answers kept, or no better than knowing nothing: not supported
+    assert scrub_verdict({"recovered": 0.95, "accuracy_recovered": 0.7, "control": -0.5, "constant": 0.6}, 0.9) == "fails"
+    assert scrub_verdict({"recovered": 0.92, "accuracy_recovered": 0.95, "control": -0.5, "constant": 0.93},
+                         0.9) == "fails"
+    assert scrub_verdict({"recovered": 0.95, "accuracy_recovered": 0.95, "control": -0.5, "constant": 0.6},
+                         0.9) == "supported"
     doc = copy.deepcopy(DOC)
-    doc["scrubbing"] = [{"name": "flags", "claim": "flags only", "recovered": 0.5, "control": -0.2, "constant": 0.6,
-                         "verdict": "fails"}]
+    doc["scrubbing"] = [{"name": "flags", "claim": "flags only", "recovered": 0.5, "accuracy_recovered": 0.4,
+                         "control": -0.2, "constant": 0.6, "verdict": "fails"}]
     text = sentences(doc, {}, 0.9, 0.05)[-1]
-    assert text.startswith("Hypothesis 'flags': flags only.") and "recovers 50.0%" in text
-    assert text.endswith("The hypothesis fails: it explains less than 90% of the loss.")
+    assert text.startswith("Hypothesis 'flags': flags only.") and "recovers 50.0% of the loss" in text
+    assert "and 40.0% of the balanced accuracy" in text
+    assert text.endswith("The hypothesis fails: it keeps less than 90% of the loss or of the balanced accuracy, or no "
+                         "more than a constant predictor.")
 
 
 @pytest.fixture(scope="module")

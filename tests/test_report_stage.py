@@ -138,10 +138,9 @@ def test_index_links_every_page_and_shows_the_key_numbers(synthetic: ReportInput
     assert numbers["minimality, smallest"] == "0.04 (1_mlp_out@bos; floor 0.05)"
     assert numbers["balanced accuracy: whole model / circuit only / circuit ablated"] == (
         "98.0% / 95.0% / 51.0% (constant predictor 50.0%)")
-    assert numbers["scrubbing 'pair_flags': recovered / control / constant predictor"] == (
-        "95.0% / -20.0% / 80.0%: supported")
-    assert numbers["scrubbing 'own_char': recovered / control / constant predictor"] == (
-        "40.0% / 85.0% / 80.0%: inconclusive")
+    key = "scrubbing '{}': loss recovered / accuracy recovered / control / constant predictor"
+    assert numbers[key.format("pair_flags")] == "95.0% / 95.0% / -20.0% / 80.0%: supported"
+    assert numbers[key.format("own_char")] == "40.0% / 40.0% / 85.0% / 80.0%: inconclusive"
     assert numbers["DLA check: max |sum of components − logit diff|"] == "3e-07"
     assert numbers["patching check: full residual patch recovery"] == "1 to 1 (1 = exact)"
     old = ("circuit heads", "distance-1 accuracy, circuit heads mean-ablated")  # gone with max(loss, patching)

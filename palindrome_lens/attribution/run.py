@@ -207,8 +207,8 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         "completeness": complete["value"],
         "minimality": {name: m["value"] for name, m in minimal.items()},
         "search": out.circuit["search"],
-        "scrubbing": {r["name"]: {"recovered": r["recovered"], "control": r["control"], "constant": r["constant"],
-                                  "verdict": r["verdict"]} for r in scrubbing},
+        "scrubbing": {r["name"]: {k: r[k] for k in ("recovered", "accuracy_recovered", "control", "constant", "verdict")}
+                      for r in scrubbing},
         "evidence": evidence,
         "circuit_accuracy": circuit_accuracy(scorer, candidates, circuit, examples),
         "sentences": out.circuit["sentences"],

@@ -18,7 +18,9 @@ and % of loss recovered between everything resampled at random (0%) and the mode
 - `control`: the same scrub from strings that *disagree* on each kept feature; if the hypothesis is
   right this destroys the performance, and if it does not, the test cannot tell;
 - `constant`: the best constant predictor (the class-balanced label entropy, ln 2) on the same
-  scale, so a reader sees what "no information" scores. A scrub below it is worse than knowing nothing.
+  scale, so a reader sees what "no information" scores. A scrub below it is worse than knowing nothing;
+- `accuracy_recovered`: the same scale on class-balanced accuracy. A confidently wrong random scrub
+  makes the loss scale long, so a hypothesis can recover most of the loss and still flip many answers.
 The loss is averaged over N_DRAWS seeded draws; per-class losses show cancellation between classes.
 """
 
@@ -217,10 +219,14 @@ def scrub(model: TransformerBridge, tokens: torch.Tensor, cache: ActivationCache
     def recovered(loss: float) -> float | None:
         return (runs["random"]["loss"] - loss) / span if abs(span) > 1e-6 else None  # float noise: no span
 
+    acc_span = runs["model"]["balanced_accuracy"] - runs["random"]["balanced_accuracy"]
     return {
         "name": hypothesis.name, "claim": hypothesis.claim, "after_layer": hypothesis.after_layer,
         "keep": dict(hypothesis.keep), "n_draws": N_DRAWS,
         "recovered": recovered(runs["hypothesis"]["loss"]),
+        # the same scale on class-balanced accuracy: a confidently wrong random scrub inflates the loss scale
+        "accuracy_recovered": ((runs["hypothesis"]["balanced_accuracy"] - runs["random"]["balanced_accuracy"])
+                               / acc_span if abs(acc_span) > 1e-9 else None),
         "control": recovered(runs["control"]["loss"]),
         "constant": recovered(constant),
         "baseline": {"label_entropy": constant, "random_loss": runs["random"]["loss"], "model_loss": model_loss},

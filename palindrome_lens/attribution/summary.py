@@ -75,12 +75,16 @@ def _mean_over_lengths(rows: pd.DataFrame) -> float | None:
 
 
 def scrub_verdict(result: dict[str, Any], target: float) -> str:
+    """supported: the scrub keeps the target share of the loss *and* of the balanced accuracy, beats a constant
+    predictor, and its control does worse than a constant predictor (it must fail)."""
     rec, control, constant = result["recovered"], result["control"], result["constant"]
+    accuracy = result.get("accuracy_recovered")
     if rec is None:
         return "undefined"
     if control is not None and constant is not None and control >= constant:
         return "inconclusive"
-    return "supported" if rec >= target else "fails"
+    enough = rec >= target and (accuracy is None or accuracy >= target)
+    return "supported" if enough and (constant is None or rec > constant) else "fails"
 
 
 def edge_phrase(edge: dict[str, Any]) -> str:
@@ -134,11 +138,13 @@ def sentences(doc: dict[str, Any], evidence: dict[str, dict[str, Any]], target: 
     for result in doc["scrubbing"]:
         verdict = result["verdict"]
         text = (f"Hypothesis '{result['name']}'{': ' + result['claim'] if result['claim'] else ''}. Causal scrubbing "
-                f"recovers {pct(result['recovered'])} of the loss (random resampling 0%, the model 100%); the control "
-                f"scrub from strings that disagree recovers {pct(result['control'])}, and a constant predictor would "
+                f"recovers {pct(result['recovered'])} of the loss (random resampling 0%, the model 100%) and "
+                f"{pct(result.get('accuracy_recovered'))} of the balanced accuracy; the control scrub from strings "
+                f"that disagree recovers {pct(result['control'])} of the loss, and a constant predictor would "
                 f"score {pct(result['constant'])} on this scale. ")
         text += {"supported": "The hypothesis is supported.",
-                 "fails": f"The hypothesis fails: it explains less than {pct(target, 0)} of the loss.",
+                 "fails": f"The hypothesis fails: it keeps less than {pct(target, 0)} of the loss or of the balanced "
+                          "accuracy, or no more than a constant predictor.",
                  "inconclusive": "The test is inconclusive: the control does not destroy the performance.",
                  "undefined": "The test is undefined: random resampling costs nothing."}[verdict]
         out.append(text)

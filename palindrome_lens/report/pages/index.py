@@ -46,8 +46,9 @@ def key_numbers(inputs: ReportInputs) -> pd.DataFrame:
          if smallest else "n/a"),
         ("balanced accuracy: whole model / circuit only / circuit ablated",
          " / ".join(pct(acc[k].get("balanced_accuracy")) for k in INTERVENTIONS) + f" ({CONSTANT} 50.0%)"),
-        *((f"scrubbing '{r['name']}': recovered / control / {CONSTANT}",
-           f"{pct(r['recovered'])} / {pct(r['control'])} / {pct(r['constant'])}: {r['verdict']}")
+        *((f"scrubbing '{r['name']}': loss recovered / accuracy recovered / control / {CONSTANT}",
+           f"{pct(r['recovered'])} / {pct(r.get('accuracy_recovered'))} / {pct(r['control'])} / "
+           f"{pct(r['constant'])}: {r['verdict']}")
           for r in circuit["scrubbing"]),
         ("single-letter edits misclassified", f"{adv['n_misclassified']} of {adv['n_edits']}"),
         ("DLA check: max |sum of components − logit diff|", num(summary["dla_max_abs_error"], 2)),
@@ -84,8 +85,9 @@ def index_page(inputs: ReportInputs, pages: Sequence[Page], descriptions: dict[s
         Section("The circuit in one paragraph", (
             "Written by the attribute stage from the numbers in circuit.json, each claim gated by the number behind "
             "it: 'carried by' only when the circuit keeps the target share of the margin and every node is needed "
-            "(minimality at least the floor); a hypothesis is 'supported' only when its scrub recovers the target "
-            "and its control does worse than a constant predictor. The numbers are on the Circuit page."),
+            "(minimality at least the floor); a hypothesis is 'supported' only when its scrub keeps the target share "
+            "of the loss and of the balanced accuracy, beats a constant predictor, and its control does worse than a "
+            "constant predictor. The numbers are on the Circuit page."),
             Text("\n\n".join(inputs.attribution.circuit["sentences"]))),
         Section("Key numbers", (
             "Test figures come from the evaluate stage on the whole test split; circuit, scrubbing, edit and check "

@@ -26,7 +26,8 @@ def keeps(result: dict[str, Any]) -> str:
 
 def verdict_table(scrubbing: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [{"hypothesis": r["name"], "claim": r["claim"], "after layer": r["after_layer"], "keeps": keeps(r),
-             "recovered": pct(r["recovered"]), "control": pct(r["control"]), "constant predictor": pct(r["constant"]),
+             "recovered": pct(r["recovered"]), "accuracy recovered": pct(r.get("accuracy_recovered")),
+             "control": pct(r["control"]), "constant predictor": pct(r["constant"]),
              "verdict": r["verdict"], "draws": r["n_draws"]} for r in scrubbing]
     return pd.DataFrame(rows)
 
@@ -70,7 +71,8 @@ def scrubbing_sections(circuit: dict[str, Any]) -> list[Section]:
                         Text("No hypothesis was given, so nothing was scrubbed."))]
     scale = ("% recovered = (random loss − scrubbed loss) / (random loss − model loss) of the class-balanced "
              "cross-entropy: 0% is every scrubbed position resampled from any string of the same length, 100% the "
-             "model itself.")
+             "model itself. 'accuracy recovered' is the same scale on class-balanced accuracy: a random scrub that is "
+             "confidently wrong makes the loss scale long, so a scrub can keep most of the loss and still flip answers.")
     return [
         Section("Causal scrubbing: loss recovered", (
             "A hypothesis says what the residual stream after one layer carries at each group of positions; its "
