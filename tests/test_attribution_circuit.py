@@ -111,3 +111,23 @@ def test_screening_rows_are_class_balanced_and_seeded() -> None:
     assert negatives.max() - negatives.min() <= 1  # the other kinds in turn
     assert (screening_rows(examples, seed=0, n=100) == rows).all()
     assert screening_rows(examples.head(50), seed=0, n=100) is None
+
+
+def test_minimality_of_a_large_circuit_tries_every_k_of_two_nodes() -> None:
+    """Past MINIMALITY_EXHAUSTIVE + 1 nodes, K ranges over every set of at most two others: a node that matters
+    only once two particular others are gone is still found needed."""
+    nodes = [Node(0, f"L0H{i}", "chars") for i in range(10)]
+    backup = {nodes[1], nodes[2]}
+
+    def value(kept: frozenset) -> float:  # node 0 carries the decision when both backups are gone
+        return 10.0 if backup & kept or nodes[0] in kept else 0.0
+
+    class Ablator(FakeAblator):
+        def logit_diffs(self, sets, rows=None, desc=None):
+            return np.array([np.where(LABEL, f, -f) for f in (value(frozenset(nodes) - set(s)) for s in sets)])
+
+    full = CircuitScorer(Ablator(value), nodes, LABEL)
+    minimal = minimality(full, nodes, 10.0)
+    assert minimal["L0H0@chars"]["value"] == 1.0 and sorted(minimal["L0H0@chars"]["k"]) == ["L0H1@chars", "L0H2@chars"]
+    assert minimal["L0H0@chars"]["search"] == "every K of at most 2 nodes"
+    assert minimal["L0H5@chars"]["value"] == 0.0

@@ -8,7 +8,8 @@ embeddings are the input and stay. F(M) is the model's own value.
   node of C, each layer's nodes of C, and the sets of a greedy search that grows K one node at a time
   by the largest gap (IOI's greedy completeness attack). 0 = complete.
 - minimality of v in C = max over K of |F(C \\ (K + v)) - F(C \\ K)| / F(M), K ranging over every subset
-  of C without v when there are at most 2**MINIMALITY_EXHAUSTIVE of them, else a greedy search.
+  of C without v when C has at most MINIMALITY_EXHAUSTIVE + 1 nodes, else over every subset of at most
+  MINIMALITY_K_SIZE nodes (the sets are shared between nodes, so this stays a few hundred forward passes).
 - the circuit is the smallest set of nodes whose faithfulness reaches the target: every set of size
   0, 1, 2, ... is tried (exhaustive) while the number of sets fits the budget; past it a greedy
   search adds the node that raises F most, then drops every node it can do without. The result says
@@ -33,6 +34,7 @@ from palindrome_lens.attribution.common import balanced_accuracy, balanced_mean
 from palindrome_lens.attribution.nodes import Node
 
 MINIMALITY_EXHAUSTIVE = 8  # subsets of C \ {v} tried exhaustively up to 2**8 of them
+MINIMALITY_K_SIZE = 2  # past that, every K of at most this many nodes
 SEARCH_ROWS = 256  # strings (half palindromes) each candidate set is screened on
 SCREEN_BAND = 0.1  # sets screened within this of the target are scored on every string
 _STREAM = 9
@@ -182,25 +184,13 @@ def minimality(scorer: CircuitScorer, circuit: list[Node], full: float) -> dict[
     out = {}
     for v in circuit:
         others = [nd for nd in circuit if nd != v]
-        if len(others) <= MINIMALITY_EXHAUSTIVE:
-            ks = [list(c) for r in range(len(others) + 1) for c in itertools.combinations(others, r)]
-            with_v = scorer.f([without(circuit, k) for k in ks])
-            without_v = scorer.f([without(circuit, [*k, v]) for k in ks])
-            diffs = np.abs(without_v - with_v) / full
-            best = int(np.argmax(diffs))
-            out[v.name] = {"value": float(diffs[best]), "k": [nd.name for nd in ks[best]], "search": "exhaustive"}
-        else:
-            k: list[Node] = []
-            best_value = float(abs(scorer.f([without(circuit, [v])])[0] - scorer.f([circuit])[0]) / full)
-            best_k: list[Node] = []
-            rest = list(others)
-            while rest:
-                trials = [[*k, nd] for nd in rest]
-                diffs = np.abs(scorer.f([without(circuit, [*t, v]) for t in trials])
-                               - scorer.f([without(circuit, t) for t in trials])) / full
-                pick = int(np.argmax(diffs))
-                k.append(rest.pop(pick))
-                if diffs[pick] > best_value:
-                    best_value, best_k = float(diffs[pick]), list(k)
-            out[v.name] = {"value": best_value, "k": [nd.name for nd in best_k], "search": "greedy"}
+        exhaustive = len(others) <= MINIMALITY_EXHAUSTIVE
+        sizes = range(len(others) + 1) if exhaustive else range(min(MINIMALITY_K_SIZE, len(others)) + 1)
+        ks = [list(c) for r in sizes for c in itertools.combinations(others, r)]
+        with_v = scorer.f([without(circuit, k) for k in ks])
+        without_v = scorer.f([without(circuit, [*k, v]) for k in ks])
+        diffs = np.abs(without_v - with_v) / full
+        best = int(np.argmax(diffs))
+        out[v.name] = {"value": float(diffs[best]), "k": [nd.name for nd in ks[best]],
+                       "search": "exhaustive" if exhaustive else f"every K of at most {MINIMALITY_K_SIZE} nodes"}
     return out
