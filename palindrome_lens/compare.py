@@ -17,6 +17,7 @@ import math
 import re
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,8 +287,22 @@ def verdict(runs: list[Run]) -> str:
                 f"within a layer, which leaves a model's function unchanged: the same circuit ({_describe(shapes[0])}).")
     groups = "; ".join(f"[{_describe(shape)}]: {', '.join(n for n, g in canonical.items() if g == shape)}"
                        for shape in shapes)
+    core = _common_nodes([g[0] for g in graphs.values()])
     return (f"The runs learn {len(shapes)} different circuit graphs, even allowing for the naming of heads within a "
-            f"layer: {groups}. Compare their faithfulness, scrubbing verdicts and mirror scores below.")
+            f"layer: {groups}. Nodes common to every run, heads counted by layer: {core or 'none'}. Compare their "
+            "faithfulness, scrubbing verdicts and mirror scores below.")
+
+
+def _common_nodes(node_sets: list[tuple[str, ...]]) -> str:
+    """The nodes every run has, with heads counted per layer (`2 x layer-1 head@bos`), since heads within a
+    layer can be renamed."""
+    def counts(nodes: tuple[str, ...]) -> Counter[str]:
+        return Counter(re.sub(r"^L(\d+)H\d+@", r"layer-\1 head@", n) for n in nodes)
+
+    common = counts(node_sets[0])
+    for nodes in node_sets[1:]:
+        common &= counts(nodes)
+    return ", ".join(f"{k} x {n}" if k > 1 else n for n, k in sorted(common.items()))
 
 
 def build_page(runs: list[Run]) -> Page:

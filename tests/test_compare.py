@@ -68,6 +68,7 @@ def test_different_graphs() -> None:
     text = verdict([run("seed0", MIRROR_H0), run("seed1", NO_MLP), run("seed2", MIRROR_H1)])
     assert text.startswith("The runs learn 2 different circuit graphs")
     assert "]: seed1" in text and "]: seed0, seed2" in text
+    assert "Nodes common to every run, heads counted by layer: layer-0 head@chars, layer-1 head@bos." in text
 
 
 def test_one_run_is_nothing_to_compare() -> None:
