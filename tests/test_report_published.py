@@ -75,3 +75,16 @@ def test_another_setup_is_not_comparable() -> None:
         "attention_dir: 'bidirectional' here, 'causal' there", "readout: 'bos' here, 'eos' there"]
     verdicts = {p.verdict for p in compare(summary, circuit, tables)}
     assert verdicts == {"not comparable", "new"}
+
+
+def test_misclassified_edits_decide_where_the_blind_spot_is() -> None:
+    summary, circuit, tables = _inputs()
+    pair_pos = [p for p in range(10) for _ in range(10)]
+    correct = [not (p == 9 and i < 6) and not (p == 0 and i < 2) for p, i in zip(pair_pos, list(range(10)) * 10)]
+    tables["adversarial"] = pd.DataFrame({"label": False, "margin": 1.0, "length": 20, "pair_pos": pair_pos,
+                                          "correct": correct})
+    point = {p.point: p for p in compare(summary, circuit, tables)}["adversarial examples"]
+    assert point.verdict == "differs"  # 6 of the 8 errors break the centre pair
+    assert "8 of 100 single edits misclassified; of the 8 misclassified, 25% break one of the outer half" in (
+        point.this_run)
+    assert "the weakest pair is 9 (0 = outermost, 9 = centre) at 40.0%" in point.this_run

@@ -21,7 +21,7 @@ MIRROR = 0.5  # mirror score of a mirror head
 READS_MISMATCHES = 2.0  # a reader puts at least this many times more attention on a mismatched position
 DESTROYS, SPARES = 0.8, 0.2  # share of the margin lost by an essential / an unimportant head
 ZERO_MISLEADS = 0.3  # zero minus mean ablation margin loss that makes a head look important
-NEAR_THE_END = 0.7  # share of the weakest edits in the outer half of the pairs
+NEAR_THE_END = 0.7  # share of the misclassified (or weakest) edits in the outer half of the pairs
 N_WEAKEST = 20
 
 
@@ -134,15 +134,21 @@ def compare(summary: dict[str, Any], circuit: dict[str, Any], tables: dict[str, 
                                     for h in other),
                         "agrees" if any(v >= ZERO_MISLEADS for v in misleads.values()) else "differs"))
 
-    # 6. adversarial edits
+    # 6. adversarial edits: where the misclassified ones (or, with none, the weakest) break the string
     adversarial = tables["adversarial"]
-    broken = adversarial[~adversarial["label"]].nsmallest(N_WEAKEST, "margin")
+    broken = adversarial[~adversarial["label"]]
+    wrong = broken[~broken["correct"]]
+    judged = wrong if len(wrong) else broken.nsmallest(N_WEAKEST, "margin")
     n_pairs = int(broken["length"].max()) // 2 if len(broken) else 0
-    outer = float((broken["pair_pos"] < n_pairs / 2).mean()) if len(broken) else math.nan
-    wrong = int((~adversarial["correct"]).sum())
+    outer = float((judged["pair_pos"] < n_pairs / 2).mean()) if len(judged) else math.nan
+    by_pair = broken.groupby("pair_pos")["correct"].mean() if len(broken) else pd.Series(dtype=float)
+    weakest = (f"; the weakest pair is {int(by_pair.idxmin())} (0 = outermost, {n_pairs - 1} = centre) at "
+               f"{by_pair.min():.1%} against {by_pair.drop(by_pair.idxmin()).min():.1%}-{by_pair.max():.1%} for the "
+               "others") if len(by_pair) > 1 else ""
+    which = f"of the {len(judged)} misclassified" if len(wrong) else f"of the {len(judged)} weakest"
     points.append(Point("adversarial examples", claims["adversarial"],
-                        f"{wrong} of {len(adversarial)} single edits misclassified; of the {len(broken)} weakest, "
-                        f"{outer:.0%} break one of the outer half of the pairs (the characters nearest START and END)",
+                        f"{len(wrong)} of {len(adversarial)} single edits misclassified; {which}, {outer:.0%} break one of "
+                        f"the outer half of the pairs (the characters nearest START and END){weakest}",
                         "agrees" if outer >= NEAR_THE_END else "differs"))
 
     # 7. what ARENA did not measure

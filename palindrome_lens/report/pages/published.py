@@ -44,7 +44,7 @@ def published_page(tables: Attribution) -> Page:
             "V-composition of mirror into reader exceed the 95th percentile of random matrices; mean ablation "
             "agrees when mean-ablating the mirror or the reader loses >= 80% of the class-balanced margin and every "
             "other head <= 20%; zero ablation misleads when zeroing the other layer-0 head loses >= 30 points more "
-            "of the margin than mean-ablating it; adversarial examples are near the end when >= 70% of the 20 "
-            "weakest single edits break one of the outer half of the pairs."), Table(comparison_table(points))),
+            "of the margin than mean-ablating it; adversarial examples are near the end when >= 70% of the "
+            "misclassified single edits (with none, the 20 weakest) break one of the outer half of the pairs."), Table(comparison_table(points))),
         Section("Setup", "The published setup beside this run's model (from summary.json).", Table(setup)),
     ], nav_label=NAV)
