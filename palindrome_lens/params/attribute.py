@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from palindrome_lens.errors import ParamsError
-from palindrome_lens.params.rules import Section, choice, fail, integer, number, rule
+from palindrome_lens.params.rules import Section, choice, fail, integer, number, require_keys, rule
 
 ABLATIONS = ("resample", "mean")  # zero ablation is only ever a contrast
 NODE_POSITIONS = ("chars", "halves")
@@ -28,12 +27,9 @@ def hypotheses_rule(key: str, value: Any) -> tuple[dict[str, Any], ...]:
         where = f"{key}[{i}]"
         if not isinstance(raw, Mapping):
             raise fail(where, raw, "it must be a mapping with keys " + ", ".join(HYPOTHESIS_KEYS))
-        unknown = sorted(set(raw) - set(HYPOTHESIS_KEYS), key=str)  # YAML keys may be numbers too
-        if unknown:
-            raise ParamsError(f"{where}.{unknown[0]}: unknown key; a hypothesis has {', '.join(HYPOTHESIS_KEYS)}")
-        missing = [k for k in HYPOTHESIS_KEYS if k not in raw]
-        if missing:
-            raise ParamsError(f"{where}.{missing[0]} is missing; a hypothesis has {', '.join(HYPOTHESIS_KEYS)}")
+        keys = ", ".join(HYPOTHESIS_KEYS)
+        require_keys(where, raw, HYPOTHESIS_KEYS, f"unknown key; a hypothesis has {keys}",
+                     f"is missing; a hypothesis has {keys}")
         name = raw["name"]
         if not isinstance(name, str) or not name.isidentifier():
             raise fail(f"{where}.name", name, "it must be a name of letters, digits and underscores")

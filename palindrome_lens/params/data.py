@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from palindrome_lens.errors import ParamsError
-from palindrome_lens.params.rules import Section, fail, integer, number, rule
+from palindrome_lens.params.rules import Section, fail, integer, number, require_keys, rule
 
 NEGATIVE_KINDS = ("near1", "near2", "random", "redraw")
 MAX_ALPHABET = 200
@@ -50,12 +50,8 @@ def lengths_rule(key: str, lengths: Any) -> tuple[int, ...]:
 def mix_rule(key: str, mix: Any) -> dict[str, float]:
     if not isinstance(mix, Mapping):
         raise fail(key, mix, f"it must be a mapping with keys {', '.join(NEGATIVE_KINDS)}")
-    unknown = sorted(set(mix) - set(NEGATIVE_KINDS), key=str)  # YAML keys may be numbers too
-    if unknown:
-        raise ParamsError(f"{key}.{unknown[0]}: unknown kind; known kinds are {', '.join(NEGATIVE_KINDS)}")
-    missing = [k for k in NEGATIVE_KINDS if k not in mix]
-    if missing:
-        raise ParamsError(f"{key}.{missing[0]} is missing; give all of {', '.join(NEGATIVE_KINDS)}")
+    kinds = ", ".join(NEGATIVE_KINDS)
+    require_keys(key, mix, NEGATIVE_KINDS, f"unknown kind; known kinds are {kinds}", f"is missing; give all of {kinds}")
     checked = {k: number(lo=0.0, hi=1.0)(f"{key}.{k}", mix[k]) for k in NEGATIVE_KINDS}
     if abs(sum(checked.values()) - 1.0) > 1e-6:
         raise fail(key, checked, f"the fractions must sum to 1 (they sum to {sum(checked.values()):g})")

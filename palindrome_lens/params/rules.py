@@ -81,6 +81,16 @@ def optional(inner: Rule) -> Rule:
     return check
 
 
+def require_keys(where: str, mapping: Mapping[Any, Any], allowed: tuple[str, ...], unknown: str, missing: str) -> None:
+    """`where.k: <unknown>` for the first key outside `allowed`, `where.k <missing>` for the first one absent."""
+    extra = sorted(set(mapping) - set(allowed), key=str)  # YAML keys may be numbers too
+    if extra:
+        raise ParamsError(f"{where}.{extra[0]}: {unknown}")
+    absent = [k for k in allowed if k not in mapping]
+    if absent:
+        raise ParamsError(f"{where}.{absent[0]} {missing}")
+
+
 class Section:
     """Base of the params sections (frozen dataclasses whose fields carry rules)."""
 
