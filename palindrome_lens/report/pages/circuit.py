@@ -179,8 +179,9 @@ def circuit_page(attribution: Attribution) -> Page:
     intro = (f"The attribute stage searched {circuit['search']['n_candidates']} candidate nodes for the smallest set "
              f"that keeps at least {pct(circuit['gates']['faithfulness_target'], 0)} of the class-balanced margin under "
              f"{circuit['ablation']['mode']} ablation and found {names(circuit_nodes) or 'no node'}, which keeps "
-             f"{pct(circuit['faithfulness'])} (a constant predictor keeps 0%). Every claim below sits beside the "
-             "causal number behind it and a baseline.")
+             f"{pct(circuit['faithfulness'])} (a constant predictor keeps 0%)"
+             + ("." if circuit["search"]["reached"] else "; the target was not reached, so no circuit is claimed.")
+             + " Every claim below sits beside the causal number behind it and a baseline.")
     sections = [graph_section(attribution), *evaluation_sections(attribution), *scrubbing_sections(circuit),
                 *wiring_sections(attribution)]
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
