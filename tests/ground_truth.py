@@ -106,23 +106,30 @@ def _weights(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
     return {"W_E": w_e, "W_pos": w_pos, **w, "W_in": w_in, "W_out": w_out, "W_U": w_u, "b_U": b_u}
 
 
-def state_dict(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
-    """The weights under the bridge's state-dict names (nn.Linear layout: weight is (out, in))."""
-    w = _weights(tokenizer)
+def to_state_dict(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """TransformerLens-shaped weights (W_Q[layer, head] is (d_model, d_head), ...) under the bridge's
+    state-dict names (nn.Linear layout: weight is (out, in)); missing biases are zeros."""
+    n_layers, n_heads, d_model, d_head = w["W_Q"].shape
+    d_mlp = w["W_in"].shape[-1]
     sd = {"embed.weight": w["W_E"], "pos_embed.weight": w["W_pos"], "unembed.weight": w["W_U"].T.contiguous(),
           "unembed.bias": w["b_U"]}
-    for layer in range(2):
+    for layer in range(n_layers):
         for name in ("q", "k", "v"):
             mat = w[f"W_{name.upper()}"][layer]  # (head, d_model, d_head)
-            sd[f"blocks.{layer}.attn.{name}.weight"] = mat.permute(1, 0, 2).reshape(D_MODEL, -1).T.contiguous()
-            sd[f"blocks.{layer}.attn.{name}.bias"] = torch.zeros(N_HEADS * D_HEAD)
-        sd[f"blocks.{layer}.attn.o.weight"] = w["W_O"][layer].reshape(-1, D_MODEL).T.contiguous()
-        sd[f"blocks.{layer}.attn.o.bias"] = torch.zeros(D_MODEL)
+            sd[f"blocks.{layer}.attn.{name}.weight"] = mat.permute(1, 0, 2).reshape(d_model, -1).T.contiguous()
+            sd[f"blocks.{layer}.attn.{name}.bias"] = torch.zeros(n_heads * d_head)
+        sd[f"blocks.{layer}.attn.o.weight"] = w["W_O"][layer].reshape(-1, d_model).T.contiguous()
+        sd[f"blocks.{layer}.attn.o.bias"] = torch.zeros(d_model)
         sd[f"blocks.{layer}.mlp.in.weight"] = w["W_in"][layer].T.contiguous()
-        sd[f"blocks.{layer}.mlp.in.bias"] = torch.zeros(D_MLP)
+        sd[f"blocks.{layer}.mlp.in.bias"] = w["b_in"][layer] if "b_in" in w else torch.zeros(d_mlp)
         sd[f"blocks.{layer}.mlp.out.weight"] = w["W_out"][layer].T.contiguous()
-        sd[f"blocks.{layer}.mlp.out.bias"] = torch.zeros(D_MODEL)
+        sd[f"blocks.{layer}.mlp.out.bias"] = torch.zeros(d_model)
     return sd
+
+
+def state_dict(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
+    """The planted model's weights under the bridge's state-dict names."""
+    return to_state_dict(_weights(tokenizer))
 
 
 def planted_classifier(tokenizer: Tokenizer) -> Classifier:

@@ -141,3 +141,32 @@ def test_table_has_its_schema_and_the_wiring_is_respected() -> None:
     assert table["effect"].notna().all() and len(table) == 12
     assert (table["n_pairs"] == len(pairs)).all()
     assert np.isfinite(table[["pair_q25", "pair_median", "pair_q75"]].to_numpy()).all()
+
+
+@pytest.mark.parametrize("via", ["q", "k", "v"])
+def test_a_receiver_heads_change_stays_at_its_nodes_positions(via: str) -> None:
+    """The edge ends at the node L1H0@bos: the head's output changes at BOS only; everywhere else it keeps its
+    corrupted value (a delta leaking to every position would not show at the logits read at BOS)."""
+    w = world("ln")
+    _, clean, corrupted = _pairs(w)
+    delta = _delta(w, ["embed", "L0H0", "L0H1", "0_mlp_out"], clean, corrupted)
+    width = w.tokens.shape[1]
+    at_bos = torch.zeros(len(corrupted), width, dtype=torch.bool)
+    at_bos[:, 0] = True
+    everywhere = torch.ones(len(corrupted), width, dtype=torch.bool)
+    corrupted_z = w.cache["blocks.1.attn.hook_z"][corrupted][:, :, 0]
+    edge = Edge(Node(-1, "embed", "chars"), Node(1, "L1H0", "bos"), via)
+    seen = {}
+
+    def capture(name: str):
+        def hook(z, hook):
+            seen[name] = z[:, :, 0].clone()
+        return hook
+
+    for name, mask in (("bos", at_bos), ("all", everywhere)):
+        hooks = edge_hooks(w.model, LayerNorms(w.model), edge, delta, mask, corrupted_z)
+        with torch.inference_mode():
+            w.model.run_with_hooks(w.tokens[corrupted], fwd_hooks=[*hooks, ("blocks.1.attn.hook_z", capture(name))])
+    assert torch.allclose(seen["bos"][:, 1:], corrupted_z[:, 1:], atol=1e-6)
+    assert torch.allclose(seen["bos"][:, 0], seen["all"][:, 0], atol=1e-6)
+    assert (seen["all"][:, 1:] - corrupted_z[:, 1:]).abs().max() > 1e-3  # the delta does reach them when allowed

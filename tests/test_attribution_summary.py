@@ -80,13 +80,14 @@ def test_scrub_verdicts() -> None:
     assert scrub_verdict({"recovered": 0.95, "accuracy_recovered": 0.95, "control": -0.5, "constant": 0.6},
                          0.9) == "supported"
     doc = copy.deepcopy(DOC)
-    doc["scrubbing"] = [{"name": "flags", "claim": "flags only", "recovered": 0.5, "accuracy_recovered": 0.4,
-                         "control": -0.2, "constant": 0.6, "verdict": "fails"}]
+    doc["scrubbing"] = [{"name": "flags", "claim": "flags only", "recovered": 0.95, "recovered_constant": 0.5,
+                         "accuracy_recovered": 0.4, "control": -0.2, "constant": 0.6, "self_draw_share": 0.0,
+                         "local": {"recovered": 0.97, "accuracy_recovered": 0.96}, "verdict": "fails"}]
     text = sentences(doc, {}, 0.9, 0.05)[-1]
-    assert text.startswith("Hypothesis 'flags': flags only.") and "recovers 50.0% of the loss" in text
-    assert "and 40.0% of the balanced accuracy" in text
-    assert text.endswith("The hypothesis fails: it keeps less than 90% of the loss or of the balanced accuracy, or no "
-                         "more than a constant predictor.")
+    assert text.startswith("Hypothesis 'flags': flags only.") and "recovers 95.0% of the loss" in text
+    assert "50.0% on the scale from a constant predictor" in text and "40.0% of the balanced accuracy" in text
+    assert "97.0% with each pair scrubbed alone" in text
+    assert text.endswith("The hypothesis fails: 50.0% on the constant scale, below the 90%-110% band.")
 
 
 @pytest.fixture(scope="module")

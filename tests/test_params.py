@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -121,4 +122,87 @@ def test_stage_with_bad_params_exits_nonzero_and_writes_nothing(tmp_path, key, v
     proc = run(["python", "-m", "stages.generate"], repo, check=False)
     assert proc.returncode == 2
     assert key in proc.stderr and "Traceback" not in proc.stderr
+    assert not (repo / "data" / "raw").exists()
+
+
+def _outside(bounds, side: str):
+    """A value just past one side of a rule's range (the bound itself when that side is open)."""
+    if side == "lo":
+        if bounds.lo_open:
+            return bounds.lo
+        return bounds.lo - 1 if bounds.integral else bounds.lo - 0.01 * max(1.0, abs(bounds.lo))
+    return bounds.hi + 1 if bounds.integral else bounds.hi + 0.01 * max(1.0, abs(bounds.hi))
+
+
+def _bounded() -> list[tuple[str, str]]:
+    import dataclasses
+
+    from palindrome_lens.params.core import GLOBALS, SECTIONS
+    from palindrome_lens.params.rules import RULE
+
+    out = [(key, side) for key, check in GLOBALS.items() for side in ("lo", "hi")
+           if getattr(getattr(check, "bounds", None), side, None) is not None]
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            bounds = getattr(f.metadata[RULE], "bounds", None)
+            out += [(f"{name}.{f.name}", side) for side in ("lo", "hi") if bounds and getattr(bounds, side) is not None]
+    return out
+
+
+@pytest.mark.parametrize(("key", "side"), _bounded())
+def test_every_bounded_param_is_refused_on_each_side(key: str, side: str) -> None:
+    import dataclasses
+
+    from palindrome_lens.params.core import GLOBALS, SECTIONS
+    from palindrome_lens.params.rules import RULE
+
+    section, _, field = key.partition(".")
+    check = GLOBALS[key] if not field else {f.name: f.metadata[RULE] for f in dataclasses.fields(SECTIONS[section])}[field]
+    value = _outside(check.bounds, side)
+    expected = f"{key}: {value!r} is not allowed; it must be " + ("<=" if side == "hi" else ">")
+    with pytest.raises(ParamsError, match="^" + re.escape(expected)):
+        validate(_with(key, value))
+
+
+def test_bounds_cover_the_params_that_had_none_tested() -> None:
+    assert {("attribute.faithfulness_target", "hi"), ("attribute.discovery_budget", "lo"),
+            ("attribute.minimality_floor", "lo"), ("attribute.edge_floor", "hi")} <= set(_bounded())
+
+
+HYPOTHESIS = {"name": "x", "claim": "", "after_layer": 0, "keep": {"chars": "pair_match"}}
+BAD_HYPOTHESES = [
+    ({"keep": {"chars": "pair_mach"}}, r"attribute\.hypotheses\[0\]\.keep\.chars: 'pair_mach' .*not a feature"),
+    ({"keep": {"chars": "all+label"}}, r"keep\.chars: 'all\+label' .*cannot be joined"),
+    ({"keep": {"eos": "visible_pair_match"}}, r"keep\.eos: 'visible_pair_match' .*character positions only"),
+    ({"after_layer": 5}, r"attribute\.hypotheses\[0\]\.after_layer: 5 .*model has 2 layers \(model\.n_layers\), so it "
+                         r"must be 0\.\.1"),
+    ({"keep": {"first_half": "char", "centre": "char"}}, None),  # tiny lengths 5 and 6: a centre exists
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_HYPOTHESES)
+def test_bad_hypotheses_are_params_errors_before_any_work(change: dict, message: str | None) -> None:
+    params = _with("attribute.hypotheses", [{**HYPOTHESIS, **change}])
+    if message is None:
+        validate(params)
+        return
+    with pytest.raises(ParamsError, match=message):
+        validate(params)
+
+
+def test_a_group_the_strings_do_not_have_is_a_params_error() -> None:
+    params = _with("attribute.hypotheses", [{**HYPOTHESIS, "keep": {"centre": "char"}}])
+    params["data"]["lengths"] = [6]
+    with pytest.raises(ParamsError, match=r"keep\.centre: 'char' .*no string has a centre character"):
+        validate(params)
+    params = _with("attribute.hypotheses", [{**HYPOTHESIS, "keep": {"eos": "label"}}])
+    params["tokenize"]["add_eos"] = False
+    with pytest.raises(ParamsError, match=r"keep\.eos: 'label' .*no \[EOS\] position"):
+        validate(params)
+
+
+def test_the_first_stage_catches_a_hypothesis_after_a_missing_layer(tmp_path) -> None:
+    repo = make_repo_copy(tmp_path / "repo", _with("attribute.hypotheses", [{**HYPOTHESIS, "after_layer": 5}]))
+    proc = run(["python", "-m", "stages.generate"], repo, check=False)
+    assert proc.returncode == 2 and "attribute.hypotheses[0].after_layer: 5" in proc.stderr
     assert not (repo / "data" / "raw").exists()

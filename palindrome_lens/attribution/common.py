@@ -135,6 +135,26 @@ def forward_logit_diff(model: TransformerBridge, tokens: torch.Tensor, batch_siz
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
+def resume_logit_diff(model: TransformerBridge, resid: torch.Tensor, tokens: torch.Tensor,
+                      after_layer: int) -> torch.Tensor:
+    """(batch,) logit differences at the readout when the residual stream after `after_layer` is `resid`:
+    only the later blocks run, through the TL-native module under the bridge (no hook machinery: the search
+    runs thousands of these). PAD keys are masked as the bridge masks them; tests check it equals the
+    bridge with the residual patched in (`forward_logit_diff` with a hook)."""
+    native = model.original_model
+    if float(getattr(native, "output_logits_soft_cap", 0.0)) > 0:
+        raise ValueError("resume_logit_diff does not apply a logit soft cap")
+    tokens = tokens.to(resid.device)
+    keep = tokens != readout_of(model).pad_id
+    mask = None if bool(keep.all()) else keep
+    hidden = resid
+    with torch.inference_mode():
+        for block in native.layers[after_layer + 1:]:
+            (hidden,) = block(hidden, attention_mask=mask)
+        logits = native.head(native.ln_out(hidden))
+    return logit_diff(logits, readout_positions(model, tokens)).float()
+
+
 def at_positions(tensor: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """tensor[i, positions[i]] for every row i of an (n, pos, ...) tensor."""
     rows = torch.arange(tensor.shape[0], device=tensor.device)

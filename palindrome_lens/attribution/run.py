@@ -45,12 +45,14 @@ from palindrome_lens.attribution.common import (
     balanced_mean,
     forward_logit_diff,
     head_names,
+    is_causal,
     margin,
     readout_positions,
     save_table,
     to_numpy,
 )
 from palindrome_lens.attribution.composition import composition_table
+from palindrome_lens.attribution.discovery import discover
 from palindrome_lens.attribution.distributions import centred_components, distribution_stats
 from palindrome_lens.attribution.dla import direct_logit_attribution
 from palindrome_lens.attribution.edges import LOGITS, path_patching, possible_edges
@@ -63,9 +65,15 @@ from palindrome_lens.attribution.nodes import (
 )
 from palindrome_lens.attribution.patching import activation_patching, corruption_pairs
 from palindrome_lens.attribution.schemas import SCHEMAS
-from palindrome_lens.attribution.scrubbing import Hypothesis, scrub
+from palindrome_lens.attribution.scrubbing import DonorPool, Hypothesis, Scrubber
 from palindrome_lens.attribution.summary import FORMAT as CIRCUIT_FORMAT
-from palindrome_lens.attribution.summary import head_evidence, scrub_verdict, sentences
+from palindrome_lens.attribution.summary import (
+    discovered_sentences,
+    head_evidence,
+    scrub_facts,
+    scrub_verdict,
+    sentences,
+)
 from palindrome_lens.attribution.weights import pos_cosine, pos_embed_table, positional_qk
 from palindrome_lens.errors import AnalysisError, DataFileError
 from palindrome_lens.hooks import ATTRIBUTION_HOOKS, full_hook_names
@@ -171,7 +179,14 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     with out.timed("composition"):
         t["composition"] = composition_table(model, seed)
     with out.timed("scrubbing"):
-        scrubbing = [_scrub(clf, tokens, cache, examples, raw, settings, seed, base) for raw in settings.hypotheses]
+        pool = DonorPool.build(model, clf.encode, examples["text"].astype(str).tolist(), test["text"].astype(str).tolist(),
+                               range(model.cfg.n_layers), bs)
+        scrubber = Scrubber(model, tokens, examples, pool, seed, clf.tokenizer.add_eos, bs, base)
+        scrubbing = [_scrub(scrubber, raw, settings) for raw in settings.hypotheses]
+    with out.timed("discovery"):
+        discovered = discover(scrubber, groups, is_causal(model), settings.faithfulness_target,
+                              settings.discovery_budget, seed, lambda r: scrub_verdict(r, settings.faithfulness_target))
+        _check_sanity(discovered)
     with out.timed("weights"):
         t["pos_qk"] = positional_qk(model, cache, examples, tokens)
         t["pos_embed"] = pos_embed_table(model)
@@ -183,9 +198,11 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
 
     out.circuit = circuit_document(scorer, search, circuit, candidates, full, complete, minimal, t["edges"],
                                    scrubbing, settings, seed, masks, groups)
+    out.circuit["discovered"] = discovered
     mirrors = mirror_by_head(t["mirror"])
     evidence = head_evidence(t["ablation"], t["patching"], mirrors, head_names(model), circuit, minimal)
-    out.circuit["sentences"] = sentences(out.circuit, evidence, settings.faithfulness_target, settings.minimality_floor)
+    out.circuit["sentences"] = (sentences(out.circuit, evidence, settings.faithfulness_target, settings.minimality_floor)
+                                + discovered_sentences(discovered, settings.faithfulness_target))
     circuit_heads = list(dict.fromkeys(nd.component for nd in circuit if nd.is_head))
     correct = to_numpy(margin(diff.cpu(), torch.tensor(label))) > 0
     out.summary = {
@@ -207,8 +224,9 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         "completeness": complete["value"],
         "minimality": {name: m["value"] for name, m in minimal.items()},
         "search": out.circuit["search"],
-        "scrubbing": {r["name"]: {k: r[k] for k in ("recovered", "accuracy_recovered", "control", "constant", "verdict")}
-                      for r in scrubbing},
+        "scrubbing": {r["name"]: scrub_facts(r, r["verdict"]) for r in scrubbing},
+        "discovered": [{"after_layer": b["after_layer"], "keep": b["keep"], **scrub_facts(b["result"], b["result"]["verdict"])}
+                       for b in discovered["boundaries"]],
         "evidence": evidence,
         "circuit_accuracy": circuit_accuracy(scorer, candidates, circuit, examples),
         "sentences": out.circuit["sentences"],
@@ -219,17 +237,24 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     return out
 
 
-def _scrub(clf: Classifier, tokens: torch.Tensor, cache: ActivationCache, examples: pd.DataFrame,
-           raw: dict[str, Any], settings: AttributeParams, seed: int, base: np.ndarray) -> dict[str, Any]:
+def _scrub(scrubber: Scrubber, raw: dict[str, Any], settings: AttributeParams) -> dict[str, Any]:
     hypothesis = Hypothesis.from_params(raw)
-    n_layers = clf.model.cfg.n_layers
+    n_layers = scrubber.model.cfg.n_layers
     if hypothesis.after_layer >= n_layers:
         raise AnalysisError(f"attribute.hypotheses: {hypothesis.name} scrubs after layer {hypothesis.after_layer}, "
                             f"but the model has {n_layers} layers (0..{n_layers - 1})")
-    result = scrub(clf.model, tokens, cache, examples, hypothesis, seed, clf.tokenizer.add_eos, settings.batch_size,
-                   base)
+    result = scrubber.scrub(hypothesis)
     result["verdict"] = scrub_verdict(result, settings.faithfulness_target)
     return result
+
+
+def _check_sanity(discovered: dict[str, Any]) -> None:
+    """Keeping every position whole must recover exactly the model: the scrubbing machinery's invariant."""
+    for boundary in discovered["boundaries"]:
+        value = boundary["sanity_all_recovered"]
+        if value is not None and abs(value - 1) > PATCH_TOLERANCE:
+            raise AnalysisError(f"scrubbing check failed: keeping every position after layer {boundary['after_layer']} "
+                                f"whole recovers {value:.6f} of the loss, not 1")
 
 
 def node_table(scorer: CircuitScorer, candidates: list[Node], circuit: list[Node], minimal: dict[str, Any],

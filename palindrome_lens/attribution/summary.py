@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from palindrome_lens import features
 from palindrome_lens.attribution.ablation import ALL, BALANCED, NONE
 from palindrome_lens.attribution.edges import LOGITS
 from palindrome_lens.attribution.nodes import Node
+from palindrome_lens.attribution.scrubbing import SELF_DRAW_LIMIT
 
 FORMAT = "palindrome-lens/circuit/v1"
 MIRROR = 0.5  # a head whose mirror score is at least this attends from characters to their mirrors
@@ -74,16 +76,29 @@ def _mean_over_lengths(rows: pd.DataFrame) -> float | None:
     return float(np.average(rows["recovery"], weights=rows["n"])) if len(rows) else None
 
 
+def within(value: float | None, target: float) -> bool:
+    """A recovered share within `target` of 100% on either side (None: no scale to fail on). A scrub that
+    beats the model by more than that changes what the model computes as surely as one that falls short."""
+    return value is None or target <= value <= 2 - target
+
+
 def scrub_verdict(result: dict[str, Any], target: float) -> str:
-    """supported: the scrub keeps the target share of the loss *and* of the balanced accuracy, beats a constant
-    predictor, and its control does worse than a constant predictor (it must fail)."""
+    """supported: the scrub keeps the target share of the loss (on the random-anchored and on the
+    constant-anchored scale) and of the balanced accuracy, each within the target of 100% on either side;
+    so does every pair scrubbed alone (local); it beats a constant predictor; its control does worse than a
+    constant predictor (it must fail); and most scrubbed positions drew another string than their own.
+    inconclusive: the control does not fail, or the scrub mostly drew the rows' own strings (it tested
+    nothing). undefined: a random scrub costs nothing, so there is no scale."""
     rec, control, constant = result["recovered"], result["control"], result["constant"]
-    accuracy = result.get("accuracy_recovered")
     if rec is None:
         return "undefined"
+    if result.get("self_draw_share", 0.0) > SELF_DRAW_LIMIT:
+        return "inconclusive"
     if control is not None and constant is not None and control >= constant:
         return "inconclusive"
-    enough = rec >= target and (accuracy is None or accuracy >= target)
+    local = result.get("local") or {}
+    enough = all(within(result.get(k), target) for k in ("recovered", "recovered_constant", "accuracy_recovered"))
+    enough = enough and within(local.get("recovered"), target) and within(local.get("accuracy_recovered"), target)
     return "supported" if enough and (constant is None or rec > constant) else "fails"
 
 
@@ -137,15 +152,17 @@ def sentences(doc: dict[str, Any], evidence: dict[str, dict[str, Any]], target: 
                             for h, s in mirror_heads))
     for result in doc["scrubbing"]:
         verdict = result["verdict"]
+        local = result.get("local") or {}
         text = (f"Hypothesis '{result['name']}'{': ' + result['claim'] if result['claim'] else ''}. Causal scrubbing "
-                f"recovers {pct(result['recovered'])} of the loss (random resampling 0%, the model 100%) and "
-                f"{pct(result.get('accuracy_recovered'))} of the balanced accuracy; the control scrub from strings "
-                f"that disagree recovers {pct(result['control'])} of the loss, and a constant predictor would "
-                f"score {pct(result['constant'])} on this scale. ")
+                f"recovers {pct(result['recovered'])} of the loss (random resampling 0%, the model 100%; a constant "
+                f"predictor would score {pct(result['constant'])} on this scale), "
+                f"{pct(result.get('recovered_constant'))} on the scale from a constant predictor (0%) to the model, "
+                f"{pct(result.get('accuracy_recovered'))} of the balanced accuracy and {pct(local.get('recovered'))} "
+                f"with each pair scrubbed alone; the control scrub from strings that disagree recovers "
+                f"{pct(result['control'])} of the loss. ")
         text += {"supported": "The hypothesis is supported.",
-                 "fails": f"The hypothesis fails: it keeps less than {pct(target, 0)} of the loss or of the balanced "
-                          "accuracy, or no more than a constant predictor.",
-                 "inconclusive": "The test is inconclusive: the control does not destroy the performance.",
+                 "fails": f"The hypothesis fails: {why(scrub_facts(result, verdict), target)}.",
+                 "inconclusive": f"The test is inconclusive: {why(scrub_facts(result, verdict), target)}.",
                  "undefined": "The test is undefined: random resampling costs nothing."}[verdict]
         out.append(text)
     for head, e in evidence.items():
@@ -154,6 +171,111 @@ def sentences(doc: dict[str, Any], evidence: dict[str, dict[str, Any]], target: 
             out.append(f"Zero ablation misleads for {head}: zeroing it leaves a balanced accuracy of {pct(zero)} "
                        f"(lean {e['zero_ablation_lean']:+.2f} towards \"palindrome\"), resample ablation "
                        f"{pct(resample)} (lean {e['resample_ablation_lean']:+.2f}).")
+    return out
+
+
+GROUP_WORDS = {"chars": "each character position", "first_half": "each first-half position",
+               "second_half": "each second-half position", "centre": "the centre position", "bos": "BOS", "eos": "EOS"}
+
+
+def carries(group: str, feature: str) -> str:
+    """ "each character position carries only whether its mirrored pair matches" """
+    subject = GROUP_WORDS[group]
+    if feature in (features.ALL, features.NONE):
+        return f"{subject} carries {features.words(feature)}"
+    return f"{subject} carries only {features.words(feature)} ({feature})"
+
+
+def boundary_sentence(boundary: dict[str, Any], target: float) -> str:
+    """What the search found after one layer, in words, with the figures behind it and what failed."""
+    layer, keep, result = boundary["after_layer"], boundary["keep"], boundary["result"]
+    bits = boundary["bits"]
+    parts = [carries(g, f) + (f", {bits[g]:.1f} bits" if f not in (features.ALL, features.NONE) and g in bits else "")
+             for g, f in keep.items()]
+    text = f"After layer {layer}, {'; '.join(parts)}."
+    if all(f == features.ALL for f in keep.values()):
+        text = (f"After layer {layer}, no position group can be scrubbed down to any feature in the library: "
+                f"{'; '.join(carries(g, f) for g, f in keep.items())}.")
+    local = result.get("local") or {}
+    if any(f != features.ALL for f in keep.values()):
+        text += (f" Causal scrubbing every position down to that keeps {pct(result['recovered'])} of the loss "
+                 f"(random scrub 0%, model 100%), {pct(result.get('recovered_constant'))} on the scale from a constant "
+                 f"predictor (0%) to the model, {pct(result.get('accuracy_recovered'))} of the balanced accuracy and "
+                 f"{pct(local.get('recovered'))} with each pair scrubbed alone")
+        text += (f"; its control recovers {pct(result['control'])}." if result.get("control") is not None else ".")
+    for group, feature in keep.items():
+        failed = [s for s in boundary["path"] if s["group"] == group and not s["accepted"]]
+        if feature == features.ALL and failed:
+            best = max(failed, key=lambda s: _score(s))
+            text += (f" {GROUP_WORDS[group][0].upper() + GROUP_WORDS[group][1:]} carries more than any feature in the "
+                     f"library: all {len(failed)} coarser features tried fail (closest: {best['feature']}, "
+                     f"{_why(best, target)}).")
+        elif failed and feature != features.NONE:
+            coarser = [s for s in failed if s["feature"] != features.NONE]
+            if coarser:
+                text += (f" Coarser features fail at {GROUP_WORDS[group]}: "
+                         + "; ".join(f"{s['feature']} ({_why(s, target)})" for s in coarser[:3]) + ".")
+    if boundary.get("budget_exhausted"):
+        text += " The search budget ran out here, so coarser hypotheses may exist for the groups not reached."
+    return text
+
+
+def scrub_facts(result: dict[str, Any], verdict: str) -> dict[str, Any]:
+    """The numbers of a scrub, flat, that summary.json and the search's path keep."""
+    local = result.get("local") or {}
+    return {**{k: result.get(k) for k in ("recovered", "recovered_constant", "accuracy_recovered", "control",
+                                          "constant", "self_draw_share")},
+            "local_recovered": local.get("recovered"), "local_accuracy_recovered": local.get("accuracy_recovered"),
+            "worst_unit": local.get("worst_unit"), "bits": result.get("bits"), "verdict": verdict}
+
+
+def _figures(step: dict[str, Any]) -> dict[str, Any]:
+    return step["full"] or step["screen"]
+
+
+def _score(step: dict[str, Any]) -> float:
+    f = _figures(step)
+    values = [f.get(k) for k in ("recovered_constant", "accuracy_recovered", "local_recovered")]
+    return min((v for v in values if v is not None), default=-math.inf)
+
+
+def _why(step: dict[str, Any], target: float) -> str:
+    return why(_figures(step), target)
+
+
+def why(f: dict[str, Any], target: float) -> str:
+    """The first gate a scrub (flat figures, scrub_facts) missed, with its number."""
+    if f["verdict"] == "inconclusive":
+        if (f.get("self_draw_share") or 0) > SELF_DRAW_LIMIT:
+            return f"inconclusive: {pct(f['self_draw_share'])} of positions found no other string that agrees"
+        return f"inconclusive: its control recovers {pct(f.get('control'))}"
+    checks = (("recovered_constant", "on the constant scale"), ("recovered", "of the loss"),
+              ("accuracy_recovered", "of the balanced accuracy"), ("local_recovered", "with each pair alone"),
+              ("local_accuracy_recovered", "of the balanced accuracy with each pair alone"))
+    for key, words in checks:
+        value = f.get(key)
+        if value is not None and not within(value, target):
+            side = "above" if value > 1 else "below"
+            return f"{pct(value)} {words}, {side} the {pct(target, 0)}-{pct(2 - target, 0)} band"
+    return f"{pct(f.get('recovered'))} of the loss, no more than a constant predictor"
+
+
+def discovered_sentences(discovered: dict[str, Any], target: float) -> list[str]:
+    """The discovered algorithm in one sentence, then what the search found after each layer."""
+    steps = []
+    for boundary in discovered["boundaries"]:
+        if boundary["result"].get("verdict") != "supported":
+            continue
+        kept = [carries(g, f) for g, f in boundary["keep"].items() if f != features.NONE]
+        quiet = [GROUP_WORDS[g] for g, f in boundary["keep"].items() if f == features.NONE]
+        if kept:
+            steps.append(f"after layer {boundary['after_layer']}, {'; '.join(kept)}"
+                         + (f" ({names(quiet)}: nothing the output needs)" if quiet else ""))
+    out = []
+    if steps:
+        out.append("What the residual stream carries, found by a hypothesis search by causal scrubbing (each step is "
+                   "the coarsest hypothesis in the feature library whose scrub passes every gate): " + "; ".join(steps) + ".")
+    out += [boundary_sentence(b, target) for b in discovered["boundaries"]]
     return out
 
 

@@ -7,12 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from palindrome_lens import features
 from palindrome_lens.params.rules import Section, choice, fail, integer, number, require_keys, rule
 
 ABLATIONS = ("resample", "mean")  # zero ablation is only ever a contrast
 NODE_POSITIONS = ("chars", "halves")
-SCRUB_FEATURES = ("pair_match", "pair_chars", "char", "label", "all", "none")
-CHAR_FEATURES = ("pair_match", "pair_chars", "char")
 SCRUB_GROUPS = ("bos", "chars", "first_half", "centre", "second_half", "eos")
 HALVES = ("first_half", "centre", "second_half")
 HYPOTHESIS_KEYS = ("name", "claim", "after_layer", "keep")
@@ -42,15 +41,14 @@ def hypotheses_rule(key: str, value: Any) -> tuple[dict[str, Any], ...]:
         keep = raw["keep"]
         if not isinstance(keep, Mapping) or not keep:
             raise fail(f"{where}.keep", keep, f"it must map position groups ({', '.join(SCRUB_GROUPS)}) to features "
-                       f"({', '.join(SCRUB_FEATURES)})")
+                       f"({', '.join(features.NAMES)}, or several joined by '+')")
         for group, feature in keep.items():
             if group not in SCRUB_GROUPS:
                 raise fail(f"{where}.keep.{group}", feature, f"{group!r} is not a position group; groups are "
                            f"{', '.join(SCRUB_GROUPS)}")
-            if feature not in SCRUB_FEATURES:
-                raise fail(f"{where}.keep.{group}", feature, f"it must be one of {', '.join(SCRUB_FEATURES)}")
-            if feature in CHAR_FEATURES and group in ("bos", "eos"):
-                raise fail(f"{where}.keep.{group}", feature, f"{feature} exists at character positions only")
+            why = features.problem(feature, group)
+            if why:
+                raise fail(f"{where}.keep.{group}", feature, why)
         if "chars" in keep and any(g in keep for g in HALVES):
             raise fail(f"{where}.keep", dict(keep), "give chars or its parts (first_half, centre, second_half), not both")
         out.append({"name": name, "claim": raw["claim"], "after_layer": after_layer, "keep": dict(keep)})
@@ -68,4 +66,5 @@ class AttributeParams(Section):
     minimality_floor: float = rule(number(lo=0.0, hi=1.0))
     edge_floor: float = rule(number(lo=0.0, hi=1.0))
     search_budget: int = rule(integer(lo=1, hi=1_000_000))  # node sets tried exhaustively before greedy search
+    discovery_budget: int = rule(integer(lo=1, hi=100_000))  # scrubs the hypothesis search may run, all layers together
     hypotheses: tuple[dict[str, Any], ...] = rule(hypotheses_rule)

@@ -98,6 +98,7 @@ def _check_across_sections(params: Params) -> None:
     if params.model.readout == "eos" and not params.tokenize.add_eos:
         raise ParamsError("model.readout: 'eos' is not allowed with tokenize.add_eos false; there is no [EOS] to "
                           "read the class at (set tokenize.add_eos: true, or model.readout: bos)")
+    _check_hypotheses(params)
     width = max(params.data.lengths) + 1 + int(params.tokenize.add_eos)
     n_ctx = params.model.n_ctx
     if n_ctx is not None and n_ctx < width:
@@ -105,6 +106,24 @@ def _check_across_sections(params: Params) -> None:
             f"model.n_ctx: {n_ctx} is too small for data.lengths up to {max(params.data.lengths)}; "
             f"it must be >= {width} (BOS + characters{' + EOS' if params.tokenize.add_eos else ''}) or null"
         )
+
+
+def _check_hypotheses(params: Params) -> None:
+    """A hypothesis must scrub after a layer the model has, at groups the strings have."""
+    n_layers, lengths = params.model.n_layers, params.data.lengths
+    for i, hypothesis in enumerate(params.attribute.hypotheses):
+        where = f"attribute.hypotheses[{i}]"
+        if hypothesis["after_layer"] >= n_layers:
+            raise fail(f"{where}.after_layer", hypothesis["after_layer"],
+                       f"the model has {n_layers} layer{'s' if n_layers != 1 else ''} (model.n_layers), so it must be "
+                       f"0..{n_layers - 1}")
+        for group in hypothesis["keep"]:
+            if group == "eos" and not params.tokenize.add_eos:
+                raise fail(f"{where}.keep.eos", hypothesis["keep"][group],
+                           "there is no [EOS] position (tokenize.add_eos is false)")
+            if group == "centre" and not any(n % 2 for n in lengths):
+                raise fail(f"{where}.keep.centre", hypothesis["keep"][group],
+                           f"no string has a centre character: every length in data.lengths ({lengths}) is even")
 
 
 def load_params_file(path: str | Path = "params.yaml") -> Params:

@@ -19,6 +19,16 @@ RULE = "rule"
 S = TypeVar("S", bound="Section")
 
 
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The range a numeric rule allows, kept on the rule so tests can try a value on each side of it."""
+
+    lo: float | None
+    hi: float | None
+    lo_open: bool
+    integral: bool
+
+
 def fail(key: str, value: Any, allowed: str) -> ParamsError:
     return ParamsError(f"{key}: {value!r} is not allowed; {allowed}")
 
@@ -39,6 +49,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Rule:
             raise fail(key, value, f"it must be <= {hi}")
         return value
 
+    check.bounds = Bounds(lo, hi, False, True)  # type: ignore[attr-defined]  # read by the bounds tests
     return check
 
 
@@ -52,6 +63,7 @@ def number(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
             raise fail(key, value, f"it must be <= {hi}")
         return float(value)
 
+    check.bounds = Bounds(lo, hi, lo_open, False)  # type: ignore[attr-defined]
     return check
 
 
@@ -78,6 +90,7 @@ def optional(inner: Rule) -> Rule:
     def check(key: str, value: Any) -> Any:
         return None if value is None else inner(key, value)
 
+    check.bounds = getattr(inner, "bounds", None)  # type: ignore[attr-defined]
     return check
 
 

@@ -1,0 +1,124 @@
+"""The hypothesis search against known answers: three hand-built models whose residual stream after layer 0
+carries, by construction, each position's own pair flag (tests/ground_truth.py), the string's label, or the
+string's count of broken pairs (tests/ground_truth_spread.py, with a loud, causally inert decoy: every
+position's own pair flag x10). The search must land on exactly the planted feature, every coarser feature
+must fail, and the decoy must be rejected."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from ground_truth_spread import FLAGDEC, PLANTED
+from hand_worlds import scrubber
+
+from palindrome_lens.attribution.discovery import candidates, discover, screening_rows
+from palindrome_lens.attribution.scrubbing import Hypothesis
+from palindrome_lens.attribution.summary import discovered_sentences, scrub_verdict
+
+TARGET = 0.9
+PLANTED_AFTER_LAYER_0 = {"planted": "pair_match", **PLANTED}
+
+
+@functools.cache
+def found(name: str) -> dict:
+    return discover(scrubber(name), ("bos", "chars", "eos"), False, TARGET, 80, 0, lambda r: scrub_verdict(r, TARGET))
+
+
+@pytest.mark.parametrize("name", ["planted", "label", "count"])
+def test_the_search_lands_on_the_planted_feature(name: str) -> None:
+    boundary = found(name)["boundaries"][0]
+    assert boundary["keep"] == {"bos": "none", "chars": PLANTED_AFTER_LAYER_0[name], "eos": "none"}
+    assert boundary["result"]["verdict"] == "supported"
+    assert boundary["result"]["n_draws"] == 4 and boundary["result"]["n_rows"] == len(scrubber(name).examples)
+    assert boundary["sanity_all_recovered"] == pytest.approx(1.0, abs=1e-4)
+    tried = [s for s in boundary["path"] if s["group"] == "chars"]
+    assert [s["accepted"] for s in tried] == [False] * (len(tried) - 1) + [True]
+    planted_bits = tried[-1]["bits"]
+    assert all(s["bits"] <= planted_bits for s in tried)  # coarser (or as coarse) first, and each one failed
+    assert [s["feature"] for s in tried][0] == "none"
+
+
+def test_local_scrubs_reject_the_label_where_each_position_holds_its_own_pair_flag() -> None:
+    """All at once, the label looks fine on the planted model (the donors bring flags of their own); one pair
+    at a time it does not."""
+    s = scrubber("planted")
+    result = s.scrub(Hypothesis("label", 0, {"chars": "label", "bos": "none", "eos": "none"}))
+    assert result["recovered_constant"] >= TARGET and result["recovered"] >= TARGET
+    assert result["local"]["recovered"] < 0.8
+    assert scrub_verdict(result, TARGET) == "fails"
+    flags = s.scrub(Hypothesis("flags", 0, {"chars": "pair_match", "bos": "none", "eos": "none"}))
+    assert flags["local"]["recovered"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_label_fails_where_the_model_needs_the_count() -> None:
+    s = scrubber("count")
+    label = s.scrub(Hypothesis("label", 0, {"chars": "label", "bos": "none", "eos": "none"}))
+    count = s.scrub(Hypothesis("count", 0, {"chars": "n_mismatches", "bos": "none", "eos": "none"}))
+    assert scrub_verdict(label, TARGET) == "fails" and scrub_verdict(count, TARGET) == "supported"
+    assert count["recovered"] == pytest.approx(1.0, abs=1e-4) and count["accuracy_recovered"] == pytest.approx(1.0)
+
+
+def test_the_decoy_is_loud_causally_inert_and_rejected() -> None:
+    s = scrubber("label")
+    resid = s.pool.resid[0][s.pool.own]  # after layer 0, analysis rows
+    spread = resid[:, 1:9].flatten(0, 1).std(dim=0)
+    assert int(spread.argmax()) == FLAGDEC  # the loudest string-dependent direction of the residual
+    silenced = resid.clone()
+    silenced[:, :, FLAGDEC] = 0.0
+    tokens = s.tokens
+    from palindrome_lens.attribution.common import resume_logit_diff
+
+    assert torch.allclose(resume_logit_diff(s.model, silenced, tokens, 0), torch.from_numpy(s.model_diff), atol=1e-5)
+    decoy = s.scrub(Hypothesis("own_flag", 0, {"chars": "pair_match", "bos": "none", "eos": "none"}))
+    assert scrub_verdict(decoy, TARGET) == "fails"
+    assert found("label")["boundaries"][0]["keep"]["chars"] == "label"
+
+
+def test_verdict_gates_both_scales_both_sides_local_control_and_self_draws() -> None:
+    good = {"recovered": 0.97, "recovered_constant": 0.95, "accuracy_recovered": 0.96, "control": -0.5,
+            "constant": 0.85, "self_draw_share": 0.01, "local": {"recovered": 0.98, "accuracy_recovered": 0.97}}
+    assert scrub_verdict(good, TARGET) == "supported"
+    for key, value, verdict in (("recovered_constant", 0.86, "fails"), ("recovered", 0.88, "fails"),
+                                ("accuracy_recovered", 0.89, "fails"), ("recovered_constant", 1.11, "fails"),
+                                ("accuracy_recovered", 1.2, "fails"), ("self_draw_share", 0.6, "inconclusive"),
+                                ("control", 0.9, "inconclusive"), ("recovered", None, "undefined")):
+        assert scrub_verdict({**good, key: value}, TARGET) == verdict, key
+    assert scrub_verdict({**good, "local": {"recovered": 0.84, "accuracy_recovered": 0.97}}, TARGET) == "fails"
+    assert scrub_verdict({**good, "local": {"recovered": 0.98, "accuracy_recovered": 1.15}}, TARGET) == "fails"
+    assert scrub_verdict({**good, "recovered": 0.97, "constant": 0.98}, TARGET) == "fails"  # below a constant
+    assert scrub_verdict({**good, "control": None}, TARGET) == "supported"  # nothing kept to disagree on
+
+
+def test_candidates_follow_the_group_and_what_a_causal_position_can_see() -> None:
+    assert "pair_match" in candidates("chars", False) and "pair_match" not in candidates("bos", False)
+    assert candidates("bos", False)[0] == "none" and "label" in candidates("eos", False)
+    causal = candidates("second_half", True)
+    assert "visible_pair_match" in causal and "char" in causal and "pair_match" not in causal
+
+
+def test_screening_rows_are_class_balanced_and_seeded() -> None:
+    label = np.array([True] * 300 + [False] * 900)
+    rows = screening_rows(label, 3)
+    assert label[rows].sum() == len(rows) // 2 and len(set(rows)) == len(rows)
+    assert (rows == screening_rows(label, 3)).all() and not (rows == screening_rows(label, 4)).all()
+
+
+def test_the_budget_bounds_the_search_and_is_said() -> None:
+    result = discover(scrubber("planted"), ("bos", "chars", "eos"), False, TARGET, 2, 0,
+                      lambda r: scrub_verdict(r, TARGET))
+    assert result["evaluated"] <= 2
+    first = result["boundaries"][0]
+    assert first["budget_exhausted"] and first["keep"]["bos"] == "all"
+    assert any("budget ran out" in s for s in discovered_sentences(result, TARGET))
+
+
+def test_sentences_state_the_discovered_features_with_their_figures() -> None:
+    text = discovered_sentences(found("count"), TARGET)
+    assert "after layer 0, each character position carries only how many mirrored pairs of the string are broken " \
+           "(n_mismatches)" in text[0]
+    layer0 = text[1]
+    assert layer0.startswith("After layer 0,") and "Coarser features fail at each character position: label" in layer0
+    assert "100.0% of the loss" in layer0
