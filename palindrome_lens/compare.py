@@ -163,10 +163,54 @@ def runs_table(runs: list[Run], swept: list[str]) -> pd.DataFrame:
             "completeness gap": summary.get("completeness"),
             "balanced acc, circuit only": (accuracy.get("others_ablated") or {}).get("balanced_accuracy"),
             "balanced acc, circuit ablated": (accuracy.get("circuit_ablated") or {}).get("balanced_accuracy"),
-            "scrubbing": "; ".join(f"{name}: {r.get('verdict')} ({_pct(r.get('recovered'))}, control "
+            "scrubbing": "; ".join(f"{name}: {r.get('verdict')} ({_pct(r.get('recovered'))}, "
+                                   f"{_pct(r.get('recovered_constant'))} from a constant, control "
                                    f"{_pct(r.get('control'))})" for name, r in scrubbing.items()) or "n/a",
+            "discovered": hypothesis_text(discovered_key(summary)),
         })
     return pd.DataFrame(rows)
+
+
+Discovered = tuple[tuple[int, tuple[tuple[str, str], ...]], ...]  # per boundary: (after_layer, (group, feature)...)
+
+
+def discovered_key(summary: dict[str, Any]) -> Discovered:
+    """A run's discovered hypothesis: after each layer, the feature each position group was scrubbed down to."""
+    return tuple((int(b["after_layer"]), tuple(sorted(b["keep"].items()))) for b in summary.get("discovered") or [])
+
+
+def hypothesis_text(key: Discovered) -> str:
+    return "; ".join(f"after layer {layer}: " + ", ".join(f"{g} {f}" for g, f in keep) for layer, keep in key) or "n/a"
+
+
+def discovered_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per (run, layer boundary): the coarsest supported hypothesis the search found and its figures."""
+    columns = ["run", "after layer", "hypothesis", "bits", "loss recovered", "from a constant",
+               "accuracy recovered", "each pair alone", "control", "verdict"]
+    rows = []
+    for run in runs:
+        for b in (run.summary or {}).get("discovered") or []:
+            bits = b.get("bits") or {}
+            rows.append(dict(zip(columns, [
+                run.name, b["after_layer"], ", ".join(f"{g}: {f}" for g, f in b["keep"].items()),
+                ", ".join(f"{g} {v:.2f}" for g, v in bits.items()), b.get("recovered"), b.get("recovered_constant"),
+                b.get("accuracy_recovered"), b.get("local_recovered"), b.get("control"), b.get("verdict")])))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def discovered_verdict(runs: list[Run]) -> str:
+    """Which runs share the same discovered hypothesis (every layer boundary alike)."""
+    keys = {r.name: discovered_key(r.summary) for r in runs if r.summary and r.summary.get("discovered")}
+    if not keys:
+        return "No run has a discovered hypothesis yet (the attribute stage writes it)."
+    shared: dict[Discovered, list[str]] = {}
+    for name, key in keys.items():
+        shared.setdefault(key, []).append(name)
+    if len(shared) == 1:
+        return f"All {len(keys)} runs share one discovered hypothesis: {hypothesis_text(next(iter(shared)))}."
+    parts = [f"{len(names)} run{'s' if len(names) > 1 else ''} ({', '.join(names)}): {hypothesis_text(key)}"
+             for key, names in sorted(shared.items(), key=lambda kv: (-len(kv[1]), kv[1]))]
+    return f"The {len(keys)} runs discover {len(shared)} different hypotheses. " + " | ".join(parts) + "."
 
 
 def _pct(x: Any) -> str:
@@ -319,6 +363,13 @@ def build_page(runs: list[Run]) -> Page:
                 "hypothesis' verdict with the % of loss it recovers and its control.", Table(runs_table(runs, swept))),
         Section("Same circuit?", "Judged on each run's circuit graph (nodes and edges from circuit.json), allowing "
                 "the heads of a layer to be renamed.", Text(verdict(runs))),
+        Section("Same algorithm?", "Each run's discovered hypothesis: after every layer, the coarsest feature of the "
+                "library each position group can be scrubbed down to (the attribute stage's hypothesis search by "
+                "causal scrubbing). Runs that share it are listed together.", Text(discovered_verdict(runs))),
+        Section("Discovered hypotheses", "One row per run and layer boundary: the hypothesis, its bits per group on "
+                "the analysis set, the share of the loss recovered on the scale from a random scrub (0) to the model "
+                "(1) and from a constant predictor (0), the balanced accuracy recovered, the same with each pair "
+                "scrubbed alone, the control (it must fail) and the verdict.", Table(discovered_table(runs))),
     ]
     for param in swept:
         sections.append(Section(f"Accuracy against {param}",

@@ -96,3 +96,17 @@ def test_scrubbing_supports_the_planted_algorithm_and_its_control_fails(attribut
     assert result["recovered"] == pytest.approx(1.0, abs=1e-3)
     assert result["control"] < result["constant"] and result["control"] < 0
     assert result["verdict"] == "supported"
+
+
+def test_the_hypothesis_search_lands_on_the_planted_pair_flags(attributed: Path) -> None:
+    circuit = json.loads((attributed / "circuit.json").read_text())
+    after0 = circuit["discovered"]["boundaries"][0]
+    assert after0["keep"] == {"bos": "none", "chars": "pair_match", "eos": "none"}
+    assert after0["result"]["verdict"] == "supported" and after0["result"]["recovered"] == pytest.approx(1.0, abs=1e-3)
+    tried = [s for s in after0["path"] if s["group"] == "chars"]
+    assert tried[-1]["feature"] == "pair_match" and tried[-1]["accepted"]
+    assert tried[0]["feature"] == "none" and all(s["bits"] <= tried[-1]["bits"] and not s["accepted"] for s in tried[:-1])
+    summary = json.loads((attributed / "summary.json").read_text())
+    assert summary["discovered"][0]["keep"]["chars"] == "pair_match"
+    assert any("after layer 0, each character position carries only whether its mirrored pair matches (pair_match)"
+               in s for s in circuit["sentences"])

@@ -8,6 +8,8 @@ from palindrome_lens.compare import (
     accuracy_figure,
     canonical_graph,
     circuit_graph,
+    discovered_table,
+    discovered_verdict,
     edge_table,
     param_order,
     runs_table,
@@ -24,7 +26,8 @@ def summary(nodes: list[str]) -> dict:
     accuracy = {"circuit_ablated": {"balanced_accuracy": 0.5}, "others_ablated": {"balanced_accuracy": 0.98}}
     return {"circuit_nodes": nodes, "model": {"n_heads": 2}, "faithfulness": 0.95, "completeness": 0.02,
             "circuit_accuracy": accuracy,
-            "scrubbing": {"pair_flags": {"verdict": "supported", "recovered": 0.97, "control": -0.2}}}
+            "scrubbing": {"pair_flags": {"verdict": "supported", "recovered": 0.97, "recovered_constant": 0.93,
+                                         "control": -0.2}}}
 
 
 MIRROR_H0 = circuit(["L0H0@chars", "0_mlp_out@chars", "L1H1@bos"],
@@ -80,7 +83,7 @@ def test_tables_show_faithfulness_scrubbing_and_edges() -> None:
     assert table["faithfulness"].tolist() == [0.95, 0.95]
     assert table["edges"].tolist() == [4, 2]
     assert table["circuit nodes"].tolist()[1] == "L0H1@chars, L1H0@bos"
-    assert table["scrubbing"].tolist()[0] == "pair_flags: supported (97%, control -20%)"
+    assert table["scrubbing"].tolist()[0] == "pair_flags: supported (97%, 93% from a constant, control -20%)"
     assert table["balanced acc, circuit ablated"].tolist() == [0.5, 0.5]
     assert table["seed"].tolist() == [0, 1] and table["rev"].tolist() == ["seed0", "seed1"]
     workspace = Run("workspace", "workspace", {}, {}, None)
@@ -111,3 +114,32 @@ def test_swept_values_are_in_order_on_the_axis() -> None:
     assert param_order(runs, "train.lr") == ["0.002", "0.01", "x", "None"]  # the rest by JSON text
     axis = accuracy_figure(runs, "seed").layout.xaxis
     assert list(axis.categoryarray) == ["0", "1", "2", "3"] and axis.categoryorder == "array"
+
+
+def _discovered(chars: str) -> list[dict]:
+    figures = {"recovered": 0.99, "recovered_constant": 0.95, "accuracy_recovered": 0.98, "local_recovered": 0.97,
+               "control": -0.1, "verdict": "supported"}
+    return [{"after_layer": 0, "keep": {"bos": "none", "chars": chars, "eos": "none"},
+             "bits": {"bos": 0.0, "chars": 1.25, "eos": 0.0}, **figures},
+            {"after_layer": 1, "keep": {"bos": "label", "chars": "none", "eos": "none"},
+             "bits": {"bos": 0.77, "chars": 0.0, "eos": 0.0}, **figures}]
+
+
+def test_runs_that_share_a_discovered_hypothesis_are_named_together() -> None:
+    runs = [run(f"seed{i}", MIRROR_H0) for i in range(4)]
+    for r, chars in zip(runs, ("pair_diff", "label", "pair_diff", "pair_diff")):
+        r.summary["discovered"] = _discovered(chars)
+    text = discovered_verdict(runs)
+    assert text.startswith("The 4 runs discover 2 different hypotheses. 3 runs (seed0, seed2, seed3): after layer 0: "
+                           "bos none, chars pair_diff, eos none; after layer 1: bos label")
+    assert "| 1 run (seed1): after layer 0: bos none, chars label" in text
+    for r in runs:
+        r.summary["discovered"] = _discovered("pair_match")
+    assert discovered_verdict(runs).startswith("All 4 runs share one discovered hypothesis: after layer 0: bos none, "
+                                               "chars pair_match")
+    table = discovered_table(runs[:1])
+    assert table["hypothesis"].tolist() == ["bos: none, chars: pair_match, eos: none", "bos: label, chars: none, eos: none"]
+    assert table["bits"].tolist()[0] == "bos 0.00, chars 1.25, eos 0.00"
+    assert table["from a constant"].tolist() == [0.95, 0.95] and table["each pair alone"].tolist() == [0.97, 0.97]
+    assert runs_table(runs[:1], [])["discovered"].tolist()[0].startswith("after layer 0: bos none, chars pair_match")
+    assert discovered_verdict([Run("workspace", "workspace", {}, {}, None)]).startswith("No run has")

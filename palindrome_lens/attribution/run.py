@@ -178,10 +178,11 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         t["edges"] = path_patching(model, tokens, cache, pairs, masks, edges, bs)
     with out.timed("composition"):
         t["composition"] = composition_table(model, seed)
-    with out.timed("scrubbing"):
+    with out.timed("donor pool"):
         pool = DonorPool.build(model, clf.encode, examples["text"].astype(str).tolist(), test["text"].astype(str).tolist(),
                                range(model.cfg.n_layers), bs)
         scrubber = Scrubber(model, tokens, examples, pool, seed, clf.tokenizer.add_eos, bs, base)
+    with out.timed("scrubbing"):
         scrubbing = [_scrub(scrubber, raw, settings) for raw in settings.hypotheses]
     with out.timed("discovery"):
         discovered = discover(scrubber, groups, is_causal(model), settings.faithfulness_target,
