@@ -99,6 +99,7 @@ def discover(scrubber: Scrubber, groups: Sequence[str], causal: bool, target: fl
         best = sanity
         path: list[Step] = []
         exhausted = False
+        library: dict[str, dict[str, float]] = {}  # per group, every candidate tried or not, with its bits
         for group in order:
             bits_of = {}
             seen: dict[tuple, str] = {}
@@ -108,6 +109,7 @@ def discover(scrubber: Scrubber, groups: Sequence[str], causal: bool, target: fl
                     continue
                 seen[fingerprint] = feature
                 bits_of[feature] = scrubber.bits(Hypothesis("f", layer, {group: feature}))[group]
+            library[group] = dict(sorted(bits_of.items(), key=lambda kv: (round(kv[1], 6), kv[0])))
             for feature in sorted(bits_of, key=lambda f: (round(bits_of[f], 6), f)):
                 if used >= budget:
                     exhausted = True
@@ -136,6 +138,8 @@ def discover(scrubber: Scrubber, groups: Sequence[str], causal: bool, target: fl
         best = {**best, "name": f"discovered_after_layer_{layer}", "verdict": verdict(best)}
         boundaries.append({
             "after_layer": layer, "keep": keep, "bits": best["bits"],
+            "position_bits": scrubber.position_bits(Hypothesis("kept", layer, keep)),
+            "library": library,
             "coarser_than_all": {g: keep[g] != F.ALL for g in present},
             "sanity_all_recovered": sanity["recovered"], "budget_exhausted": exhausted,
             "result": best, "path": [step.as_dict() for step in path],

@@ -192,21 +192,28 @@ class Scrubber:
 
     def bits(self, hypothesis: Hypothesis, rows: np.ndarray | None = None) -> dict[str, float]:
         """Per group, the mean entropy (bits) of its feature over its positions, on the analysis rows."""
+        out: dict[str, tuple[list[float], list[int]]] = {}
+        for row in self.position_bits(hypothesis, rows):
+            values, weights = out.setdefault(row["group"], ([], []))
+            values.append(row["bits"])
+            weights.append(row["n_rows"])
+        return {group: float(np.average(v, weights=w)) for group, (v, w) in out.items()}
+
+    def position_bits(self, hypothesis: Hypothesis, rows: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Per string length and token position, the entropy (bits) of the feature kept there, on the analysis
+        rows: how much the hypothesis says the position carries (`all`: the whole string)."""
         rows = self._rows(rows)
         lengths = self.examples["length"].to_numpy()[rows]
-        out: dict[str, list[float]] = {}
-        for group in hypothesis.groups():
-            feature = hypothesis.keep.get(group, F.NONE)
-            values, weights = [], []
-            for length in np.unique(lengths):
-                mine = rows[lengths == length]
-                local = self._local_index(int(length), mine)
+        out = []
+        for length in np.unique(lengths):
+            mine = rows[lengths == length]
+            local = self._local_index(int(length), mine)
+            for group in hypothesis.groups():
+                feature = hypothesis.keep.get(group, F.NONE)
                 for pos in group_positions(int(length), group, self.has_eos):
                     code = self.codes(feature, int(length), pos) if feature != F.ALL else self._whole(int(length))
-                    values.append(F.entropy_bits(code[local]))
-                    weights.append(len(mine))
-            if values:
-                out[group] = float(np.average(values, weights=weights))
+                    out.append({"length": int(length), "pos": pos, "group": group, "feature": feature,
+                                "bits": F.entropy_bits(code[local]), "n_rows": len(mine)})
         return out
 
     def _whole(self, length: int) -> np.ndarray:
