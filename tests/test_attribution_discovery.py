@@ -90,6 +90,9 @@ def test_verdict_gates_both_scales_both_sides_local_control_and_self_draws() -> 
     assert scrub_verdict({**good, "local": {"recovered": 0.98, "accuracy_recovered": 1.15}}, TARGET) == "fails"
     assert scrub_verdict({**good, "recovered": 0.97, "constant": 0.98}, TARGET) == "fails"  # below a constant
     assert scrub_verdict({**good, "control": None}, TARGET) == "supported"  # nothing kept to disagree on
+    # the control fails when it misses the loss gate on either scale
+    assert scrub_verdict({**good, "control": 0.95, "control_constant": 0.5}, TARGET) == "supported"
+    assert scrub_verdict({**good, "control": 0.95, "control_constant": 0.93}, TARGET) == "inconclusive"
 
 
 def test_candidates_follow_the_group_and_what_a_causal_position_can_see() -> None:

@@ -71,7 +71,7 @@ def test_edges_mirror_heads_and_completeness_carry_their_numbers() -> None:
 def test_scrub_verdicts() -> None:
     assert scrub_verdict({"recovered": 0.95, "control": -0.5, "constant": 0.6}, 0.9) == "supported"
     assert scrub_verdict({"recovered": 0.5, "control": -0.5, "constant": 0.6}, 0.9) == "fails"
-    assert scrub_verdict({"recovered": 0.95, "control": 0.7, "constant": 0.6}, 0.9) == "inconclusive"
+    assert scrub_verdict({"recovered": 0.95, "control": 0.95, "constant": 0.6}, 0.9) == "inconclusive"
     assert scrub_verdict({"recovered": None, "control": None, "constant": None}, 0.9) == "undefined"
     # most of the loss but too few answers kept, or no better than knowing nothing: not supported
     assert scrub_verdict({"recovered": 0.95, "accuracy_recovered": 0.7, "control": -0.5, "constant": 0.6}, 0.9) == "fails"

@@ -2,9 +2,11 @@
 
 - "The decision is carried by C" only when faithfulness >= the target *and* every node's minimality
   is at least the floor; otherwise the sentences say what is and is not established.
-- A scrubbing hypothesis is "supported" only when it recovers at least the target share of the loss
-  *and* its control scrub recovers less than a constant predictor would (the control must fail); a
-  control that does not fail makes the test inconclusive.
+- A scrubbing hypothesis is "supported" only when it keeps the target share of the loss on two scales
+  (from a random scrub and from a constant predictor) and of the balanced accuracy, each within the target
+  of 100% on either side, all at once and one pair at a time, beats a constant predictor, and its control
+  scrub (donors that disagree) fails; a control that does not fail makes the test inconclusive (see
+  scrub_verdict).
 - Edges are named with their path-patching effect; heads are called mirror heads only with their
   mirror score.
 """
@@ -85,21 +87,30 @@ def within(value: float | None, target: float) -> bool:
 def scrub_verdict(result: dict[str, Any], target: float) -> str:
     """supported: the scrub keeps the target share of the loss (on the random-anchored and on the
     constant-anchored scale) and of the balanced accuracy, each within the target of 100% on either side;
-    so does every pair scrubbed alone (local); it beats a constant predictor; its control does worse than a
-    constant predictor (it must fail); and most scrubbed positions drew another string than their own.
-    inconclusive: the control does not fail, or the scrub mostly drew the rows' own strings (it tested
-    nothing). undefined: a random scrub costs nothing, so there is no scale."""
-    rec, control, constant = result["recovered"], result["control"], result["constant"]
+    so does every pair scrubbed alone (local); it beats a constant predictor; its control (donors that
+    disagree on each kept feature) fails those loss gates; and most scrubbed positions drew another string
+    than their own. inconclusive: the control passes too (what is kept is not shown to matter), or the scrub
+    mostly drew the rows' own strings (it tested nothing). undefined: a random scrub costs nothing."""
+    rec, constant = result["recovered"], result["constant"]
     if rec is None:
         return "undefined"
     if result.get("self_draw_share", 0.0) > SELF_DRAW_LIMIT:
         return "inconclusive"
-    if control is not None and constant is not None and control >= constant:
+    if not control_fails(result, target):
         return "inconclusive"
     local = result.get("local") or {}
     enough = all(within(result.get(k), target) for k in ("recovered", "recovered_constant", "accuracy_recovered"))
     enough = enough and within(local.get("recovered"), target) and within(local.get("accuracy_recovered"), target)
     return "supported" if enough and (constant is None or rec > constant) else "fails"
+
+
+def control_fails(result: dict[str, Any], target: float) -> bool:
+    """The control scrub misses the loss gate on one of the two scales (True when there is no control: a
+    hypothesis that keeps only whole positions and nothing has no feature to disagree on)."""
+    control, control_constant = result.get("control"), result.get("control_constant")
+    if control is None and control_constant is None:
+        return True
+    return not (within(control, target) and within(control_constant, target))
 
 
 def edge_phrase(edge: dict[str, Any]) -> str:
@@ -159,7 +170,8 @@ def sentences(doc: dict[str, Any], evidence: dict[str, dict[str, Any]], target: 
                 f"{pct(result.get('recovered_constant'))} on the scale from a constant predictor (0%) to the model, "
                 f"{pct(result.get('accuracy_recovered'))} of the balanced accuracy and {pct(local.get('recovered'))} "
                 f"with each pair scrubbed alone; the control scrub from strings that disagree recovers "
-                f"{pct(result['control'])} of the loss. ")
+                f"{pct(result['control'])} of the loss ({pct(result.get('control_constant'))} on the constant "
+                "scale). ")
         text += {"supported": "The hypothesis is supported.",
                  "fails": f"The hypothesis fails: {why(scrub_facts(result, verdict), target)}.",
                  "inconclusive": f"The test is inconclusive: {why(scrub_facts(result, verdict), target)}.",
@@ -202,7 +214,8 @@ def boundary_sentence(boundary: dict[str, Any], target: float) -> str:
                  f"(random scrub 0%, model 100%), {pct(result.get('recovered_constant'))} on the scale from a constant "
                  f"predictor (0%) to the model, {pct(result.get('accuracy_recovered'))} of the balanced accuracy and "
                  f"{pct(local.get('recovered'))} with each pair scrubbed alone")
-        text += (f"; its control recovers {pct(result['control'])}." if result.get("control") is not None else ".")
+        text += (f"; its control recovers {pct(result['control'])} ({pct(result.get('control_constant'))} on the "
+                 "constant scale)." if result.get("control") is not None else ".")
     for group, feature in keep.items():
         failed = [s for s in boundary["path"] if s["group"] == group and not s["accepted"]]
         if feature == features.ALL and failed:
@@ -224,7 +237,7 @@ def scrub_facts(result: dict[str, Any], verdict: str) -> dict[str, Any]:
     """The numbers of a scrub, flat, that summary.json and the search's path keep."""
     local = result.get("local") or {}
     return {**{k: result.get(k) for k in ("recovered", "recovered_constant", "accuracy_recovered", "control",
-                                          "constant", "self_draw_share")},
+                                          "control_constant", "constant", "self_draw_share")},
             "local_recovered": local.get("recovered"), "local_accuracy_recovered": local.get("accuracy_recovered"),
             "worst_unit": local.get("worst_unit"), "bits": result.get("bits"), "verdict": verdict}
 
@@ -248,7 +261,8 @@ def why(f: dict[str, Any], target: float) -> str:
     if f["verdict"] == "inconclusive":
         if (f.get("self_draw_share") or 0) > SELF_DRAW_LIMIT:
             return f"inconclusive: {pct(f['self_draw_share'])} of positions found no other string that agrees"
-        return f"inconclusive: its control recovers {pct(f.get('control'))}"
+        return (f"inconclusive: its control also recovers {pct(f.get('control'))} of the loss "
+                f"({pct(f.get('control_constant'))} on the constant scale)")
     checks = (("recovered_constant", "on the constant scale"), ("recovered", "of the loss"),
               ("accuracy_recovered", "of the balanced accuracy"), ("local_recovered", "with each pair alone"),
               ("local_accuracy_recovered", "of the balanced accuracy with each pair alone"))
