@@ -92,8 +92,9 @@ def flags(attribution: Attribution) -> dict[str, dict[str, Any]]:
 
 
 def writers(circuit: dict[str, Any]) -> dict[str, float]:
-    """Nodes with an edge into the logits at or above the floor, and its effect."""
-    return {e["from"]: float(e["effect"]) for e in circuit["edges"] if e["to"] == LOGITS}
+    """Nodes with an edge into the logits at or above the floor, and its effect, the largest first."""
+    found = [(e["from"], float(e["effect"])) for e in circuit["edges"] if e["to"] == LOGITS]
+    return dict(sorted(found, key=lambda item: -item[1]))
 
 
 def node_roles(attribution: Attribution) -> dict[str, str]:

@@ -69,7 +69,8 @@ def adversarial_page(attribution: Attribution, n_examples: int) -> Page:
     edit_data = [Download("adversarial.csv", edits, source.format("adversarial"))]
     tables = margin_sections(edits, n_examples, order=["source", "position", "new"], columns=COLUMNS,
                              headers={"label": "is palindrome"}, things="edits", thing="edit",
-                             wrong_caption=f"Most confidently wrong first. {pattern} " + table_read,
-                             close_caption="Correct, but nearest to the wrong side. " + table_read)
+                             wrong_caption="Most confidently wrong first; the intro says what they share. " + table_read,
+                             close_caption="Correct, but nearest to the wrong side. "
+                             + ("The columns are those above." if len(wrong) else table_read))
     sections += [Section(s.heading, s.caption, s.content, data=edit_data) for s in tables]
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

@@ -163,12 +163,13 @@ def mirror_string_figure(attribution: Attribution) -> tuple[Figure, pd.DataFrame
     return Figure(fig), cells
 
 
-def example_section(example: ExampleAttention, attention_dir: str) -> Section:
-    return Section(f"Example: {example.text!r} ({example.kind})", (
-        f"CircuitsVis view of every head on this analysis string (read from the stored activations, no masking: "
-        f"attention is {attention_dir}). Pick a head; rows are query positions, columns key positions, darker = more "
-        "attention. Hover a token to see where it attends."),
-        AttentionView(example.pattern, example.tokens, head_names=example.head_names))
+def example_section(example: ExampleAttention, attention_dir: str, first: bool) -> Section:
+    caption = (f"CircuitsVis view of every head on one analysis string of each kind (read from the stored "
+               f"activations, no masking: attention is {attention_dir}). Pick a head; rows are query positions, "
+               "columns key positions, darker = more attention. Hover a token to see where it attends. The Explorer "
+               "page shows any string this way.") if first else f"The same view on a {example.kind} string."
+    return Section(f"Example: {example.text!r} ({example.kind})", caption,
+                   AttentionView(example.pattern, example.tokens, head_names=example.head_names))
 
 
 def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -> Page:
@@ -203,7 +204,8 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
             "The head with the highest mirror score on one analysis string with one broken mirrored pair: each row "
             "is a query position, each column a key position, the number the attention. A mirror head lights up "
             "the anti-diagonal: character i looks at character L+1−i."), figure, anchor="mirror-head",
-            data=[Download("mirror_head_string.csv", cells, source.format("example_attention"))]))
+            data=[Download("mirror_head_string.csv", cells,
+                           source.format("example_attention") + ", the rows of this string and head")]))
     pad = any(int(attention[attention["length"] == n]["dest"].max()) + 1 > n + 2 for n in lengths)
     sections += [Section(f"Mean attention, length {length}", (
         "One panel per head (rows of panels = layers). Rows are query positions (BOS, characters 1..L, EOS), "
@@ -218,7 +220,7 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
                                            else ".")), mirror_figure(attribution["mirror"]), anchor="mirror-scores",
         data=[Download("mirror.csv", attribution["mirror"], source.format("mirror"))]))
     if examples:
-        sections += [example_section(example, attention_dir) for example in examples]
+        sections += [example_section(example, attention_dir, i == 0) for i, example in enumerate(examples)]
     else:
         sections.append(Section("Example strings", "CircuitsVis views need attn.hook_pattern in extract.hooks.",
                                 Text("No attention patterns were extracted, so there are no example views.")))

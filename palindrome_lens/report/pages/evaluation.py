@@ -144,7 +144,7 @@ def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> 
     sections += margin_sections(
         predictions, n_examples, order=["text"], columns=EXAMPLE_COLUMNS, things="test strings", thing="string",
         wrong_caption=(f"The most confidently wrong first. margin = {MARGIN} (negative = wrong); mismatch_pos is "
-                       f"the broken pair of a distance-1 string. {pattern}"),
+                       "the broken pair of a distance-1 string; the page's intro says what they share."),
         close_caption=("Correctly classified test strings whose logit difference is closest to the wrong side; "
                        f"margin is the {MARGIN}. Small margins show where the model is least sure."))
     return Page(FILENAME, TITLE, intro, sections)

@@ -87,17 +87,16 @@ def wiring_sections(attribution: Attribution) -> list[Section]:
         sections.append(Section("Composition scores", "Composition needs heads in two layers.",
                                 Text("The model has one layer of heads, so no head composes with another.")))
     else:
-        read = ("Weights only: ||W_OV(sender) W(receiver)|| / (||W_OV(sender)|| ||W(receiver)||) for every head "
-                "feeding a head of a later layer, where W is the receiver's W_Q (Q), W_K (K) or W_OV (V). Unrelated "
-                "matrices do not score 0, so each score sits beside the same score of random Gaussian weights of the "
-                "model's shapes (mean and 95th percentile). A score above the 95th percentile suggests an edge; "
-                "path patching above says whether it carries anything.")
+        read = ("Weights only: how strongly each head's output can feed a head of a later layer through its query "
+                "(Q), key (K) or value (V), beside the same score of random Gaussian weights of the model's shapes "
+                "(mean and 95th percentile), since unrelated matrices do not score 0. A score above the 95th "
+                "percentile suggests an edge; path patching says whether it carries anything.")
         sections += [
             Section("Composition scores against random weights", read + " One panel per mode.",
                     composition_figure(composition),
                     data=[Download("composition.csv", composition, "data/attribution/composition.parquet")]),
-            Section("Composition scores (table)", read + " 'score / random mean' is the ratio to the baseline mean.",
-                    Table(composition_table(composition), digits=3)),
+            Section("Composition scores (table)", "The scores of the figure above as numbers; 'score / random mean' is "
+                    "the ratio to the baseline mean.", Table(composition_table(composition), digits=3)),
         ]
     if edges.empty:
         sections.append(Section("Every edge", "Path patching needs clean/corrupted pairs (extract.n_pairs > 0).",
