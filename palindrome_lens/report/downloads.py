@@ -15,6 +15,7 @@ from palindrome_lens.atomic import write_text
 from palindrome_lens.report.errors import ReportError
 
 DATA_DIR = "data"
+FLOAT_FORMAT = "%.7g"  # enough to redraw any figure; the Parquet file named beside the link has every digit
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.csv$")
 
 
@@ -35,7 +36,7 @@ class Download:
         return f"{DATA_DIR}/{self.name}"
 
     def csv(self) -> str:
-        return self.frame.to_csv(index=False, lineterminator="\n")
+        return self.frame.to_csv(index=False, lineterminator="\n", float_format=FLOAT_FORMAT)
 
 
 def download_links(downloads: Iterable[Download]) -> str:

@@ -105,7 +105,13 @@ def error_bars(keys: Sequence[object], wrong: Sequence[int], total: Sequence[int
     text = [f"{w} of {n}" for w, n in zip(wrong, total)]
     hover = [f"{k}: {w} wrong of {n} (accuracy {a})" for k, w, n, a in zip(keys, wrong, total, shown)]
     fig = bars(keys, wrong, title, x_title, y_title, text=text, hover=hover, color=ERROR_COLOR)
-    fig.update_yaxes(range=[0, max([1, *wrong]) * 1.2], rangemode="tozero")
+    return count_axis(fig, max([0, *wrong]))
+
+
+def count_axis(fig: go.Figure, top: float) -> go.Figure:
+    """A y axis of whole counts from 0 to a little above `top` (at least 1), with whole-number ticks."""
+    top = max(1.0, float(top))
+    fig.update_yaxes(range=[0, top * 1.2], dtick=max(1, math.ceil(top / 5)), tickformat="d")
     return fig
 
 
@@ -150,7 +156,7 @@ def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str
     for i, (name, (x, y)) in enumerate(series.items()):
         fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines", name=name, line={"color": SERIES[i]}))
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(type="log", exponentformat="power")
     if percent:
         fig.update_yaxes(tickformat=".0%")
     fig.update_layout(showlegend=len(series) > 1)

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from palindrome_lens.report.formatting import pcts
+from palindrome_lens.report.formatting import pct, pcts
 from palindrome_lens.report.roles import MIRROR, READS_MISMATCHES  # the same gates as the node roles
 
 DESTROYS, SPARES = 0.8, 0.2  # share of the margin lost by an essential / an unimportant head
@@ -131,8 +131,8 @@ def compare(summary: dict[str, Any], circuit: dict[str, Any], tables: dict[str, 
     misleads = {h: _margin_loss(ablation, h, "zero") - _margin_loss(ablation, h, "mean") for h in other}
     points.append(Point("zero ablation", claims["zero_ablation"],
                         "margin lost under zero vs mean ablation: "
-                        + ", ".join(f"{h} {_margin_loss(ablation, h, 'zero'):.0%} vs {_margin_loss(ablation, h, 'mean'):.0%}"
-                                    for h in other),
+                        + ", ".join(f"{h} {pct(_margin_loss(ablation, h, 'zero'), 0)} vs "
+                                    f"{pct(_margin_loss(ablation, h, 'mean'), 0)}" for h in other),
                         "agrees" if any(v >= ZERO_MISLEADS for v in misleads.values()) else "differs"))
 
     # 6. adversarial edits: where the misclassified ones (or, with none, the weakest) break the string
@@ -152,11 +152,11 @@ def compare(summary: dict[str, Any], circuit: dict[str, Any], tables: dict[str, 
                         "agrees" if outer >= NEAR_THE_END else "differs"))
 
     # 7. what ARENA did not measure
-    scrubs = "; ".join(f"{r['name']}: {r['verdict']} ({_pct(r['recovered'])} recovered, control "
-                       f"{_pct(r['control'])}, constant {_pct(r['constant'])})" for r in circuit.get("scrubbing", []))
+    scrubs = "; ".join(f"{r['name']}: {r['verdict']} ({pct(r['recovered'])} recovered, control "
+                       f"{pct(r['control'])}, constant {pct(r['constant'])})" for r in circuit.get("scrubbing", []))
     points.append(Point("faithfulness and scrubbing", claims["faithfulness"],
                         f"circuit {', '.join(summary.get('circuit_nodes', [])) or 'none'}: faithfulness "
-                        f"{_pct(summary.get('faithfulness'))}; {scrubs or 'no hypothesis tested'}", "new"))
+                        f"{pct(summary.get('faithfulness'))}; {scrubs or 'no hypothesis tested'}", "new"))
     if differences:
         points = [Point(p.point, p.published, p.this_run, "not comparable" if p.verdict != "new" else p.verdict)
                   for p in points]
@@ -177,10 +177,6 @@ def weakest_pair(broken: pd.DataFrame, n_pairs: int) -> str:
     spread = shown["lo"] if shown["lo"] == shown["hi"] else f"{shown['lo']}-{shown['hi']}"
     return (f"; the weakest pair is {low} (0 = outermost, {n_pairs - 1} = centre) at {shown['low']} against "
             f"{spread} for the others")
-
-
-def _pct(x: Any) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
 def comparison_table(points: list[Point]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from palindrome_lens.report.formatting import num, pcts
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
 from palindrome_lens.report.pages.margins import margin_sections
-from palindrome_lens.report.plots import pair_bars
+from palindrome_lens.report.plots import count_axis, pair_bars
 
 FILENAME = "adversarial.html"
 TITLE = "Adversarial single edits"
@@ -30,8 +30,13 @@ def by_position_figure(by_position: pd.DataFrame, value: str, title: str, y_titl
     values = cells.pivot(index="pair_pos", columns="length", values=value).astype(float)
     notes = cells.pivot(index="pair_pos", columns="length", values="note").fillna("")  # no note without a bar
     fig = pair_bars(values, notes, title, "broken pair", y_title, percent=percent)
-    if value == "n_wrong":  # counts: never stretch 0 to the top of the axis
-        fig.update_yaxes(range=[0, max(1.0, float(np.nanmax(values.to_numpy()))) * 1.2])
+    if value == "n_wrong":  # counts, each bar labelled 'k of n', on an axis that never stretches 0 to the top
+        totals = cells.pivot(index="pair_pos", columns="length", values="n")
+        for trace, length in zip(fig.data, values.columns):
+            trace.text = [f"{int(w)} of {int(n)}" if np.isfinite(w) else "" for w, n in
+                          zip(values[length], totals[length].fillna(0))]
+            trace.textposition = "outside"
+        count_axis(fig, float(np.nanmax(values.to_numpy())))
     return Figure(fig)
 
 

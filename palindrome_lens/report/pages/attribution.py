@@ -52,8 +52,8 @@ def class_histograms(distributions: pd.DataFrame, order: list[str], bins: int) -
         groups = {c: rows.loc[rows["class"] == c, "centred"].to_numpy(np.float64) for c in CLASSES
                   if (rows["class"] == c).any()}
         panels.append(HistPanel(component, groups))
-    fig = histograms(panels, bins, "Per-component contribution minus its palindrome-class mean, by class",
-                     "contribution − palindrome mean (one scale for every panel)", "share of the class",
+    fig = histograms(panels, bins, "Per-component contribution minus its palindrome-class mean, by class (one x "
+                     "scale for every panel)", "contribution − palindrome mean", "share of the class",
                      legend_title="true class", same_x=True)
     return Figure(fig)
 

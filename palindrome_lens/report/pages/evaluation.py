@@ -23,6 +23,7 @@ from palindrome_lens.report.plots import (
     Panel,
     bin_edges,
     color_of,
+    count_axis,
     error_bars,
     heatmap_grid,
     kind_sorted,
@@ -58,8 +59,7 @@ def mismatch_figure(predictions: pd.DataFrame) -> Figure:
     fig = pair_bars(wrong.astype(float), " wrong of " + n.astype(str),
                     "Misclassified distance-1 strings by broken pair", "broken pair", "misclassified test strings",
                     percent=False)
-    fig.update_yaxes(range=[0, max(1.0, float(np.nanmax(wrong.to_numpy()))) * 1.2])
-    return Figure(fig)
+    return Figure(count_axis(fig, float(np.nanmax(wrong.to_numpy())) if wrong.size else 0.0))
 
 
 def confusion_figure(confusion: dict[str, int]) -> Figure:
@@ -137,7 +137,7 @@ def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> 
         Section("Logit difference by kind", (
             f"How many test strings of each kind fall in each of {hist_bins} bins of the logit difference, one line "
             "per kind, on a log axis so that a single string shows. Palindromes should sit right of 0 and every "
-            "other kind left of it; the distance from 0 is how sure the model is. Each misclassified string is a "
+            "other kind left of it; how far from 0 says how sure the model is. Each misclassified string is a "
             "red × under the lines (hover for its text)."), logit_histogram(predictions, hist_bins),
             data=[Download("predictions.csv", evaluation.predictions, "data/eval/predictions.parquet")]),
     ]

@@ -79,7 +79,7 @@ def loss_figure(scrubbing: list[dict[str, Any]]) -> Figure:
                              hovertext=[f"{CONSTANT}: loss {num(e)}" for e in entropy], hoverinfo="text"))
     fig.update_xaxes(type="log", dtick=1, exponentformat="power")
     fig.update_yaxes(type="category", autorange="reversed")
-    fig.update_layout(height=max(300, 170 + 60 * len(scrubbing)), legend_title_text="run")
+    fig.update_layout(height=max(380, 200 + 60 * len(scrubbing)), legend_title_text="run")
     return Figure(label_figure(fig, "Scrubbing losses: each scrub between the model and chance",
                                "class-balanced cross-entropy loss (log scale)", "hypothesis"))
 
