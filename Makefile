@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test test-fast lint browser clean
+.PHONY: setup repro test test-fast lint browser screenshots clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	      || echo "warning: could not install chromium; browser tests will be skipped"; \
 	  else echo "note: chromium not found and cannot be installed here; browser tests will be skipped"; fi; }
+
+# Full-page 1400 px PNGs of every page of reports/ into screenshots/ (git-ignored), for looking without a browser.
+screenshots: setup browser
+	python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV)

@@ -21,9 +21,11 @@ def tiny_params() -> dict:
     return yaml.safe_load(TINY.read_text())
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900, **kw) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900, extra_env: dict | None = None,
+        **kw) -> subprocess.CompletedProcess:
     """Run a command with the venv's binaries first on PATH (dvc runs `python -m stages.X`)."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PALINDROME_LENS_QUIET": "1"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PALINDROME_LENS_QUIET": "1",
+           **(extra_env or {})}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
     if check and proc.returncode != 0:
@@ -68,9 +70,14 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+# A fixed author and date: two copies of the same tree get the same commit, which the report's provenance names.
+GIT_DATE = "2026-01-01T00:00:00+00:00"
+
+
 def commit_all(repo: Path, message: str) -> None:
     run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], repo)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], repo,
+        extra_env={"GIT_AUTHOR_DATE": GIT_DATE, "GIT_COMMITTER_DATE": GIT_DATE})
 
 
 @pytest.fixture(scope="session")

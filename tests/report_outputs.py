@@ -24,6 +24,7 @@ from palindrome_lens.activations import EXAMPLES_SCHEMA
 from palindrome_lens.attribution.common import save_table
 from palindrome_lens.attribution.edges import LOGITS, possible_edges
 from palindrome_lens.attribution.nodes import Node
+from palindrome_lens.attribution.per_example import ANALYSIS, FOOLING, MISCLASSIFIED, counterpart
 from palindrome_lens.attribution.schemas import SCHEMAS
 from palindrome_lens.attribution.summary import FORMAT as CIRCUIT_FORMAT
 from palindrome_lens.data.generate import SCHEMA as RAW_SCHEMA
@@ -31,6 +32,7 @@ from palindrome_lens.data.parquet import write_table
 from palindrome_lens.data.strings import distance, mismatch_positions
 from palindrome_lens.report import Figure, Page, Section
 from palindrome_lens.report.inputs import Sources
+from palindrome_lens.report.provenance import Provenance
 from palindrome_lens.training.evaluate import score_table
 from palindrome_lens.training.metrics import evaluation_metrics
 
@@ -47,6 +49,9 @@ STRINGS = {  # length -> kind -> strings
 }
 N_STRINGS = sum(len(texts) for kinds in STRINGS.values() for texts in kinds.values())
 KNOWN_RECOVERY = 0.625  # resid_pre, length 5, layer 1, pos 2, mismatch pair 1
+MIRROR_SCORES = {"L0H0": 0.9, "L0H1": 0.3, "L1H0": 0.5, "L1H1": 0.7}  # L0H0 is the mirror head (and in the circuit)
+READER = {"L1H0": (0.3, 0.01)}  # mean attention from the readout on a broken / a matching character; others 0.1/0.1
+KNOWN_EXPLORER_RECOVERY = 0.77  # the first explorer string, node L1H0@bos
 KNOWN_ATTENTION = 0.875  # L1H0, length 4, dest 1 -> src 4 (the mirror of 1)
 KINDS = ["all", "palindrome", "near1", "near2", "random", "distance_1", "balanced"]
 MODES = ("resample", "mean", "zero")
@@ -79,6 +84,8 @@ SCRUBS = {  # name -> (recovered, control, constant, verdict)
     "pair_flags": (0.95, -0.2, 0.8, "supported"),
     "own_char": (0.4, 0.85, 0.8, "inconclusive"),
 }
+SCRUB_FEATURES = {"pair_flags": "pair_match", "own_char": "char"}
+ACCURACY_RECOVERED = {"pair_flags": 0.91, "own_char": 0.33}  # distinct from the loss recovered, so a swap shows
 
 
 def table(rows: list[dict], types: dict[str, pa.DataType]) -> pa.Table:
@@ -125,6 +132,18 @@ def write_training(root: Path) -> None:
 
 def write_evaluation(root: Path, n_wrong: int) -> pd.DataFrame:
     """Predictions for every synthetic string, the first `n_wrong` of them wrong, via the evaluate stage's code."""
+    predictions = predictions_table(n_wrong)
+    (root / "data/eval").mkdir(parents=True)
+    write_table(predictions, root / "data/eval/predictions.parquet")
+    (root / "data/eval/metrics.json").write_text(json.dumps(evaluation_metrics(predictions)))
+    return predictions.to_pandas()
+
+
+def write_evaluation_frame(n_wrong: int) -> pd.DataFrame:
+    return predictions_table(n_wrong).to_pandas()
+
+
+def predictions_table(n_wrong: int) -> pa.Table:
     records = analysis_records()
     frame = pd.DataFrame(records)
     raw = table([{f.name: r[f.name] for f in RAW_SCHEMA} for r in records], {f.name: f.type for f in RAW_SCHEMA})
@@ -133,11 +152,7 @@ def write_evaluation(root: Path, n_wrong: int) -> pd.DataFrame:
     size = 0.5 + np.arange(len(frame)) / 10  # distinct margins, so ordering is checkable
     diff = torch.tensor(sign * size, dtype=torch.float32)
     logits = torch.stack([-diff / 2, diff / 2], dim=1)
-    predictions = score_table(raw, logits)
-    (root / "data/eval").mkdir(parents=True)
-    write_table(predictions, root / "data/eval/predictions.parquet")
-    (root / "data/eval/metrics.json").write_text(json.dumps(evaluation_metrics(predictions)))
-    return predictions.to_pandas()
+    return score_table(raw, logits)
 
 
 def dla_frame(examples: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
@@ -193,7 +208,7 @@ def mirror_frame() -> pd.DataFrame:
             for i, name in enumerate(HEADS):
                 layer, head = divmod(i, N_HEADS)
                 rows.append({"component": name, "layer": layer, "head": head, "length": length, "kind": kind,
-                             "n": 8 if kind == "all" else 2, "mirror_score": 0.1 + 0.2 * i, "std": 0.01})
+                             "n": 8 if kind == "all" else 2, "mirror_score": MIRROR_SCORES[name], "std": 0.01})
     return pd.DataFrame(rows)
 
 
@@ -210,6 +225,67 @@ def readout_attention_frame() -> pd.DataFrame:
                                  "half": half, "n": 6, "attention": (0.3 if status == "mismatched" else 0.1) if reads
                                  else 0.15})
     return pd.DataFrame(rows)
+
+
+def readout_by_position_frame() -> pd.DataFrame:
+    """Per head, length and character position: L1H0 reads broken pairs (READER), every other head looks evenly."""
+    rows = []
+    for length in LENGTHS:
+        for i, name in enumerate(HEADS):
+            layer, head = divmod(i, N_HEADS)
+            broken, matching = READER.get(name, (0.1, 0.1))
+            for pos in range(1, length + 1):
+                for status, value in (("matched", matching), ("mismatched", broken)):
+                    rows.append({"component": name, "layer": layer, "head": head, "length": length, "pos": pos,
+                                 "status": status, "n": 5, "attention": value})
+    return pd.DataFrame(rows)
+
+
+def explorer_frames(predictions: pd.DataFrame, edits: pd.DataFrame, attn_only: bool,
+                    rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """The explorer's tables as attribution.per_example writes them: the misclassified test strings, the fooling
+    edits, then every analysis string; DLA that sums to each logit difference, attention over the real positions,
+    and a recovery per candidate node (KNOWN_EXPLORER_RECOVERY for the first string at L1H0@bos)."""
+    wrong = predictions[~predictions["correct"]]
+    fooled = edits[~edits["correct"]]
+    analysis = analysis_rows()
+    strings = pd.concat([
+        pd.DataFrame({"source": MISCLASSIFIED, "text": wrong["text"], "kind": wrong["kind"], "label": wrong["label"],
+                      "example_id": None, "logit_diff": wrong["logit_diff"]}),
+        pd.DataFrame({"source": FOOLING, "text": fooled["text"], "kind": "edit", "label": fooled["label"],
+                      "example_id": None, "logit_diff": fooled["logit_diff"]}),
+        pd.DataFrame({"source": ANALYSIS, "text": analysis["text"], "kind": analysis["kind"],
+                      "label": analysis["label"], "example_id": analysis["example_id"],
+                      "logit_diff": np.where(analysis["label"], 3.0, -3.0) + 0.01 * np.arange(len(analysis))}),
+    ], ignore_index=True)
+    strings.insert(0, "key", np.arange(len(strings)))
+    strings["length"] = strings["text"].str.len()
+    strings["correct"] = np.where(strings["label"], strings["logit_diff"] > 0, strings["logit_diff"] < 0)
+    strings["counterpart"] = [counterpart(t, "abcd") for t in strings["text"]]
+    strings["counterpart_logit_diff"] = -strings["logit_diff"] * 0.9
+    components = [c for c in COMPONENTS if not (attn_only and c in MLPS)]
+    dla = rng.normal(size=(len(strings), len(components)))
+    dla[:, -1] += strings["logit_diff"].to_numpy() - dla.sum(axis=1)  # the bias makes them add up
+    nodes = [nd.name for nd in candidates(attn_only)]
+    recovery = rng.uniform(-0.2, 1.0, size=(len(strings), len(nodes)))
+    recovery[0, nodes.index("L1H0@bos")] = KNOWN_EXPLORER_RECOVERY
+    own, other = strings["logit_diff"].to_numpy()[:, None], strings["counterpart_logit_diff"].to_numpy()[:, None]
+    attention = []
+    for key, length in zip(strings["key"], strings["length"]):
+        n = length + 2
+        pattern = rng.dirichlet(np.ones(n), size=(N_LAYERS, N_HEADS, n))
+        layer, head, dest, src = np.meshgrid(range(N_LAYERS), range(N_HEADS), range(n), range(n), indexing="ij")
+        attention.append(pd.DataFrame({"key": key, "layer": layer.ravel(), "head": head.ravel(), "dest": dest.ravel(),
+                                       "src": src.ravel(), "value": pattern.ravel()}))
+    return {
+        "example_strings": strings,
+        "example_dla": pd.DataFrame({"key": strings["key"].repeat(len(components)).to_numpy(),
+                                     "component": components * len(strings), "value": dla.ravel()}),
+        "example_attention": pd.concat(attention, ignore_index=True),
+        "example_patching": pd.DataFrame({"key": strings["key"].repeat(len(nodes)).to_numpy(),
+                                          "node": nodes * len(strings), "recovery": recovery.ravel(),
+                                          "patched_logit_diff": (own + recovery * (other - own)).ravel()}),
+    }
 
 
 def patching_frame(rng: np.random.Generator, mlp: bool = True) -> pd.DataFrame:
@@ -398,8 +474,8 @@ def scrub_result(name: str) -> dict:
                 "balanced_accuracy": acc, "balanced_margin": BASE_MARGIN * rec}
 
     return {"name": name, "claim": f"after layer 0 each position carries only <{name}> & nothing else",
-            "after_layer": 0, "keep": {"chars": name}, "n_draws": 4, "recovered": recovered,
-            "accuracy_recovered": recovered, "control": control, "constant": constant, "verdict": verdict,
+            "after_layer": 0, "keep": {"chars": SCRUB_FEATURES[name]}, "n_draws": 4, "recovered": recovered,
+            "accuracy_recovered": ACCURACY_RECOVERED[name], "control": control, "constant": constant, "verdict": verdict,
             "baseline": {"label_entropy": math.log(2), "random_loss": random_loss, "model_loss": model_loss},
             "runs": {"model": run(1.0, 0.98), "hypothesis": run(recovered, 0.5 + 0.48 * recovered),
                      "control": run(control, 0.4),
@@ -448,7 +524,7 @@ def summary_json(n_edits: int, n_wrong: int, n_examples: int, attn_only: bool, c
                           **{f"{m}_ablation_margin_loss": loss(name, m, attn_only) for m in MODES},
                           **{f"{m}_ablation_lean": -0.5 * (i + 1) for m in MODES},
                           "patching_recovery": 0.9 - 0.2 * i, "patching_best_pos": 0,
-                          "patching_best_pos_recovery": 0.5, "mirror_score": 0.1 + 0.2 * i, "in_circuit": bool(mine),
+                          "patching_best_pos_recovery": 0.5, "mirror_score": MIRROR_SCORES[name], "in_circuit": bool(mine),
                           "circuit_nodes": mine, "minimality": min((MINIMALITY[n][0] for n in mine), default=None)}
 
     def run(balanced: float, palindrome: float, d1: float, lean: float) -> dict:
@@ -461,7 +537,7 @@ def summary_json(n_edits: int, n_wrong: int, n_examples: int, attn_only: bool, c
                   "attn_only": attn_only, "normalization_type": "LN", "lengths": list(LENGTHS),
                   "attention_dir": "bidirectional", "readout": "bos"},
         "n_examples": n_examples, "accuracy": 0.9, "balanced_accuracy": 0.98, "dla_max_abs_error": 3e-7,
-        "mirror_scores": {name: 0.1 + 0.2 * i for i, name in enumerate(HEADS)},
+        "mirror_scores": dict(MIRROR_SCORES),
         "circuit_heads": list(dict.fromkeys(n.split("@")[0] for n in nodes if n.startswith("L"))),
         "circuit_nodes": nodes, "weak": False, "selection": "the smallest set of nodes reaching 0.9",
         "faithfulness": circuit["faithfulness"], "completeness": circuit["completeness"]["value"],
@@ -472,7 +548,7 @@ def summary_json(n_edits: int, n_wrong: int, n_examples: int, attn_only: bool, c
         "circuit_accuracy": {"n": n_examples, "n_distance_1": 8, "n_palindrome": 8, "mode": "resample",
                              "circuit": nodes,
                              "unablated": run(0.98, 1.0, 0.875, BASE_LEAN),
-                             "others_ablated": run(0.95, 0.75, 0.75, -0.3),
+                             "others_ablated": run(0.95, 0.75, 0.7, -0.3),
                              "circuit_ablated": run(0.51, 0.25, 0.125, -2.0)},
         "sentences": circuit["sentences"],
         "patching": {"n_pairs": 6, "full_resid_pre_recovery_min": 1.0, "full_resid_pre_recovery_max": 1.0},
@@ -482,7 +558,8 @@ def summary_json(n_edits: int, n_wrong: int, n_examples: int, attn_only: bool, c
     }
 
 
-def write_attribution(root: Path, n_wrong: int, attn_only: bool = False) -> None:
+def write_attribution(root: Path, n_wrong: int, attn_only: bool = False,
+                      predictions: pd.DataFrame | None = None) -> None:
     rng = np.random.default_rng(0)
     examples = analysis_rows()
     out = root / "data/attribution"
@@ -498,7 +575,10 @@ def write_attribution(root: Path, n_wrong: int, attn_only: bool = False) -> None
               "mirror": mirror_frame(), "readout_attention": readout_attention_frame(),
               "patching": patching_frame(rng, mlp=not attn_only),
               "ablation": ablation_frame(attn_only), "nodes": nodes_frame(attn_only), "edges": edges,
-              "composition": composition_frame(), **weights_frames(rng), **adversarial}
+              "composition": composition_frame(), **weights_frames(rng), **adversarial,
+              "readout_by_position": readout_by_position_frame(),
+              **explorer_frames(predictions if predictions is not None else write_evaluation_frame(0),
+                                adversarial["adversarial"], attn_only, np.random.default_rng(2))}
     assert sorted(tables) == sorted(SCHEMAS)  # every table the stage writes
     for name, frame in tables.items():
         save(frame, out / f"{name}.parquet")
@@ -533,6 +613,19 @@ def write_activations(root: Path, with_patterns: bool = True) -> np.ndarray:
     return patterns
 
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PARAMS = {"seed": 3, "data.alphabet": "abcd", "data.lengths": list(LENGTHS), "data.n_train": 640, "data.n_test": 32,
+          "data.palindrome_fraction": 0.5, "data.negative_mix": {"near1": 0.6, "near2": 0.2, "random": 0.2, "redraw": 0.0},
+          "data.redraw_probability": 0.5, "train.lr": 0.003}
+COMMITTED = {**PARAMS, "train.lr": 0.002}  # the run changed one param
+
+
+def provenance() -> Provenance:
+    return Provenance(commit=COMMIT, commit_date="2026-01-02T03:04:05+00:00", commit_subject="a <b>test</b> commit",
+                      uncommitted=(), model_md5="feedc0de" * 4, params=PARAMS, committed_params=COMMITTED,
+                      machine="Linux x86_64, a test CPU, Python 3.x, torch 0")
+
+
 def sources(root: Path) -> Sources:
     return Sources(
         train_metrics=root / "data/train/metrics.json",
@@ -542,6 +635,7 @@ def sources(root: Path) -> Sources:
         predictions=root / "data/eval/predictions.parquet",
         attribution=root / "data/attribution",
         activations=root / "data/activations",
+        provenance=provenance(),
     )
 
 
@@ -571,7 +665,7 @@ def z_of(trace: go.Heatmap) -> np.ndarray:
 def write_all(root: Path, n_wrong: int = 5, n_adv_wrong: int = 4, attn_only: bool = False,
               with_patterns: bool = True) -> Sources:
     write_training(root)
-    write_evaluation(root, n_wrong)
-    write_attribution(root, n_adv_wrong, attn_only)
+    predictions = write_evaluation(root, n_wrong)
+    write_attribution(root, n_adv_wrong, attn_only, predictions)
     write_activations(root, with_patterns)
     return sources(root)

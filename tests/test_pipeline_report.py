@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -17,8 +18,9 @@ from tests.conftest import run
 
 pytestmark = pytest.mark.slow
 REMOTE = re.compile(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", re.IGNORECASE)
-MIN_PLOTS = {"index.html": 0, "training.html": 2, "evaluation.html": 6, "attribution.html": 2, "patching.html": 4,
-             "attention.html": 5, "ablation.html": 6, "circuit.html": 3, "adversarial.html": 2, "published.html": 0}
+MIN_PLOTS = {"index.html": 1, "training.html": 2, "evaluation.html": 6, "attribution.html": 2, "patching.html": 4,
+             "attention.html": 7, "ablation.html": 6, "circuit.html": 3, "explorer.html": 2, "adversarial.html": 2,
+             "published.html": 0}
 
 
 def page_bytes(repo: Path) -> dict[str, bytes]:
@@ -34,7 +36,7 @@ def test_repro_writes_every_page_and_leaves_the_pipeline_up_to_date(tiny_pipelin
     status = json.loads(run(["dvc", "status", "--json"], tiny_pipeline).stdout or "{}")
     assert status == {}  # every dep and out of `report` is declared and current
     lock = yaml.safe_load((tiny_pipeline / "dvc.lock").read_text())["stages"]["report"]
-    assert sorted(Path(o["path"]).name for o in lock["outs"]) == sorted([*PAGE_FILES, "assets"])
+    assert sorted(Path(o["path"]).name for o in lock["outs"]) == sorted([*PAGE_FILES, "assets", "data"])
 
 
 def test_every_page_renders_offline_without_errors(browser: Browser, tiny_pipeline: Path) -> None:
@@ -49,13 +51,33 @@ def test_every_page_renders_offline_without_errors(browser: Browser, tiny_pipeli
             assert "not comparable" in text and "Point by point" in text
         if name == "attention.html":  # one CircuitsVis view per kind of the longest length
             assert len(result.attention_views) == 4 and all(result.attention_views.values())
+        elif name == "explorer.html":  # one view, of the picked string
+            assert len(result.attention_views) == 1 and all(result.attention_views.values())
         else:
             assert result.attention_views == {}, name
+        for href in browser.driver.execute_script(
+                "return Array.from(document.querySelectorAll('a[download]')).map(a => a.getAttribute('href'))"):
+            assert len(pd.read_csv(tiny_pipeline / "reports" / href)) > 0, (name, href)
+
+
+def test_provenance_names_the_commit_and_the_model_dvc_lock_records(tiny_pipeline: Path) -> None:
+    """The report stage reads dvc.lock mid-repro: train's entry is already there, and the page names it."""
+    index = (tiny_pipeline / "reports" / "index.html").read_text()
+    provenance = index.split('<section id="provenance">')[1].split("</section>")[0]
+    copy_commit = run(["git", "rev-list", "--max-parents=0", "HEAD"], tiny_pipeline).stdout.strip()
+    lock = yaml.safe_load((tiny_pipeline / "dvc.lock").read_text())["stages"]["train"]["outs"]
+    model = next(o["md5"] for o in lock if o["path"] == "data/model")
+    assert copy_commit[:12] in provenance and "(copy)" in provenance  # HEAD when the report ran
+    assert f">{model}</td>" in provenance and provenance.count(">none</td>") == 2  # no code or params changed
+    steps = index.split('<ol id="steps-1" class="steps">')
+    assert len(steps) == 2 or "No step of an algorithm is established" in index
 
 
 def test_report_params_rerun_only_report_and_reruns_are_byte_identical(tiny_pipeline: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(tiny_pipeline, repo, symlinks=True)
+    # Back to the commit the pages were written at (the fixture committed its results since): the same inputs.
+    run(["git", "reset", "-q", "--soft", run(["git", "rev-list", "--max-parents=0", "HEAD"], repo).stdout.strip()], repo)
     before = page_bytes(repo)
     out = run(["dvc", "repro", "--force", "--single-item", "report"], repo).stdout
     assert out.count("Running stage") == 1 and "Running stage 'report'" in out
@@ -77,5 +99,6 @@ def test_report_params_rerun_only_report_and_reruns_are_byte_identical(tiny_pipe
     evaluation = after["evaluation.html"].decode()
     closest = evaluation.split("Closest calls")[-1].split("</table>")[0]
     assert closest.count("<tr>") == 2  # header + n_examples=1 row
-    assert "Histogram (7 bins)" in evaluation and after["attribution.html"] != before["attribution.html"]
+    assert "each of 7 bins" in evaluation and after["attribution.html"] != before["attribution.html"]
+    assert "report.n_examples: 1 (committed: 5)" in after["index.html"].decode()  # the provenance says so
     assert json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}") == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,12 @@ import pytest
 from plotly.colors import hex_to_rgb
 
 from palindrome_lens.report import render_page
-from palindrome_lens.report.graph import EDGE_SCALE
+from palindrome_lens.report.graph import BAND_PX, COLUMN_PX, EDGE_SCALE
 from palindrome_lens.report.inputs import ReportInputs, load_inputs
 from palindrome_lens.report.pages import PAGE_FILES, report_pages, write_report
 from tests.browser import Browser
 from tests.report_outputs import (
+    ACCURACY_RECOVERED,
     BASE_MARGIN,
     CIRCUIT,
     COMPLETENESS,
@@ -34,6 +36,7 @@ from tests.report_outputs import (
 )
 
 INPUTS = ["embed@bos", "embed@chars", "embed@eos"]
+DRAWN_INPUTS = ["embed@chars"]  # the only input with an edge above the floor into the circuit
 # The edges the graph must draw (tests/report_outputs.STRONG_EDGES between drawn nodes, |effect| >= the floor).
 DRAWN = {"embed@chars->L0H0@chars:v", "L0H0@chars->0_mlp_out@chars:mlp_in", "0_mlp_out@chars->L1H0@bos:k",
          "0_mlp_out@chars->L1H0@bos:v", "L0H0@chars->L1H0@bos:v", "L1H0@bos->1_mlp_out@bos:mlp_in",
@@ -57,6 +60,11 @@ def edge_traces(fig: go.Figure) -> dict[str, go.Scatter]:
     return {t.meta["edge"]: t for t in fig.data if t.meta and "edge" in t.meta}
 
 
+def labels(fig: go.Figure, kind: str) -> dict[str, str]:
+    """{node or edge: its label's text} from the annotations named 'node:...' or 'edge:...'."""
+    return {a.name.split(":", 1)[1]: a.text for a in fig.layout.annotations if (a.name or "").startswith(f"{kind}:")}
+
+
 def expected_edges(inputs: ReportInputs) -> set[str]:
     """From edges.parquet by the rule: both ends drawn (the logits count as drawn), |effect| >= the floor."""
     edges = inputs.attribution["edges"]
@@ -67,14 +75,49 @@ def expected_edges(inputs: ReportInputs) -> set[str]:
 
 def test_graph_draws_exactly_the_circuit_nodes_and_the_edges_above_the_floor(synthetic: ReportInputs) -> None:
     fig = figure(circuit_page(synthetic), "Circuit graph")
-    assert sorted(drawn_nodes(fig)) == sorted([*INPUTS, *CIRCUIT, "logits"])
+    assert sorted(drawn_nodes(fig)) == sorted([*DRAWN_INPUTS, *CIRCUIT, "logits"])  # no input without an edge
     edges = synthetic.attribution["edges"]
     assert ((edges["effect"].abs() >= EDGE_FLOOR) & ~edges["sender"].isin([*INPUTS, *CIRCUIT])).any()  # left out
     assert set(edge_traces(fig)) == expected_edges(synthetic) == DRAWN
-    labels = sorted(a.text for a in fig.layout.annotations if a.hovertext)  # one label per edge: via and effect
-    assert labels == sorted(["v 0.30", "mlp_in 0.45", "k 0.20", "v 0.35", "v -0.12", "mlp_in 0.25", "logits 0.50",
-                             "logits 0.15"])
-    assert {a.text for a in fig.layout.annotations if not a.hovertext} == {*INPUTS, *CIRCUIT, "logits"}
+    edge_labels = labels(fig, "edge")  # one label per edge, next to it: via and effect
+    assert edge_labels == {"embed@chars->L0H0@chars:v": "v 0.30", "L0H0@chars->0_mlp_out@chars:mlp_in": "mlp_in 0.45",
+                           "0_mlp_out@chars->L1H0@bos:k": "k 0.20", "0_mlp_out@chars->L1H0@bos:v": "v 0.35",
+                           "L0H0@chars->L1H0@bos:v": "v -0.12", "L1H0@bos->1_mlp_out@bos:mlp_in": "mlp_in 0.25",
+                           "1_mlp_out@bos->logits:logits": "logits 0.50", "L1H0@bos->logits:logits": "logits 0.15"}
+    assert set(labels(fig, "node")) == {*DRAWN_INPUTS, *CIRCUIT, "logits"}
+    # The weaker edges between drawn nodes are there, hidden until the legend turns them on; none is labelled.
+    below = {t.meta["below"]: t for t in fig.data if t.meta and "below" in t.meta}
+    drawn = {*DRAWN_INPUTS, *CIRCUIT, "logits"}
+    weak = edges[edges["sender"].isin(drawn) & edges["receiver"].isin(drawn) & (edges["effect"].abs() < EDGE_FLOOR)]
+    assert set(below) == {f"{r.sender}->{r.receiver}:{r.via}" for r in weak.itertuples()} and len(below) > 0
+    assert {t.visible for t in below.values()} == {"legendonly"} and not set(below) & set(edge_labels)
+    assert "embed@chars->L0H0@chars:q" in below  # 0.04: between circuit nodes, under the floor
+
+
+def test_each_node_says_what_it_does_when_a_gate_backs_it(synthetic: ReportInputs) -> None:
+    roles = {name: [re.sub(r"<[^>]+>", "", line) for line in text.split("<br>")] for name, text in
+             labels(figure(circuit_page(synthetic), "Circuit graph"), "node").items()}
+    assert roles == {
+        "embed@chars": ["embed@chars", "the characters"],
+        "L0H0@chars": ["L0H0@chars", "mirror head (0.90)"],  # mirror score 0.9 >= 0.5
+        "0_mlp_out@chars": ["0_mlp_out@chars", "mismatch flag"],  # fed by the mirror head; pair_flags supported
+        "L1H0@bos": ["L1H0@bos", "reader at BOS (30×)", "writes the answer (0.15)"],  # 0.3 vs 0.01 from BOS
+        "1_mlp_out@bos": ["1_mlp_out@bos", "writes the answer (0.50)"],
+        "logits": ["logits", "the answer"],
+    }
+
+
+def test_a_role_goes_when_its_gate_fails(tmp_path: Path) -> None:
+    src = write_all(tmp_path)
+    circuit = json.loads((src.attribution / "circuit.json").read_text())
+    circuit["scrubbing"][0]["verdict"] = "fails"  # pair_flags no longer supported: no mismatch flag
+    (src.attribution / "circuit.json").write_text(json.dumps(circuit))
+    summary = json.loads((src.attribution / "summary.json").read_text())
+    summary["mirror_scores"]["L0H0"] = 0.45  # below the mirror gate
+    (src.attribution / "summary.json").write_text(json.dumps(summary))
+    texts = labels(figure(circuit_page(load_inputs(src)), "Circuit graph"), "node")
+    assert texts["L0H0@chars"] == "<b>L0H0@chars</b>" and texts["0_mlp_out@chars"] == "<b>0_mlp_out@chars</b>"
+    assert "reader at BOS" in texts["L1H0@bos"]
 
 
 def test_graph_places_nodes_by_layer_and_position_group(synthetic: ReportInputs) -> None:
@@ -83,9 +126,15 @@ def test_graph_places_nodes_by_layer_and_position_group(synthetic: ReportInputs)
              for name, x, y in zip(t.meta["node"], t.x, t.y)}
     assert list(fig.layout.xaxis.ticktext) == ["inputs (embeddings)", "layer 0 heads", "layer 0 MLP",
                                                "layer 1 heads", "layer 1 MLP", "logits"]
-    assert list(fig.layout.yaxis.ticktext) == ["bos", "chars", "eos"]  # y = -0, -1, -2
-    assert where == {"embed@bos": (0, 0), "embed@chars": (0, -1), "embed@eos": (0, -2), "L0H0@chars": (1, -1),
-                     "0_mlp_out@chars": (2, -1), "L1H0@bos": (3, 0), "1_mlp_out@bos": (4, 0), "logits": (5, 0)}
+    assert list(fig.layout.yaxis.ticktext) == ["bos", "chars"]  # y = -0, -1; no node at eos: no row
+    assert where == {"embed@chars": (0, -1), "L0H0@chars": (1, -1), "0_mlp_out@chars": (2, -1), "L1H0@bos": (3, 0),
+                     "1_mlp_out@bos": (4, 0), "logits": (5, 0)}
+    # one unit is COLUMN_PX wide and BAND_PX high, as the label placement assumes
+    plot_w = fig.layout.width - fig.layout.margin.l - fig.layout.margin.r
+    plot_h = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    x0, x1 = fig.layout.xaxis.range
+    y0, y1 = fig.layout.yaxis.range
+    assert plot_w / (x1 - x0) == pytest.approx(COLUMN_PX, rel=0.01) and plot_h / (y1 - y0) == pytest.approx(BAND_PX)
     for key, trace in edge_traces(fig).items():  # every edge runs from its sender to (the rim of) its receiver
         sender, receiver = key.split(":")[0].split("->")
         assert (trace.x[0], trace.y[0]) == pytest.approx(where[sender])
@@ -104,6 +153,8 @@ def test_edge_width_and_colour_follow_the_effect(synthetic: ReportInputs) -> Non
     rgb = [tuple(int(v) for v in c[c.index("(") + 1:-1].split(",")) for c in (red, blue)]
     assert rgb[0][0] > rgb[0][2] and rgb[1][2] > rgb[1][0]  # positive edges red, the negative one blue
     hover = next(a.hovertext for a in fig.layout.annotations if a.text == "v 0.35")
+    widths = [t.line.width for t in fig.data if t.legendgroup == "width"]  # the legend says what a width means
+    assert widths == sorted(widths) and len(widths) == 3 and widths[-1] == max(t.line.width for t in traces.values())
     edges = synthetic.attribution["edges"].set_index(["sender", "receiver", "via"])
     row = edges.loc[("0_mlp_out@chars", "L1H0@bos", "v")]
     assert f"q25 {row['pair_q25']:.3g}, median {row['pair_median']:.3g}, q75 {row['pair_q75']:.3g}" in hover
@@ -147,14 +198,21 @@ def test_scrubbing_shows_recovered_control_constant_and_per_class_losses(synthet
     p = circuit_page(synthetic)
     verdicts = section(p, "Causal scrubbing: verdicts").content.df.set_index("hypothesis")
     for name, (recovered, control, constant, verdict) in SCRUBS.items():
-        assert verdicts.loc[name, ["recovered", "control", "constant predictor", "verdict"]].tolist() == [
-            f"{100 * recovered:.1f}%", f"{100 * control:.1f}%", f"{100 * constant:.1f}%", verdict]
-    bars = figure(p, "Causal scrubbing: loss recovered")
-    assert [t.name for t in bars.data] == ["hypothesis scrub", "control scrub", "constant predictor"]
-    assert [list(t.y) for t in bars.data] == [[SCRUBS[n][i] for n in SCRUBS] for i in range(3)]
-    assert [shape.y0 for shape in bars.layout.shapes] == [0.9]  # the faithfulness target
-    losses = section(p, "Causal scrubbing: losses per class").content.df
+        assert verdicts.loc[name, ["recovered", "accuracy recovered", "control", "constant predictor",
+                                   "verdict"]].tolist() == [
+            f"{100 * recovered:.1f}%", f"{100 * ACCURACY_RECOVERED[name]:.1f}%", f"{100 * control:.1f}%",
+            f"{100 * constant:.1f}%", verdict]
     circuit = synthetic.attribution.circuit
+    points = figure(p, "Causal scrubbing: each run's loss")  # every run's loss as a point on a log axis, per hypothesis
+    assert points.layout.xaxis.type == "log"
+    by_name = {t.name: t for t in points.data}
+    assert list(by_name) == ["hypothesis scrub", "model (nothing scrubbed)", "control scrub", "random scrub",
+                             "constant predictor (ln 2)"]
+    for trace, run in zip(points.data[:4], ("hypothesis", "model", "control", "random")):
+        assert list(trace.y) == list(SCRUBS) and list(trace.x) == pytest.approx(
+            [r["runs"][run]["loss"] for r in circuit["scrubbing"]])
+    assert list(by_name["constant predictor (ln 2)"].x) == pytest.approx([math.log(2)] * len(SCRUBS))
+    losses = section(p, "Causal scrubbing: losses per class").content.df
     for result in circuit["scrubbing"]:
         mine = losses[losses["hypothesis"] == result["name"]]
         assert len(mine) == 5  # model, hypothesis, control, random, and the constant predictor
@@ -202,8 +260,12 @@ def test_every_edge_is_listed_with_its_quartiles(synthetic: ReportInputs) -> Non
     assert z[senders.index("0_mlp_out@chars"), list(v.x).index("L1H0@bos")] == 0.35
     assert np.isnan(z[senders.index("1_mlp_out@bos"), list(v.x).index("L1H0@bos")])  # not a possible edge
     assert np.nansum([np.isfinite(z_of(t)).sum() for t in heatmap.data]) == len(edges)  # every edge, once
-    table = section(p, "Every edge (table)").content.df
-    assert len(table) == len(edges) and table["effect"].abs().is_monotonic_decreasing
+    content = section(p, "Every edge (table)").content
+    table, hidden = content.df, content.more  # the edges below the floor wait behind a toggle
+    assert len(table) + len(hidden) == len(edges) and table["effect"].abs().is_monotonic_decreasing
+    assert (table["effect"].abs() >= EDGE_FLOOR).all() and (hidden["effect"].abs() < EDGE_FLOOR).all()
+    assert "pairs" not in table.columns  # every edge has the same 6 pairs: said once, in the caption
+    assert "same 6 example pairs" in section(p, "Every edge (table)").caption
     assert table.iloc[0][["sender", "receiver", "via", "effect"]].tolist() == ["1_mlp_out@bos", "logits", "logits", 0.5]
     merged = table.merge(edges, on=["sender", "receiver", "via"])
     assert (merged["pair q25"] == merged["pair_q25"]).all() and (merged["pair q75"] == merged["pair_q75"]).all()
@@ -214,7 +276,7 @@ def test_an_attention_only_model_has_no_mlp_column(tmp_path: Path) -> None:
     inputs = load_inputs(write_all(tmp_path, attn_only=True))
     fig = figure(circuit_page(inputs), "Circuit graph")
     assert list(fig.layout.xaxis.ticktext) == ["inputs (embeddings)", "layer 0 heads", "layer 1 heads", "logits"]
-    assert sorted(drawn_nodes(fig)) == sorted([*INPUTS, "L0H0@chars", "L1H0@bos", "logits"])
+    assert sorted(drawn_nodes(fig)) == sorted([*DRAWN_INPUTS, "L0H0@chars", "L1H0@bos", "logits"])
     assert set(edge_traces(fig)) == {"embed@chars->L0H0@chars:v", "L0H0@chars->L1H0@bos:v",
                                      "L1H0@bos->logits:logits"}
 
@@ -239,23 +301,21 @@ _GRAPH_JS = """
 const div = document.querySelectorAll('.plotly-graph-div')[0];
 return {edges: div.data.filter(t => t.meta && t.meta.edge).map(t => t.meta.edge),
         nodes: div.data.filter(t => t.meta && t.meta.node).flatMap(t => t.meta.node),
-        lines: div.querySelectorAll('.scatterlayer .trace .js-line').length,
-        labels: Array.from(div.querySelectorAll('.annotation-text')).map(a => a.textContent)};
+        lines: div.querySelectorAll('.scatterlayer .trace .js-line').length};
 """
 
 
 @pytest.mark.slow
 def test_every_page_opens_offline_and_the_graph_is_drawn(browser: Browser, synthetic: ReportInputs,
                                                          tmp_path: Path) -> None:
+    """Labels and their overlaps in the browser: tests/test_report_browser.py."""
     write_report(tmp_path, synthetic, n_examples=3, hist_bins=7)
     for name in PAGE_FILES:
         result = browser.open_page(tmp_path / name)
         assert result.problems() == [], name
         assert all(result.plots.values()) and all(src.startswith("assets/") for src in result.script_srcs), name
     result = browser.open_page(tmp_path / "circuit.html")
-    assert len(result.plots) == 4  # the graph, the scrubbing bars, composition and the edge heatmap
+    assert len(result.plots) == 4  # the graph, the scrubbing losses, composition and the edge heatmap
     drawn = browser.driver.execute_script(_GRAPH_JS)
-    assert set(drawn["edges"]) == DRAWN and sorted(drawn["nodes"]) == sorted([*INPUTS, *CIRCUIT, "logits"])
+    assert set(drawn["edges"]) == DRAWN and sorted(drawn["nodes"]) == sorted([*DRAWN_INPUTS, *CIRCUIT, "logits"])
     assert drawn["lines"] >= len(DRAWN)  # an SVG path per edge
-    assert sorted(drawn["labels"]) == sorted([*INPUTS, *CIRCUIT, "logits", "v 0.30", "mlp_in 0.45", "k 0.20", "v 0.35",
-                                              "v -0.12", "mlp_in 0.25", "logits 0.50", "logits 0.15"])

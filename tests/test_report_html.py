@@ -92,7 +92,8 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_build_writes_pages_and_assets_once(report_dir: Path) -> None:
     assert sorted(all_bytes(report_dir)) == [
-        "assets/circuitsvis.js", "assets/plotly.min.js", "attention.html", "figures.html", "index.html"]
+        "assets/circuitsvis.js", "assets/explorer.js", "assets/plotly.min.js", "attention.html", "figures.html",
+        "index.html"]
     figures = (report_dir / "figures.html").read_text()
     assert figures.count(f'<script src="{PLOTLY_JS}"></script>') == 1
     assert "Plotly.newPlot" in figures and len(figures) < 200_000  # plotly.js is not inlined

@@ -45,6 +45,7 @@ from tests.report_outputs import (
     HEADS,
     KNOWN_ATTENTION,
     KNOWN_RECOVERY,
+    MIRROR_SCORES,
     MODES,
     N_HEADS,
     N_LAYERS,
@@ -82,7 +83,7 @@ def test_every_page_is_built_with_captions_and_labelled_figures(synthetic: Repor
     assert sorted(path.name for path in written if path.suffix == ".html") == sorted(PAGE_FILES)
     for p in pages:
         assert p.sections, p.filename
-        text = (tmp_path / p.filename).read_text()
+        text = GLOSSARY_LINK.sub(r"\1", (tmp_path / p.filename).read_text())  # the caption text, links aside
         assert 'src="http' not in text and "cdn." not in text, p.filename
         for s in p.sections:  # the reader sees each caption right under its own heading
             first = " ".join(s.caption.split("\n\n")[0].split())
@@ -100,6 +101,9 @@ def test_every_page_is_built_with_captions_and_labelled_figures(synthetic: Repor
                 explains = re.search(r"\bred\b", s.caption, re.IGNORECASE) is not None
                 assert explains == diverging, (p.filename, s.heading)
     assert (tmp_path / "assets/plotly.min.js").is_file() and (tmp_path / "assets/circuitsvis.js").is_file()
+
+
+GLOSSARY_LINK = re.compile(r'<a class="term" href="[^"]*">([^<]*)</a>')
 
 
 def test_same_inputs_give_byte_identical_pages(synthetic: ReportInputs, tmp_path: Path) -> None:
@@ -139,10 +143,10 @@ def test_index_links_every_page_and_shows_the_key_numbers(synthetic: ReportInput
     assert numbers["balanced accuracy: whole model / circuit only / circuit ablated"] == (
         "98.0% / 95.0% / 51.0% (constant predictor 50.0%)")
     key = "scrubbing '{}': loss recovered / accuracy recovered / control / constant predictor"
-    assert numbers[key.format("pair_flags")] == "95.0% / 95.0% / -20.0% / 80.0%: supported"
-    assert numbers[key.format("own_char")] == "40.0% / 40.0% / 85.0% / 80.0%: inconclusive"
+    assert numbers[key.format("pair_flags")] == "95.0% / 91.0% / -20.0% / 80.0%: supported"  # ACCURACY_RECOVERED
+    assert numbers[key.format("own_char")] == "40.0% / 33.0% / 85.0% / 80.0%: inconclusive"
     assert numbers["DLA check: max |sum of components − logit diff|"] == "3e-07"
-    assert numbers["patching check: full residual patch recovery"] == "1 to 1 (1 = exact)"
+    assert numbers["patching check: full residual patch recovery"] == "1 in every layer (1 = exact)"
     old = ("circuit heads", "distance-1 accuracy, circuit heads mean-ablated")  # gone with max(loss, patching)
     assert not set(old) & set(numbers.index)
 
@@ -187,10 +191,13 @@ def test_evaluation_tables_obey_n_examples_and_order_by_margin(tmp_path: Path) -
         assert (wrong["margin"] < 0).all() and wrong["margin"].is_monotonic_increasing
         close = section(p, "Closest calls").content.df
         assert len(close) == min(n, N_STRINGS - 5) and (close["margin"] > 0).all() and close["margin"].is_monotonic_increasing
-    by_kind = figure(p, "Accuracy by kind")
+    by_kind = figure(p, "Errors by kind")
     m = inputs.evaluation.metrics["kind"]
-    assert list(by_kind.data[0].x) == ["palindrome", "near1", "near2", "random"]
-    assert list(by_kind.data[0].y) == [m[k]["accuracy"] for k in ("palindrome", "near1", "near2", "random")]
+    kinds = ("palindrome", "near1", "near2", "random")
+    wrong = inputs.evaluation.predictions.groupby("kind")["correct"].apply(lambda c: int((~c).sum()))
+    assert list(by_kind.data[0].x) == list(kinds)
+    assert list(by_kind.data[0].y) == [wrong[k] for k in kinds] and sum(by_kind.data[0].y) == 5  # counts, not rates
+    assert list(by_kind.data[0].text) == [f"{wrong[k]} of {m[k]['n']}" for k in kinds]
     confusion = z_of(figure(p, "Confusion matrix").data[0])
     c = inputs.evaluation.metrics["confusion"]
     assert confusion.tolist() == [[c["true_palindrome"], c["false_not_palindrome"]],
@@ -210,9 +217,11 @@ def test_a_perfect_model_says_so_instead_of_an_empty_table(tmp_path: Path) -> No
 def test_histograms_use_hist_bins_and_show_each_class_as_shares(synthetic: ReportInputs) -> None:
     for bins in (5, 13):
         pages = report_pages(synthetic, 3, bins)
-        for s in (section(page(pages, "attribution.html"), "Distributions by class"),
-                  section(page(pages, "evaluation.html"), "Logit difference by kind")):
-            assert f"({bins} bins" in s.caption and all(len(trace.x) == bins for trace in s.content.fig.data)
+        s = section(page(pages, "attribution.html"), "Distributions by class")
+        assert f"({bins} bins" in s.caption and all(len(trace.x) == bins for trace in s.content.fig.data)
+        s = section(page(pages, "evaluation.html"), "Logit difference by kind")
+        steps = [t for t in s.content.fig.data if t.mode == "lines"]  # one step line per kind: 2 points per bin
+        assert f"of {bins} bins" in s.caption and all(len(t.x) == 2 * bins for t in steps) and len(steps) == 4
         fig = figure(page(pages, "attribution.html"), "Distributions by class")
         assert len(fig.data) == 2 * len(COMPONENTS)  # palindrome + not_palindrome per component
         for trace in fig.data:
@@ -253,7 +262,7 @@ def test_patching_heatmaps_put_each_recovery_in_its_cell(synthetic: ReportInputs
     heads = figure(p, "Heads by position, length 4")
     assert list(heads.data[0].y) == HEADS and len(heads.data) == 2
     every = figure(p, "Heads, every position at once")
-    assert list(every.data[0].x) == ["all pairs", "pair 0", "pair 1"]
+    assert list(every.data[0].x) == ["every broken pair", "pair 0", "pair 1"]
     assert figure(p, "MLPs by position, length 4").data[0].y == ("0_mlp_out", "1_mlp_out")
 
 
@@ -265,12 +274,12 @@ def test_patching_lists_the_ratio_of_means_beside_the_per_pair_quartiles(synthet
     rows = synthetic.attribution["patching"]
     every_position = rows[rows["pos"].isna()]
     assert len(table) == len(every_position)  # every activation patched at every position, per pair and pooled
-    mine = table[(table["component"] == "L1H0") & (table["length"] == 4) & (table["pair"] == "all pairs")]
+    mine = table[(table["component"] == "L1H0") & (table["length"] == 4) & (table["pair"] == "every broken pair")]
     truth = every_position[(every_position["component"] == "L1H0") & (every_position["length"] == 4)
                            & every_position["mismatch_pos"].isna()].iloc[0]
     assert mine[["recovery", "pair q25", "pair median", "pair q75", "pairs"]].iloc[0].tolist() == pytest.approx(
         [truth["recovery"], truth["pair_q25"], truth["pair_median"], truth["pair_q75"], truth["n"]])
-    assert table["pair"].tolist()[:3] == ["all pairs", "pair 0", "pair 1"]
+    assert table["pair"].tolist()[:3] == ["every broken pair", "pair 0", "pair 1"]
 
 
 def test_attention_page_places_patterns_and_shows_example_views(synthetic: ReportInputs) -> None:
@@ -282,7 +291,7 @@ def test_attention_page_places_patterns_and_shows_example_views(synthetic: Repor
     assert np.allclose(z.sum(axis=1), 1.0)
     mirror = figure(p, "Mirror scores")
     assert [t.name for t in mirror.data] == ["all", "palindrome", "near1", "near2", "random"]
-    assert list(mirror.data[0].y) == pytest.approx([0.1, 0.3, 0.5, 0.7])
+    assert list(mirror.data[0].y) == pytest.approx([MIRROR_SCORES[h] for h in HEADS])
     views = [s for s in p.sections if s.heading.startswith("Example:")]
     assert [s.heading for s in views] == ["Example: 'abcba' (palindrome)", "Example: 'abcbd' (near1)",
                                           "Example: 'abdca' (near2)", "Example: 'cadbb' (random)"]
@@ -379,12 +388,14 @@ def test_adversarial_page_lists_wrong_edits_worst_first(synthetic: ReportInputs)
     assert wrong["margin"].tolist() == pytest.approx([-0.4, -0.3])
     close = section(p, "Closest calls").content.df
     assert len(close) == 2 and (close["margin"] > 0).all()
-    acc = figure(p, "Accuracy by broken pair")
-    assert [t.name for t in acc.data] == ["length 4", "length 5"]
-    assert list(acc.data[0].x) == ["0", "1"]  # a centre edit of length 5 stays a palindrome: no pair 2
-    by_pos = synthetic.attribution["adversarial_by_position"].set_index(["length", "pair_pos"])["accuracy"]
-    assert list(acc.data[1].y) == [by_pos[(5, 0)], by_pos[(5, 1)]]
-    assert by_pos[(4, 0)] < 1 and math.isclose(acc.data[0].y[0], by_pos[(4, 0)])
+    fooled = figure(p, "Fooling edits by broken pair")
+    assert [t.name for t in fooled.data] == ["length 4", "length 5"] and fooled.layout.showlegend
+    assert list(fooled.data[0].x) == ["0", "1"]  # a centre edit of length 5 stays a palindrome: no pair 2
+    by_pos = synthetic.attribution["adversarial_by_position"].set_index(["length", "pair_pos"])
+    assert list(fooled.data[1].y) == [by_pos.loc[(5, 0), "n_wrong"], by_pos.loc[(5, 1), "n_wrong"]]
+    assert by_pos.loc[(4, 0), "n_wrong"] > 0 and math.isclose(fooled.data[0].y[0], by_pos.loc[(4, 0), "n_wrong"])
+    hover = fooled.data[0].hovertext[0]
+    assert f"{by_pos.loc[(4, 0), 'n_wrong']} wrong of {by_pos.loc[(4, 0), 'n']}" in hover
 
 
 # --- bad inputs ---------------------------------------------------------------------------------------

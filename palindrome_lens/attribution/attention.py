@@ -17,7 +17,7 @@ from transformer_lens.ActivationCache import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 from palindrome_lens.attribution.common import cache_tensor, is_causal, to_numpy
-from palindrome_lens.model.readout import readout_of
+from palindrome_lens.attribution.reader import from_readout
 
 ALL = "all"
 
@@ -103,28 +103,15 @@ def readout_attention(model: TransformerBridge, cache: ActivationCache, examples
     and over those whose pair matches, in each half of the string. A head that reads mismatches (as
     ARENA's 1.0 does at END) puts more on `mismatched` than on `matched`.
     """
-    readout = readout_of(model).positions(tokens).cpu().numpy()
-    texts = examples["text"].astype(str).to_numpy()
-    lengths = examples["length"].to_numpy()
     rows = []
-    for length in sorted(set(lengths.tolist())):
-        picked = np.flatnonzero((lengths == length) & ~examples["label"].to_numpy(dtype=bool))
-        if not len(picked):
-            continue
-        chars = np.array([[ord(c) for c in texts[i]] for i in picked])
-        mismatch = chars != chars[:, ::-1]  # (rows, length): character i differs from its mirror
+    for length, layer, mismatch, attention in from_readout(model, cache, examples, tokens):
         half = np.where(np.arange(length) < length - length // 2, "first_half", "second_half")
-        for layer in range(model.cfg.n_layers):
-            pattern = cache_tensor(cache, f"blocks.{layer}.attn.hook_pattern")
-            index = torch.from_numpy(picked).to(pattern.device)
-            query = torch.from_numpy(readout[picked]).to(pattern.device)
-            from_readout = pattern[index, :, query][..., 1:length + 1].float().cpu().numpy()  # (rows, head, length)
-            for head in range(model.cfg.n_heads):
-                for status, mask in (("mismatched", mismatch), ("matched", ~mismatch)):
-                    for part in ("first_half", "second_half"):
-                        where = mask & (half == part)[None, :]
-                        values = from_readout[:, head][where]
-                        rows.append({"component": f"L{layer}H{head}", "layer": layer, "head": head, "length": length,
-                                     "status": status, "half": part, "n": int(where.sum()),
-                                     "attention": float(values.mean()) if values.size else np.nan})
+        for head in range(model.cfg.n_heads):
+            for status, mask in (("mismatched", mismatch), ("matched", ~mismatch)):
+                for part in ("first_half", "second_half"):
+                    where = mask & (half == part)[None, :]
+                    values = attention[:, head][where]
+                    rows.append({"component": f"L{layer}H{head}", "layer": layer, "head": head, "length": length,
+                                 "status": status, "half": part, "n": int(where.sum()),
+                                 "attention": float(values.mean()) if values.size else np.nan})
     return pd.DataFrame(rows, columns=["component", "layer", "head", "length", "status", "half", "n", "attention"])

@@ -64,6 +64,8 @@ from palindrome_lens.attribution.nodes import (
     group_masks,
 )
 from palindrome_lens.attribution.patching import activation_patching, corruption_pairs
+from palindrome_lens.attribution.per_example import example_tables
+from palindrome_lens.attribution.reader import readout_by_position
 from palindrome_lens.attribution.schemas import SCHEMAS
 from palindrome_lens.attribution.scrubbing import DonorPool, Hypothesis, Scrubber
 from palindrome_lens.attribution.summary import FORMAT as CIRCUIT_FORMAT
@@ -146,6 +148,7 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         t["attention"] = mean_patterns(model, cache, examples, tokens, clf.tokenizer.pad_id)
         t["mirror"] = mirror_scores(model, cache, examples)
         t["readout_attention"] = readout_attention(model, cache, examples, tokens)
+        t["readout_by_position"] = readout_by_position(model, cache, examples, tokens)
     with out.timed("patching"):
         t["patching"] = activation_patching(model, tokens, cache, examples, bs)
         patch_facts = _check_patching(t["patching"])
@@ -196,6 +199,8 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         sources_adv = choose_palindromes(test, settings.n_adversarial, seed)
         t["adversarial"] = adversarial_search(model, clf.tokenizer, sources_adv, bs)
         t["adversarial_by_position"] = adversarial_by_position(t["adversarial"])
+    with out.timed("per example"):
+        t.update(example_tables(clf, examples, test, t["adversarial"], candidates, groups, bs))
 
     out.circuit = circuit_document(scorer, search, circuit, candidates, full, complete, minimal, t["edges"],
                                    scrubbing, settings, seed, masks, groups)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-I64, I32, F64, STR, BOOL = pa.int64(), pa.int32(), pa.float64(), pa.string(), pa.bool_()
+I64, I32, F64, F32, STR, BOOL = pa.int64(), pa.int32(), pa.float64(), pa.float32(), pa.string(), pa.bool_()
 
 
 def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
@@ -55,6 +55,16 @@ SCHEMAS: dict[str, pa.Schema] = {
                            ("correct", BOOL)),
     "adversarial_by_position": _schema(("length", I64), ("pair_pos", I64), ("n", I64), ("n_wrong", I64),
                                        ("min_margin", F64), ("mean_margin", F64), ("accuracy", F64)),
+    "readout_by_position": _schema(("component", STR), ("layer", I64), ("head", I64), ("length", I64), ("pos", I64),
+                                   ("status", STR), ("n", I64), ("attention", F64)),
+    # The explorer's strings, one at a time (per_example.py); `key` joins them, example_id is null off the analysis set.
+    "example_strings": _schema(("key", I64), ("source", STR), ("text", STR), ("kind", STR), ("label", BOOL),
+                               ("example_id", I64), ("length", I64), ("logit_diff", F64), ("correct", BOOL),
+                               ("counterpart", STR), ("counterpart_logit_diff", F64)),
+    "example_dla": _schema(("key", I64), ("component", STR), ("value", F64)),
+    "example_attention": _schema(("key", I64), ("layer", I64), ("head", I64), ("dest", I64), ("src", I64),
+                                 ("value", F32)),  # float32: a pattern to look at, half the disk
+    "example_patching": _schema(("key", I64), ("node", STR), ("patched_logit_diff", F64), ("recovery", F64)),
 }
 
 

@@ -7,6 +7,7 @@ no network.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import importlib.util
 import re
 from pathlib import Path
@@ -17,6 +18,8 @@ from palindrome_lens.report.errors import ReportError
 ASSETS_DIR = "assets"
 PLOTLY_JS = f"{ASSETS_DIR}/plotly.min.js"
 CIRCUITSVIS_JS = f"{ASSETS_DIR}/circuitsvis.js"
+EXPLORER_JS = f"{ASSETS_DIR}/explorer.js"  # the explorer page's own script (palindrome_lens/report/assets/)
+SCRIPT_ORDER = (PLOTLY_JS, CIRCUITSVIS_JS, EXPLORER_JS)  # a page loads the ones its sections need, in this order
 
 _SOURCE_MAP = re.compile(r"\n?//# sourceMappingURL=\S*\s*$")
 
@@ -45,10 +48,16 @@ def circuitsvis_js() -> str:
     return _SOURCE_MAP.sub("", bundle.read_text(encoding="utf-8")).rstrip() + "\n"
 
 
+def explorer_js() -> str:
+    """The explorer's script, shipped with the package."""
+    return importlib.resources.files("palindrome_lens.report").joinpath(EXPLORER_JS).read_text(encoding="utf-8")
+
+
 def write_assets(out_dir: str | Path) -> list[Path]:
-    """Write `assets/plotly.min.js` and `assets/circuitsvis.js` under `out_dir`; return their paths."""
+    """Write `assets/plotly.min.js`, `assets/circuitsvis.js` and `assets/explorer.js` under `out_dir`; return their
+    paths."""
     written = []
-    for rel, text in ((PLOTLY_JS, plotly_js()), (CIRCUITSVIS_JS, circuitsvis_js())):
+    for rel, text in ((PLOTLY_JS, plotly_js()), (CIRCUITSVIS_JS, circuitsvis_js()), (EXPLORER_JS, explorer_js())):
         path = Path(out_dir) / rel
         write_text(path, text)
         written.append(path)

@@ -11,9 +11,12 @@ from typing import ClassVar
 import pandas as pd
 import plotly.graph_objects as go
 
-from palindrome_lens.report.attention import attention_html
+from palindrome_lens.report.algorithm import Step
+from palindrome_lens.report.assets import CIRCUITSVIS_JS, EXPLORER_JS, PLOTLY_JS
+from palindrome_lens.report.attention import attention_html, script_json
 from palindrome_lens.report.errors import ReportError
 from palindrome_lens.report.figures import figure_html, require_labels
+from palindrome_lens.report.glossary import Term, link_terms
 from palindrome_lens.report.tables import table_html
 
 
@@ -23,6 +26,7 @@ class Figure:
 
     fig: go.Figure
     kind: ClassVar[str] = "plot"
+    scripts: ClassVar[tuple[str, ...]] = (PLOTLY_JS,)
 
     def __post_init__(self) -> None:
         require_labels(self.fig, "Figure")
@@ -33,15 +37,24 @@ class Figure:
 
 @dataclass(frozen=True, eq=False)
 class Table:
-    """A DataFrame shown as an escaped HTML table; floats get `digits` significant digits."""
+    """A DataFrame shown as an escaped HTML table; floats get `digits` significant digits. `more` holds rows
+    hidden by default behind a `<details>` toggle labelled `more_label`."""
 
     df: pd.DataFrame
     index: bool = False
     digits: int = 4
+    more: pd.DataFrame | None = None
+    more_label: str = ""
     kind: ClassVar[str] = "table"
+    scripts: ClassVar[tuple[str, ...]] = ()
 
     def to_html(self, div_id: str, where: str) -> str:
-        return f'<div id="{div_id}">{table_html(self.df, div_id, index=self.index, digits=self.digits)}</div>'
+        shown = table_html(self.df, div_id, index=self.index, digits=self.digits)
+        if self.more is None or self.more.empty:
+            return f'<div id="{div_id}">{shown}</div>'
+        hidden = table_html(self.more, f"{div_id}-more", index=self.index, digits=self.digits)
+        return (f'<div id="{div_id}">{shown}\n<details class="more"><summary>{html.escape(self.more_label)}</summary>'
+                f"\n{hidden}\n</details></div>")
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +65,7 @@ class AttentionView:
     tokens: Sequence[str]
     head_names: Sequence[str] | None = None
     kind: ClassVar[str] = "attn"
+    scripts: ClassVar[tuple[str, ...]] = (CIRCUITSVIS_JS,)
 
     def to_html(self, div_id: str, where: str) -> str:
         return attention_html(self.pattern, self.tokens, div_id, where, self.head_names)
@@ -64,6 +78,7 @@ class Text:
     text: str
     preformatted: bool = False
     kind: ClassVar[str] = "text"
+    scripts: ClassVar[tuple[str, ...]] = ()
 
     def to_html(self, div_id: str, where: str) -> str:
         if self.preformatted:
@@ -80,21 +95,102 @@ class Links:
 
     items: Sequence[tuple[str, str, str]]
     kind: ClassVar[str] = "links"
+    scripts: ClassVar[tuple[str, ...]] = ()
 
     def to_html(self, div_id: str, where: str) -> str:
         entries = []
         for href, label, description in self.items:
-            if not _LOCAL_PAGE.match(href):
-                raise ReportError(f"{where}: link {href!r} must name a page of this report ('name.html')")
-            entries.append(f'<li><a href="{href}">{html.escape(label)}</a>: {html.escape(description)}</li>')
+            entries.append(f'<li><a href="{local_href(href, where)}">{html.escape(label)}</a>: '
+                           f"{html.escape(description)}</li>")
         return f'<ul id="{div_id}" class="links">\n' + "\n".join(entries) + "\n</ul>"
 
 
-Content = Figure | Table | AttentionView | Text | Links
+@dataclass(frozen=True, eq=False)
+class Steps:
+    """The algorithm as a numbered list: each step's sentence, the number behind it and a link to its figure;
+    `empty` is said when no step is established."""
+
+    steps: Sequence[Step]
+    empty: str
+    kind: ClassVar[str] = "steps"
+    scripts: ClassVar[tuple[str, ...]] = ()
+
+    def to_html(self, div_id: str, where: str) -> str:
+        if not self.steps:
+            return f'<div id="{div_id}">{paragraphs(self.empty)}</div>'
+        items = [f'<li><span class="sentence">{html.escape(s.sentence)}</span> <span class="evidence">'
+                 f'{html.escape(s.evidence)}.</span> <a href="{local_href(s.href, where)}">See: '
+                 f"{html.escape(s.link_text)}</a></li>" for s in self.steps]
+        return f'<ol id="{div_id}" class="steps">\n' + "\n".join(items) + "\n</ol>"
 
 
-def paragraphs(text: str, css_class: str | None = None) -> str:
-    """Escaped `<p>` per blank-line-separated paragraph."""
+@dataclass(frozen=True, eq=False)
+class Glossary:
+    """Every term with its definition, each entry an anchor (`#g-<anchor>`) the captions link to."""
+
+    terms: Sequence[Term]
+    kind: ClassVar[str] = "glossary"
+    scripts: ClassVar[tuple[str, ...]] = ()
+
+    def to_html(self, div_id: str, where: str) -> str:
+        entries = [f'<dt id="{t.id}">{html.escape(t.term)}</dt><dd>{html.escape(t.definition)}</dd>' for t in self.terms]
+        return f'<dl id="{div_id}" class="glossary">\n' + "\n".join(entries) + "\n</dl>"
+
+
+@dataclass(frozen=True, eq=False)
+class ExplorerPicker:
+    """The explorer's string picker (grouped options), the summary line its script fills, and the data of every
+    string as JSON (see report/explorer.py and assets/explorer.js)."""
+
+    groups: Sequence[tuple[str, Sequence[tuple[int, str]]]]  # (group label, [(string index, option label)])
+    payload: dict
+    start: int
+    kind: ClassVar[str] = "explorer"
+    scripts: ClassVar[tuple[str, ...]] = (PLOTLY_JS, CIRCUITSVIS_JS, EXPLORER_JS)
+
+    def to_html(self, div_id: str, where: str) -> str:
+        options = []
+        for label, items in self.groups:
+            entries = "".join(f'<option value="{i}"{" selected" if i == self.start else ""}>{html.escape(text)}</option>'
+                              for i, text in items)
+            options.append(f'<optgroup label="{html.escape(label)}">{entries}</optgroup>')
+        return (f'<div id="{div_id}" class="explorer">\n<label for="explorer-pick">String: </label>'
+                f'<select id="explorer-pick">{"".join(options)}</select>\n'
+                '<div class="explorer-summary" data-view="summary"></div>\n'
+                f'<script type="application/json" id="explorer-data">{script_json(self.payload)}</script>\n</div>')
+
+
+@dataclass(frozen=True, eq=False)
+class ExplorerView:
+    """A figure the explorer's script draws for the picked string: `view` is 'dla', 'patching' or 'attention'."""
+
+    view: str
+    kind: ClassVar[str] = "view"
+    scripts: ClassVar[tuple[str, ...]] = (PLOTLY_JS, CIRCUITSVIS_JS, EXPLORER_JS)
+
+    def to_html(self, div_id: str, where: str) -> str:
+        if self.view not in ("dla", "patching", "attention"):
+            raise ReportError(f"{where}: unknown explorer view {self.view!r}")
+        css = "circuitsvis" if self.view == "attention" else "plotly-graph-div"  # so the page checks count it
+        return f'<div id="{div_id}" class="{css}" data-view="{self.view}"></div>'
+
+
+Content = Figure | Table | AttentionView | Text | Links | Steps | Glossary | ExplorerPicker | ExplorerView
+
+
+def local_href(href: str, where: str) -> str:
+    """`href` checked to name a page of this report ('name.html' or 'name.html#anchor'), escaped."""
+    if not _LOCAL_PAGE.match(href):
+        raise ReportError(f"{where}: link {href!r} must name a page of this report ('name.html')")
+    return html.escape(href)
+
+
+def paragraphs(text: str, css_class: str | None = None, page: str | None = None) -> str:
+    """Escaped `<p>` per blank-line-separated paragraph; with `page` (the filename it goes on), the first use of
+    each glossary term links to its entry."""
     attr = f' class="{css_class}"' if css_class else ""
     parts = [" ".join(block.split()) for block in text.strip().split("\n\n")]
-    return "\n".join(f"<p{attr}>{html.escape(part)}</p>" for part in parts if part)
+    escaped = [html.escape(part) for part in parts if part]
+    if page is not None:
+        escaped = [link_terms(part, page) for part in escaped]
+    return "\n".join(f"<p{attr}>{part}</p>" for part in escaped)

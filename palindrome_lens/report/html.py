@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from palindrome_lens.atomic import write_text
-from palindrome_lens.report.assets import CIRCUITSVIS_JS, PLOTLY_JS, write_assets
-from palindrome_lens.report.content import AttentionView, Content, Figure, paragraphs
+from palindrome_lens.report.assets import SCRIPT_ORDER, write_assets
+from palindrome_lens.report.content import Content, paragraphs
+from palindrome_lens.report.downloads import Download, download_links, write_downloads
 from palindrome_lens.report.errors import ReportError
 
 SITE_TITLE = "palindrome-lens"
@@ -41,6 +42,21 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f5f7fa; padding: 0.8rem; overflow-x: auto; }
 div.circuitsvis { max-width: 760px; }
 ul.links li { margin: 0.3rem 0; }
+a.term { color: inherit; text-decoration: underline dotted #9aa5b1; }
+p.data { font-size: 0.85rem; color: #52606d; margin: 0.3rem 0 0.6rem; }
+ol.steps { font-size: 1.05rem; line-height: 1.5; padding-left: 1.6rem; }
+ol.steps li { margin: 0.45rem 0; }
+ol.steps .evidence { color: #52606d; }
+dl.glossary { display: grid; grid-template-columns: max-content 1fr; gap: 0.3rem 1rem; font-size: 0.92rem; }
+dl.glossary dt { font-weight: 600; }
+dl.glossary dd { margin: 0; }
+dl.glossary dt:target, dl.glossary dt:target + dd { background: #fff3bf; }
+details.more { margin-top: 0.6rem; }
+details.more summary { cursor: pointer; color: #1c7ed6; }
+.explorer select { font: inherit; max-width: 100%; padding: 0.2rem; }
+.explorer-summary { margin: 0.8rem 0; line-height: 1.6; }
+.explorer-summary .text { font-family: ui-monospace, monospace; font-size: 1.4rem; letter-spacing: 0.15rem; }
+.explorer-summary .broken { background: #ffc9c9; border-bottom: 2px solid #c92a2a; }
 """.strip()
 
 
@@ -51,6 +67,8 @@ class Section:
     heading: str
     caption: str
     content: Content
+    anchor: str | None = None  # a stable id other pages can link to ('page.html#anchor'); default from the heading
+    data: Sequence[Download] = ()  # the tables behind the content, written as CSV and linked under the caption
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +98,9 @@ def _check_pages(pages: Sequence[Page]) -> None:
         if page.filename in seen:
             raise ReportError(f"two pages are named {page.filename!r}")
         seen.add(page.filename)
+        anchors = [s.anchor for s in page.sections if s.anchor]
+        if len(anchors) != len(set(anchors)):
+            raise ReportError(f"page {page.filename}: two sections share an anchor ({anchors})")
         if not page.title.strip():
             raise ReportError(f"page {page.filename} has an empty title")
         for section in page.sections:
@@ -101,12 +122,13 @@ def nav_html(current: Page, pages: Sequence[Page], site_title: str) -> str:
 
 def section_html(section: Section, number: int, page: Page) -> tuple[str, str]:
     """(section id, HTML) for the `number`th section (1-based) of `page`."""
-    section_id = f"s{number}-{slug(section.heading)}"
+    section_id = section.anchor or f"s{number}-{slug(section.heading)}"
     where = f"{page.filename}, section {number} {section.heading!r}"
     body = section.content.to_html(f"{section.content.kind}-{number}", where)
+    data = download_links(section.data)
     return section_id, (
         f'<section id="{section_id}">\n<h2>{html.escape(section.heading)}</h2>\n'
-        f"{paragraphs(section.caption, 'caption')}\n{body}\n</section>"
+        f"{paragraphs(section.caption, 'caption', page.filename)}\n{data + chr(10) if data else ''}{body}\n</section>"
     )
 
 
@@ -115,11 +137,8 @@ def render_page(page: Page, pages: Sequence[Page], site_title: str = SITE_TITLE)
     _check_pages(pages)
     _check_pages([page])
     rendered = [section_html(section, i, page) for i, section in enumerate(page.sections, start=1)]
-    scripts = []
-    if any(isinstance(s.content, Figure) for s in page.sections):
-        scripts.append(f'<script src="{PLOTLY_JS}"></script>')
-    if any(isinstance(s.content, AttentionView) for s in page.sections):
-        scripts.append(f'<script src="{CIRCUITSVIS_JS}"></script>')
+    needed = {src for s in page.sections for src in s.content.scripts}
+    scripts = [f'<script src="{src}"></script>' for src in SCRIPT_ORDER if src in needed]
     toc = ""
     if len(rendered) > 1:
         items = "".join(
@@ -140,7 +159,7 @@ def render_page(page: Page, pages: Sequence[Page], site_title: str = SITE_TITLE)
     document = (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n'
         f"{nav_html(page, pages, site_title)}\n<main>\n<h1>{html.escape(page.title)}</h1>\n"
-        f"{paragraphs(page.intro, 'intro')}\n{toc}{sections}\n</main>\n</body>\n</html>\n"
+        f"{paragraphs(page.intro, 'intro', page.filename)}\n{toc}{sections}\n</main>\n</body>\n</html>\n"
     )
     if _REMOTE_LOAD.search(document):
         raise ReportError(f"{page.filename}: rendered HTML loads something from the network (src/href=http...)")
@@ -150,11 +169,12 @@ def render_page(page: Page, pages: Sequence[Page], site_title: str = SITE_TITLE)
 def build_report(out_dir: str | Path, pages: Sequence[Page], site_title: str = SITE_TITLE) -> list[Path]:
     """Write every page and the shared `assets/` into `out_dir` (atomically, file by file).
 
-    Returns the written paths, assets first. Other files in `out_dir` are left alone.
+    Returns the written paths, assets first, then the CSV downloads. Other files in `out_dir` are left alone.
     """
     _check_pages(pages)
     documents = [(Path(out_dir) / page.filename, render_page(page, pages, site_title)) for page in pages]
     written = write_assets(out_dir)
+    written += write_downloads(out_dir, [d for page in pages for s in page.sections for d in s.data])
     for path, document in documents:
         write_text(path, document)
         written.append(path)

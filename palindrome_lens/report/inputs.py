@@ -23,6 +23,7 @@ from palindrome_lens.attribution.schemas import SCHEMAS, columns
 from palindrome_lens.attribution.summary import FORMAT as CIRCUIT_FORMAT
 from palindrome_lens.data.parquet import read_table
 from palindrome_lens.errors import DataFileError
+from palindrome_lens.report.provenance import Provenance
 
 INT, F, S, B = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
@@ -68,6 +69,7 @@ class Sources:
     predictions: Path
     attribution: Path  # directory
     activations: Path  # directory
+    provenance: Provenance = field(default_factory=Provenance)  # collected by the stage (git, dvc.lock, params)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class ReportInputs:
     evaluation: Evaluation
     attribution: Attribution
     examples: list[ExampleAttention] = field(default_factory=list)
+    provenance: Provenance = field(default_factory=Provenance)
 
 
 # --- small readers -----------------------------------------------------------------------------------
@@ -229,6 +232,8 @@ def load_attribution(directory: str | os.PathLike[str]) -> Attribution:
         frame = read_frame(directory / f"{name}.parquet", columns(name))
         if name == "patching":  # null = "every position" / "no head" / "all mismatch positions"
             frame = frame.astype({"head": "Int64", "pos": "Int64", "mismatch_pos": "Int64"})
+        if name == "example_strings":  # null off the analysis set
+            frame = frame.astype({"example_id": "Int64"})
         tables[name] = frame
     return Attribution(summary, tables, circuit)
 
@@ -286,6 +291,7 @@ def load_inputs(sources: Sources) -> ReportInputs:
         evaluation=load_evaluation(sources),
         attribution=attribution,
         examples=load_example_attention(sources.activations, attribution["attention"]),
+        provenance=sources.provenance,
     )
 
 

@@ -16,15 +16,17 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from palindrome_lens.report.figures import label_figure
-from palindrome_lens.report.formatting import num, pct
+from palindrome_lens.report.formatting import num, pct, pcts
 
 KIND_ORDER = ("all", "palindrome", "near1", "near2", "random", "distance_1")
-KIND_COLORS = {"all": "#3e4c59", "palindrome": "#2f9e44", "near1": "#e8590c", "near2": "#c92a2a",
-               "random": "#868e96", "distance_1": "#7048e8"}
+# Hues far apart (Okabe-Ito), so kinds drawn over each other stay apart.
+KIND_COLORS = {"all": "#3e4c59", "palindrome": "#009e73", "near1": "#e69f00", "near2": "#0072b2",
+               "random": "#7f7f7f", "redraw": "#cc79a7", "distance_1": "#7048e8"}
 CLASS_COLORS = {"palindrome": "#2f9e44", "not_palindrome": "#c92a2a"}
 SERIES = ("#1c7ed6", "#e8590c", "#2f9e44", "#7048e8", "#c92a2a", "#868e96", "#f59f00", "#0ca678")
 DIVERGING = "RdBu_r"  # blue negative, white 0, red positive
 SEQUENTIAL = "Blues"
+ERROR_COLOR = "#c92a2a"
 PANEL_HEIGHT_PX = 260
 MIN_PANEL_HEIGHT_PX = 150  # below this the colour bar's ticks collide
 ROW_GAP_PX = 110  # x tick labels + x title + the next row's subplot title
@@ -94,6 +96,25 @@ def bars(x: Sequence[object], y: Sequence[float], title: str, x_title: str, y_ti
     return label_figure(fig, title, x_title, y_title)
 
 
+def error_bars(keys: Sequence[object], wrong: Sequence[int], total: Sequence[int], title: str, x_title: str,
+               y_title: str) -> go.Figure:
+    """Misclassified counts per category, each bar labelled 'k of n' and its accuracy to enough digits: near
+    100% accuracy, counts show what rounded percentages hide."""
+    accuracy = [1 - w / n if n else float("nan") for w, n in zip(wrong, total)]
+    shown = pcts(accuracy, 2)
+    text = [f"{w} of {n}" for w, n in zip(wrong, total)]
+    hover = [f"{k}: {w} wrong of {n} (accuracy {a})" for k, w, n, a in zip(keys, wrong, total, shown)]
+    fig = bars(keys, wrong, title, x_title, y_title, text=text, hover=hover, color=ERROR_COLOR)
+    return count_axis(fig, max([0, *wrong]))
+
+
+def count_axis(fig: go.Figure, top: float) -> go.Figure:
+    """A y axis of whole counts from 0 to a little above `top` (at least 1), with whole-number ticks."""
+    top = max(1.0, float(top))
+    fig.update_yaxes(range=[0, top * 1.2], dtick=max(1, math.ceil(top / 5)), tickformat="d")
+    return fig
+
+
 def grouped_bars(x: Sequence[object], series: dict[str, Sequence[float]], title: str, x_title: str, y_title: str,
                  *, legend_title: str, percent: bool = False, hover: dict[str, Sequence[str]] | None = None
                  ) -> go.Figure:
@@ -123,8 +144,10 @@ def pair_bars(values: pd.DataFrame, notes: pd.DataFrame, title: str, pair_name: 
         series[name] = values[length].tolist()
         hover[name] = [f"length {length}, pair {pair}: {shown(v)}{notes.loc[pair, length]}"
                        for pair, v in values[length].items()]
-    return grouped_bars([str(p) for p in values.index], series, title, f"{pair_name} (0 = the outermost characters)",
-                        y_title, legend_title="string length", percent=percent, hover=hover)
+    fig = grouped_bars([str(p) for p in values.index], series, title, f"{pair_name} (0 = the outermost characters)",
+                       y_title, legend_title="string length", percent=percent, hover=hover)
+    fig.update_layout(showlegend=len(values.columns) > 1)  # one length: nothing for a legend to tell apart
+    return fig
 
 
 def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, x_title: str, y_title: str, *,
@@ -133,7 +156,7 @@ def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str
     for i, (name, (x, y)) in enumerate(series.items()):
         fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines", name=name, line={"color": SERIES[i]}))
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(type="log", exponentformat="power")
     if percent:
         fig.update_yaxes(tickformat=".0%")
     fig.update_layout(showlegend=len(series) > 1)
@@ -158,16 +181,19 @@ class HistPanel:
 
 
 def histograms(panels: Sequence[HistPanel], bins: int, title: str, x_title: str, y_title: str, *,
-               legend_title: str, cols: int = 3, share: bool = True) -> go.Figure:
+               legend_title: str, cols: int = 3, share: bool = True, same_x: bool = False) -> go.Figure:
     """One panel per entry, the groups overlaid as step-free bars of the share of each group per bin.
 
-    Bins are shared by the groups of a panel (so they compare), `bins` of them over the panel's range.
+    Bins are shared by the groups of a panel (so they compare), `bins` of them over the panel's range; with
+    `same_x`, every panel has the same bins and one x axis, so a narrow distribution looks narrow.
     """
     fig = subplot_grid(len(panels), cols, [p.title for p in panels], PANEL_HEIGHT_PX)
     shown: set[str] = set()
+    everything = [np.asarray(v, dtype=np.float64) for p in panels for v in p.groups.values()]
+    common = bin_edges(np.concatenate(everything) if everything else np.zeros(0), bins) if same_x else None
     for i, panel in enumerate(panels):
         samples = [np.asarray(v, dtype=np.float64) for v in panel.groups.values()]
-        edges = bin_edges(np.concatenate(samples) if samples else np.zeros(0), bins)
+        edges = common if common is not None else bin_edges(np.concatenate(samples) if samples else np.zeros(0), bins)
         centres, width = (edges[:-1] + edges[1:]) / 2, float(edges[1] - edges[0])
         for j, (name, values) in enumerate(panel.groups.items()):
             values = values[np.isfinite(values)]
@@ -179,6 +205,8 @@ def histograms(panels: Sequence[HistPanel], bins: int, title: str, x_title: str,
                           row=i // cols + 1, col=i % cols + 1)
             shown.add(name)
     fig.update_layout(barmode="overlay", bargap=0, legend_title_text=legend_title)
+    if same_x:
+        fig.update_xaxes(matches="x")
     return label_figure(fig, title, x_title, y_title)
 
 

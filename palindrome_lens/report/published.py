@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-MIRROR = 0.5  # mirror score of a mirror head
-READS_MISMATCHES = 2.0  # a reader puts at least this many times more attention on a mismatched position
+from palindrome_lens.report.formatting import pct, pcts
+from palindrome_lens.report.roles import MIRROR, READS_MISMATCHES  # the same gates as the node roles
+
 DESTROYS, SPARES = 0.8, 0.2  # share of the margin lost by an essential / an unimportant head
 ZERO_MISLEADS = 0.3  # zero minus mean ablation margin loss that makes a head look important
 NEAR_THE_END = 0.7  # share of the misclassified (or weakest) edits in the outer half of the pairs
@@ -130,8 +131,8 @@ def compare(summary: dict[str, Any], circuit: dict[str, Any], tables: dict[str, 
     misleads = {h: _margin_loss(ablation, h, "zero") - _margin_loss(ablation, h, "mean") for h in other}
     points.append(Point("zero ablation", claims["zero_ablation"],
                         "margin lost under zero vs mean ablation: "
-                        + ", ".join(f"{h} {_margin_loss(ablation, h, 'zero'):.0%} vs {_margin_loss(ablation, h, 'mean'):.0%}"
-                                    for h in other),
+                        + ", ".join(f"{h} {pct(_margin_loss(ablation, h, 'zero'), 0)} vs "
+                                    f"{pct(_margin_loss(ablation, h, 'mean'), 0)}" for h in other),
                         "agrees" if any(v >= ZERO_MISLEADS for v in misleads.values()) else "differs"))
 
     # 6. adversarial edits: where the misclassified ones (or, with none, the weakest) break the string
@@ -140,31 +141,42 @@ def compare(summary: dict[str, Any], circuit: dict[str, Any], tables: dict[str, 
     wrong = broken[~broken["correct"]]
     judged = wrong if len(wrong) else broken.nsmallest(N_WEAKEST, "margin")
     n_pairs = int(broken["length"].max()) // 2 if len(broken) else 0
-    outer = float((judged["pair_pos"] < n_pairs / 2).mean()) if len(judged) else math.nan
-    by_pair = broken.groupby("pair_pos")["correct"].mean() if len(broken) else pd.Series(dtype=float)
-    weakest = (f"; the weakest pair is {int(by_pair.idxmin())} (0 = outermost, {n_pairs - 1} = centre) at "
-               f"{by_pair.min():.1%} against {by_pair.drop(by_pair.idxmin()).min():.1%}-{by_pair.max():.1%} for the "
-               "others") if len(by_pair) > 1 else ""
+    outer_pairs = n_pairs // 2  # pairs 0 .. n_pairs//2 - 1; the middle pair of an odd count is in neither half
+    outer = float((judged["pair_pos"] < outer_pairs).mean()) if len(judged) else math.nan
     which = f"of the {len(judged)} misclassified" if len(wrong) else f"of the {len(judged)} weakest"
+    halves = (f"pairs 0-{outer_pairs - 1} of 0-{n_pairs - 1}, the characters nearest START and END"
+              if outer_pairs > 1 else f"pair 0 of 0-{n_pairs - 1}, the characters nearest START and END")
     points.append(Point("adversarial examples", claims["adversarial"],
                         f"{len(wrong)} of {len(adversarial)} single edits misclassified; {which}, {outer:.0%} break one of "
-                        f"the outer half of the pairs (the characters nearest START and END){weakest}",
+                        f"the outer half of the pairs ({halves}){weakest_pair(broken, n_pairs)}",
                         "agrees" if outer >= NEAR_THE_END else "differs"))
 
     # 7. what ARENA did not measure
-    scrubs = "; ".join(f"{r['name']}: {r['verdict']} ({_pct(r['recovered'])} recovered, control "
-                       f"{_pct(r['control'])}, constant {_pct(r['constant'])})" for r in circuit.get("scrubbing", []))
+    scrubs = "; ".join(f"{r['name']}: {r['verdict']} ({pct(r['recovered'])} recovered, control "
+                       f"{pct(r['control'])}, constant {pct(r['constant'])})" for r in circuit.get("scrubbing", []))
     points.append(Point("faithfulness and scrubbing", claims["faithfulness"],
                         f"circuit {', '.join(summary.get('circuit_nodes', [])) or 'none'}: faithfulness "
-                        f"{_pct(summary.get('faithfulness'))}; {scrubs or 'no hypothesis tested'}", "new"))
+                        f"{pct(summary.get('faithfulness'))}; {scrubs or 'no hypothesis tested'}", "new"))
     if differences:
         points = [Point(p.point, p.published, p.this_run, "not comparable" if p.verdict != "new" else p.verdict)
                   for p in points]
     return points
 
 
-def _pct(x: Any) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+def weakest_pair(broken: pd.DataFrame, n_pairs: int) -> str:
+    """'; the weakest pair is 2 (0 = outermost, 4 = centre) at 99.97% against 99.99%-100.00% for the others', or that
+    no pair is weaker than another; percentages carry the digits they need to differ."""
+    by_pair = broken.groupby("pair_pos")["correct"].mean() if len(broken) else pd.Series(dtype=float)
+    if len(by_pair) < 2:
+        return ""
+    if by_pair.nunique() == 1:
+        return f"; every pair is at {pcts([by_pair.iloc[0]], 1)[0]}: no pair is weaker than another"
+    low = int(by_pair.idxmin())
+    others = by_pair.drop(low)
+    shown = dict(zip(["low", "lo", "hi"], pcts([by_pair[low], others.min(), others.max()], 1)))
+    spread = shown["lo"] if shown["lo"] == shown["hi"] else f"{shown['lo']}-{shown['hi']}"
+    return (f"; the weakest pair is {low} (0 = outermost, {n_pairs - 1} = centre) at {shown['low']} against "
+            f"{spread} for the others")
 
 
 def comparison_table(points: list[Point]) -> pd.DataFrame:

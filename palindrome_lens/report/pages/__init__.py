@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from palindrome_lens.report.html import Page, build_report
 from palindrome_lens.report.inputs import ReportInputs
@@ -18,32 +20,37 @@ from palindrome_lens.report.pages import (
     attribution,
     circuit,
     evaluation,
+    explorer,
     index,
     patching,
     published,
     training,
 )
 
-# The pages after the index, in nav order; dvc.yaml's `report` outs list each file plus reports/assets.
-ANALYSIS = (training, evaluation, attribution, patching, attention, ablation, circuit, adversarial, published)
+# The pages after the index, in nav order: each page module (FILENAME, SUMMARY) with the call that builds it from
+# the inputs, n_examples and hist_bins. A new page is one line here; dvc.yaml's `report` outs list each file
+# plus reports/assets and reports/data.
+Build = Callable[[ReportInputs, int, int], Page]
+BUILDERS: tuple[tuple[ModuleType, Build], ...] = (
+    (training, lambda inputs, n, bins: training.training_page(inputs.training)),
+    (evaluation, lambda inputs, n, bins: evaluation.evaluation_page(inputs.evaluation, n, bins)),
+    (attribution, lambda inputs, n, bins: attribution.attribution_page(inputs.attribution, bins)),
+    (patching, lambda inputs, n, bins: patching.patching_page(inputs.attribution)),
+    (attention, lambda inputs, n, bins: attention.attention_page(inputs.attribution, inputs.examples)),
+    (ablation, lambda inputs, n, bins: ablation.ablation_page(inputs.attribution)),
+    (circuit, lambda inputs, n, bins: circuit.circuit_page(inputs.attribution)),
+    (explorer, lambda inputs, n, bins: explorer.explorer_page(inputs.attribution)),
+    (adversarial, lambda inputs, n, bins: adversarial.adversarial_page(inputs.attribution, n)),
+    (published, lambda inputs, n, bins: published.published_page(inputs.attribution)),
+)
+ANALYSIS = tuple(module for module, _ in BUILDERS)
 PAGE_FILES = (index.FILENAME, *(module.FILENAME for module in ANALYSIS))
 DESCRIPTIONS = {module.FILENAME: module.SUMMARY for module in ANALYSIS}
 
 
 def report_pages(inputs: ReportInputs, n_examples: int, hist_bins: int) -> list[Page]:
     """Every page, index first. `n_examples`: rows per example table; `hist_bins`: bins per histogram."""
-    tables = inputs.attribution
-    analysis = [
-        training.training_page(inputs.training),
-        evaluation.evaluation_page(inputs.evaluation, n_examples, hist_bins),
-        attribution.attribution_page(tables, hist_bins),
-        patching.patching_page(tables),
-        attention.attention_page(tables, inputs.examples),
-        ablation.ablation_page(tables),
-        circuit.circuit_page(tables),
-        adversarial.adversarial_page(tables, n_examples),
-        published.published_page(tables),
-    ]
+    analysis = [build(inputs, n_examples, hist_bins) for _, build in BUILDERS]
     pages = [index.index_page(inputs, analysis, DESCRIPTIONS), *analysis]
     assert tuple(p.filename for p in pages) == PAGE_FILES
     return pages

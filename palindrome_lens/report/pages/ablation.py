@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from palindrome_lens.report.content import Figure, Table
+from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.formatting import names, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
@@ -226,4 +227,7 @@ def ablation_page(attribution: Attribution) -> Page:
             kind_figure(ablation, "mean_logit_diff", "Mean logit difference per kind with one component ablated",
                         "mean logit difference", percent=False)),
     ]
+    data = [Download("ablation.csv", ablation, "data/attribution/ablation.parquet")]
+    sections = [Section(s.heading, s.caption, s.content, data=data) if isinstance(s.content, Figure) else s
+                for s in sections]
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from palindrome_lens.report.content import Figure, Table
+from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
@@ -51,8 +52,9 @@ def class_histograms(distributions: pd.DataFrame, order: list[str], bins: int) -
         groups = {c: rows.loc[rows["class"] == c, "centred"].to_numpy(np.float64) for c in CLASSES
                   if (rows["class"] == c).any()}
         panels.append(HistPanel(component, groups))
-    fig = histograms(panels, bins, "Per-component contribution minus its palindrome-class mean, by class",
-                     "contribution − palindrome mean", "share of the class", legend_title="true class")
+    fig = histograms(panels, bins, "Per-component contribution minus its palindrome-class mean, by class (one x "
+                     "scale for every panel)", "contribution − palindrome mean", "share of the class",
+                     legend_title="true class", same_x=True)
     return Figure(fig)
 
 
@@ -68,19 +70,20 @@ def attribution_page(attribution: Attribution, hist_bins: int) -> Page:
         f"On the {n} strings of the analysis set the components add up to the model's logit difference to within "
         f"{num(summary['dla_max_abs_error'], 2)}. Positive values push towards 'palindrome'.")
     table = means.reset_index().rename(columns={"component": "component \\ kind"})
+    dla_data = [Download("dla.csv", dla, "data/attribution/dla.parquet")]
     return Page(FILENAME, TITLE, intro, [
         Section("Mean contribution per component", (
-            "Each group of bars is one component: embed and pos_embed (token and position embeddings), L{l}H{h} "
-            "(attention head h of layer l), {l}_mlp_out (the MLP of layer l) and bias (every constant term). Bar "
-            "height is the mean contribution to the logit difference over strings of that kind. A component that "
-            "separates the classes has its palindrome bar far from its near1/near2/random bars."), dla_bar(means)),
+            "Each group of bars is one component (the glossary lists the names). Bar height is the mean "
+            "contribution to the logit difference over strings of that kind. A component that separates the "
+            "classes has its palindrome bar far from its near1/near2/random bars."), dla_bar(means), data=dla_data),
         Section("Mean contribution table", (
             "The same means as numbers; the last row is the mean logit difference itself (the column sums)."),
-            Table(table)),
+            Table(table), data=dla_data),
         Section("Distributions by class, centred on palindromes", (
-            f"One panel per component: histograms ({hist_bins} bins over the panel's range) of each string's "
-            "contribution minus the mean contribution over palindromes, as a share of its class. Palindromes "
-            "centre on 0 by construction. A component that detects broken pairs moves non-palindromes far from "
-            "0 (negative: towards 'not palindrome'); one whose two histograms overlap does not tell the classes "
-            "apart."), class_histograms(attribution["distributions"], order, hist_bins)),
+            f"One panel per component: histograms ({hist_bins} bins) of each string's contribution minus the mean "
+            "contribution over palindromes, as a share of its class. Every panel shares one x axis, so a component "
+            "whose contributions barely move is a narrow spike at 0 and one that separates the classes spreads its "
+            "non-palindromes far from 0 (negative: towards 'not palindrome'). Palindromes centre on 0 by "
+            "construction."), class_histograms(attribution["distributions"], order, hist_bins),
+            data=[Download("distributions.csv", attribution["distributions"], "data/attribution/distributions.parquet")]),
     ], nav_label=NAV)

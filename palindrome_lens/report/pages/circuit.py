@@ -10,12 +10,14 @@ import pandas as pd
 
 from palindrome_lens.attribution.nodes import NODE_POSITIONS, readout_group
 from palindrome_lens.report.content import Figure, Table
+from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.formatting import names, num, pct
 from palindrome_lens.report.graph import LOGITS, GraphEdge, GraphNode, circuit_graph
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution, finite
 from palindrome_lens.report.pages.scrubbing import scrubbing_sections
 from palindrome_lens.report.pages.wiring import wiring_sections
+from palindrome_lens.report.roles import node_roles
 
 FILENAME = "circuit.html"
 TITLE = "The circuit as a mechanism"
@@ -23,6 +25,7 @@ NAV = "Circuit"
 SUMMARY = ("the circuit's nodes and edges, how faithful, complete and minimal it is, and the causal-scrubbing tests "
            "of the algorithm, each beside its baseline")
 CONSTANT = "constant predictor"
+EDGES_SOURCE = "data/attribution/edges.parquet"
 
 
 def graph_groups(circuit: dict[str, Any]) -> list[str]:
@@ -31,39 +34,54 @@ def graph_groups(circuit: dict[str, Any]) -> list[str]:
     return groups + [g for g in dict.fromkeys(n["positions"] for n in circuit["nodes"]) if g not in groups]
 
 
-def graph_parts(attribution: Attribution) -> tuple[list[GraphNode], list[GraphEdge]]:
-    """circuit.json's nodes plus the logits, and its edges with their per-pair quartiles from edges.parquet."""
+def graph_parts(attribution: Attribution) -> tuple[list[GraphNode], list[GraphEdge], list[GraphEdge]]:
+    """The drawn nodes (the circuit's, the inputs that feed it, the logits) with their roles; circuit.json's edges
+    (at or above the floor) with their per-pair quartiles; and the edges below the floor between drawn nodes."""
     circuit, summary = attribution.circuit, attribution.summary
-    nodes = [GraphNode(n["name"], n["component"], int(n["layer"]), n["positions"]) for n in circuit["nodes"]]
-    nodes.append(GraphNode(LOGITS, LOGITS, int(summary["model"]["n_layers"]), readout_group(summary["model"]["readout"])))
     spread = attribution["edges"].set_index(["sender", "receiver", "via"])[["pair_q25", "pair_median", "pair_q75"]]
     edges = []
     for e in circuit["edges"]:
         key = (e["from"], e["to"], e["via"])
-        q25, median, q75 = (spread.loc[key].tolist() if key in spread.index else (None, e["pair_median"], None))
-        edges.append(GraphEdge(e["from"], e["to"], e["via"], float(e["effect"]), int(e["n_pairs"]), finite(q25),
-                               finite(median), finite(q75)))
-    return nodes, edges
+        q25, median, q75 = spread.loc[key].tolist() if key in spread.index else (None, e["pair_median"], None)
+        edges.append(edge_of(*key, e["effect"], e["n_pairs"], q25, median, q75))
+    senders = {e.sender for e in edges}
+    roles = node_roles(attribution)
+    nodes = [GraphNode(n["name"], n["component"], int(n["layer"]), n["positions"], roles.get(n["name"], ""))
+             for n in circuit["nodes"] if n["role"] != "input" or n["name"] in senders]
+    nodes.append(GraphNode(LOGITS, LOGITS, int(summary["model"]["n_layers"]),
+                           readout_group(summary["model"]["readout"]), roles.get(LOGITS, "")))
+    drawn = {nd.name for nd in nodes}
+    table = attribution["edges"]
+    below = table[table["sender"].isin(drawn) & table["receiver"].isin(drawn)
+                  & (table["effect"].abs() < circuit["gates"]["edge_floor"])]
+    hidden = [edge_of(r.sender, r.receiver, r.via, r.effect, r.n_pairs, r.pair_q25, r.pair_median, r.pair_q75)
+              for r in below.itertuples(index=False)]
+    return nodes, edges, hidden
 
 
-def graph_section(attribution: Attribution) -> Section:
+def edge_of(sender: str, receiver: str, via: str, effect: float, n_pairs: int, q25: Any, median: Any,
+            q75: Any) -> GraphEdge:
+    return GraphEdge(sender, receiver, via, float(effect), int(n_pairs), finite(q25), finite(median), finite(q75))
+
+
+def graph_section(attribution: Attribution, anchor: str = "graph") -> Section:
     circuit, summary = attribution.circuit, attribution.summary
-    nodes, edges = graph_parts(attribution)
+    nodes, edges, hidden = graph_parts(attribution)
+    n_circuit = sum(1 for n in circuit["nodes"] if n["role"] == "circuit")
+    floor = num(circuit["gates"]["edge_floor"])
     fig = circuit_graph(nodes, edges, graph_groups(circuit), int(summary["model"]["n_layers"]),
                         not summary["model"].get("attn_only", False),
-                        f"The circuit: {len(nodes) - 1} nodes and {len(edges)} edges with |effect| ≥ "
-                        f"{num(circuit['gates']['edge_floor'])}")
+                        f"The circuit: {n_circuit} nodes and {len(edges)} edges with |effect| ≥ {floor}", hidden)
     return Section("Circuit graph", (
-        "Each node is a component at a group of token positions, in TransformerLens names: L{l}H{h}@group is head h "
-        "of layer l at those positions, {l}_mlp_out@group the MLP of layer l, embed@group the token embeddings "
-        "(the input: never ablated). Columns follow the residual stream from the inputs on the left to the logits "
-        "on the right; rows are position groups. An arrow is an edge measured by path patching: on a palindrome "
-        "with one mirrored pair broken, only that edge carries the clean palindrome's value into the receiver's "
-        "input (q, k, v of a head, mlp_in of an MLP, or the logits), and its effect is the share of the clean "
-        "logit difference that this restores (ratio of means over the pairs; hover a label for the per-pair "
-        "quartiles). Wider and darker arrows restore more; blue arrows push the other way. Only edges between "
-        f"drawn nodes with |effect| at least the edge floor {num(circuit['gates']['edge_floor'])} are drawn; "
-        "every edge is in the tables at the end of the page."), Figure(fig))
+        "Each node is a component at a group of token positions (L0H0@chars: head 0 of layer 0 at every character), "
+        "with its role under its name when a number backs one (the glossary says which). Columns follow the "
+        "residual stream from the inputs on the left to the logits on the right; rows are position groups. An "
+        "arrow is an edge measured by path patching, labelled with the input it enters (q, k, v of a head, mlp_in "
+        "of an MLP, or the logits) and its effect: the share of the clean logit difference it restores alone. "
+        "Wider and darker arrows restore more (see the width entries in the legend); blue arrows push the other "
+        f"way. Only edges with |effect| ≥ the edge floor {floor} are drawn; the {len(hidden)} weaker edges between "
+        "these nodes appear when you click their legend entry. Hover a label for the per-pair quartiles."),
+        Figure(fig), anchor=anchor, data=[Download("edges.csv", attribution["edges"], EDGES_SOURCE)])
 
 
 def gate_rows(circuit: dict[str, Any]) -> pd.DataFrame:
@@ -147,24 +165,20 @@ def evaluation_sections(attribution: Attribution) -> list[Section]:
     target, floor = circuit["gates"]["faithfulness_target"], circuit["gates"]["minimality_floor"]
     return [
         Section("Faithfulness, completeness and minimality", (
-            f"F(S) is the class-balanced margin (the logit difference signed towards the true label, averaged within "
-            f"each class, then across the two) with every candidate node outside S {mode}-ablated; C is the circuit, "
-            f"M every candidate node. Faithfulness F(C)/F(M) is the share of the model's margin the circuit keeps "
-            f"alone. The completeness gap is the worst |F(C∖K) − F(M∖K)|/F(M) over the sets K tried: near 0 when "
-            f"removing part of the circuit hurts the circuit and the model alike. A node's minimality is the most "
-            f"its removal changes F(C∖K) over K, as a share of F(M). The circuit is claimed only when faithfulness "
-            f"≥ {num(target)} and every minimality ≥ {num(floor)}."), Table(gate_rows(circuit))),
+            f"Faithfulness, the completeness gap and minimality of the circuit C against all candidate nodes M, beside "
+            f"the gates the attribute stage applies: the circuit is claimed only when faithfulness ≥ {num(target)} "
+            f"and every node's minimality ≥ {num(floor)}. F is the class-balanced margin with every node outside the "
+            f"set {mode}-ablated."), Table(gate_rows(circuit)), anchor="faithfulness"),
         Section("The circuit against the model, nothing and a constant", (
-            "Balanced margin and balanced accuracy (each class weighted equally) of each run; the share of F(M) is "
-            "the margin over the whole model's. A constant predictor scores a balanced margin of exactly 0 and a "
-            "balanced accuracy of 50%: a run near it has lost the decision. Lean is the class-balanced mean logit "
-            "difference: how far a run pushes towards 'palindrome' (> 0) or 'not' (< 0) whatever the string."),
+            "Balanced margin, its share of F(M), balanced accuracy and lean of each run. A constant predictor scores "
+            "a balanced margin of exactly 0 and a balanced accuracy of 50%: a run near it has lost the decision."),
             Table(runs_table(attribution), digits=3)),
         Section("Minimality and single-node ablation per node", (
-            "Every candidate node (nodes.parquet). Minimality and the K that gives it are defined for circuit nodes; "
+            "Every candidate node. Minimality and the K that gives it are defined for circuit nodes; "
             f"'above floor' compares it with {num(floor)}. 'Margin lost, ablated alone' is the share of F(M) lost "
             "when only that node is ablated; 'faithfulness, kept alone' is F of that node alone over F(M)."),
-            Table(node_table(attribution), digits=3)),
+            Table(node_table(attribution), digits=3),
+            data=[Download("nodes.csv", attribution["nodes"], "data/attribution/nodes.parquet")]),
         Section("Completeness: every K tried", (
             "Each set K ablated from both the circuit and the model, and the gap between what the two lose (share of "
             "F(M)): each single node, each layer's nodes, and the sets of a greedy search that grows K by the node "

@@ -1,5 +1,6 @@
-"""The evaluation page: test accuracy broken down by kind, distance, length and mismatch position, the
-confusion matrix, logit differences, and the misclassified and closest-call test strings."""
+"""The evaluation page: test errors broken down by kind, distance, length and broken pair (counts, which near
+100% accuracy say what rounded percentages cannot), the confusion matrix, logit differences with every
+misclassified string marked, and the misclassified and closest-call test strings with what they share."""
 
 from __future__ import annotations
 
@@ -7,18 +8,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
 from palindrome_lens.report.content import Figure
+from palindrome_lens.report.downloads import Download
+from palindrome_lens.report.failures import failure_pattern
+from palindrome_lens.report.figures import label_figure
 from palindrome_lens.report.formatting import count, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Evaluation
 from palindrome_lens.report.pages.margins import MARGIN, margin_sections, with_margin
 from palindrome_lens.report.plots import (
-    HistPanel,
+    ERROR_COLOR,
     Panel,
-    bars,
+    bin_edges,
+    color_of,
+    count_axis,
+    error_bars,
     heatmap_grid,
-    histograms,
     kind_sorted,
     pair_bars,
 )
@@ -29,24 +36,30 @@ SUMMARY = "test accuracy by kind, length, distance and mismatch position; the mi
 EXAMPLE_COLUMNS = ["text", "kind", "length", "distance", "mismatch_pos", "logit_diff", "prob_palindrome", "margin"]
 
 
-def breakdown_figure(cells: dict[str, Any], title: str, x_title: str, kinds: bool = False) -> Figure:
+def breakdown(cells: dict[str, Any], kinds: bool = False) -> pd.DataFrame:
+    """One row per cell of a metrics.json breakdown: n, accuracy and the number misclassified."""
     keys = kind_sorted(list(cells)) if kinds else list(cells)
-    acc = [cells[k]["accuracy"] for k in keys]
-    n = [cells[k]["n"] for k in keys]
-    fig = bars(keys, acc, title, x_title, "accuracy", percent=True, text=[pct(a) for a in acc],
-               hover=[f"{k}: {pct(a, 2)} of {c}" for k, a, c in zip(keys, acc, n)])
+    return pd.DataFrame({"group": keys, "n": [int(cells[k]["n"]) for k in keys],
+                         "accuracy": [float(cells[k]["accuracy"]) for k in keys],
+                         "misclassified": [round((1 - cells[k]["accuracy"]) * cells[k]["n"]) for k in keys]})
+
+
+def breakdown_figure(cells: pd.DataFrame, title: str, x_title: str) -> Figure:
+    fig = error_bars(cells["group"].tolist(), cells["misclassified"].tolist(), cells["n"].tolist(), title, x_title,
+                     "misclassified test strings")
     return Figure(fig)
 
 
 def mismatch_figure(predictions: pd.DataFrame) -> Figure:
-    """Accuracy on distance-1 strings per mismatch pair, one bar colour per string length."""
-    near = predictions[predictions["mismatch_pos"].notna()]
-    cells = {"index": "mismatch_pos", "columns": "length", "values": "correct"}
-    accuracy = near.pivot_table(**cells, aggfunc="mean")
+    """Misclassified distance-1 strings per broken pair (one bar colour per length when there are several)."""
+    near = predictions[predictions["mismatch_pos"].notna()].assign(wrong=lambda f: ~f["correct"])
+    cells = {"index": "mismatch_pos", "columns": "length", "values": "wrong"}
+    wrong = near.pivot_table(**cells, aggfunc="sum")
     n = near.pivot_table(**cells, aggfunc="count", fill_value=0)
-    fig = pair_bars(accuracy, " of " + n.astype(str), "Accuracy on distance-1 strings by mismatch position",
-                    "mismatch pair", "accuracy", percent=True)
-    return Figure(fig)
+    fig = pair_bars(wrong.astype(float), " wrong of " + n.astype(str),
+                    "Misclassified distance-1 strings by broken pair", "broken pair", "misclassified test strings",
+                    percent=False)
+    return Figure(count_axis(fig, float(np.nanmax(wrong.to_numpy())) if wrong.size else 0.0))
 
 
 def confusion_figure(confusion: dict[str, int]) -> Figure:
@@ -61,55 +74,77 @@ def confusion_figure(confusion: dict[str, int]) -> Figure:
 
 
 def logit_histogram(predictions: pd.DataFrame, bins: int) -> Figure:
-    kinds = kind_sorted(predictions["kind"].unique().tolist())
-    panel = HistPanel("", {k: predictions.loc[predictions["kind"] == k, "logit_diff"].to_numpy(np.float64)
-                           for k in kinds})
-    fig = histograms([panel], bins, "Logit difference by kind (test split)",
-                     "logit difference: logit[palindrome] − logit[not palindrome]", "share of the kind's strings",
-                     legend_title="kind", cols=1)
-    return Figure(fig)
+    """Counts per bin of each kind as a step line (kinds drawn over each other stay apart) on a log axis (a single
+    string shows), and every misclassified string as a mark under the axis, hover for its text."""
+    values = predictions["logit_diff"].to_numpy(np.float64)
+    edges = bin_edges(values, bins)
+    fig = go.Figure()
+    for kind in kind_sorted(predictions["kind"].unique().tolist()):
+        counts, _ = np.histogram(predictions.loc[predictions["kind"] == kind, "logit_diff"], bins=edges)
+        fig.add_trace(go.Scatter(x=np.repeat(edges, 2)[1:-1], y=np.repeat(np.where(counts > 0, counts, np.nan), 2),
+                                 mode="lines", name=kind, line={"color": color_of(kind), "width": 2},
+                                 connectgaps=False, hovertemplate=f"{kind}<br>%{{x:.3g}}: %{{y}} strings<extra></extra>"))
+    wrong = predictions[~predictions["correct"]]
+    if len(wrong):
+        fig.add_trace(go.Scatter(x=wrong["logit_diff"], y=[0.6] * len(wrong), mode="markers", name="misclassified",
+                                 marker={"symbol": "x", "size": 11, "color": ERROR_COLOR},
+                                 hovertext=[f"{t} ({k}): {d:.3g}" for t, k, d in
+                                            zip(wrong["text"], wrong["kind"], wrong["logit_diff"])], hoverinfo="text"))
+    fig.add_vline(x=0, line_dash="dash", line_color="#52606d")
+    fig.update_yaxes(type="log", range=[np.log10(0.4), np.log10(max(2, len(predictions)))])
+    fig.update_layout(legend_title_text="kind")
+    return Figure(label_figure(fig, "Logit difference by kind (test split)",
+                               "logit difference: logit[palindrome] − logit[not palindrome]",
+                               "test strings per bin (log scale)"))
 
 
 def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> Page:
     m, predictions = evaluation.metrics, with_margin(evaluation.predictions)
     if not m["n"]:
         return Page(FILENAME, TITLE, "The test split is empty: there is nothing to evaluate.")
-    n_wrong = int((~predictions["correct"]).sum())
+    wrong = predictions[~predictions["correct"]]
+    pattern = failure_pattern(wrong["text"].tolist(), wrong["label"].tolist())
     d1 = m["distance"].get("1", {})
     intro = (f"The model scored {pct(m['accuracy'], 2)} on {m['n']} held-out test strings"
              + (f", and {pct(d1['accuracy'], 2)} on the {d1['n']} that differ from a palindrome in exactly one "
                 f"mirrored pair (distance 1), the hardest case." if d1 else ".")
-             + f" {count(n_wrong, 'string')} misclassified.")
+             + f" {count(len(wrong), 'string')} misclassified. {pattern}")
+    by = {key: breakdown(m[key], kinds=key == "kind") for key in ("kind", "distance", "length")}
+    source = "data/eval/metrics.json"
+    several = len(m["length"]) > 1
     sections = [
-        Section("Accuracy by kind", (
-            "Share of test strings classified correctly, per kind: palindrome; near1 (one mirrored pair broken); "
-            "near2 (two pairs broken); random (uniform letters). Hover for counts."),
-            breakdown_figure(m["kind"], "Test accuracy by kind", "kind of string", kinds=True)),
-        Section("Accuracy by distance", (
-            "Distance = the number of mirrored character pairs that differ (0 = palindrome). Distance 1 is the "
-            "hardest: a single pair decides the answer."),
-            breakdown_figure(m["distance"], "Test accuracy by distance from a palindrome", "mismatched pairs")),
-        Section("Accuracy by length", "Share correct per string length (number of characters).",
-                breakdown_figure(m["length"], "Test accuracy by string length", "characters")),
-        Section("Accuracy by mismatch position", (
-            "Distance-1 strings only, grouped by which mirrored pair is broken: pair k compares characters k and "
-            "L−1−k (0-based), so pair 0 is the outermost pair. A low bar is a position the model checks badly."),
-            mismatch_figure(predictions)),
+        Section("Errors by kind", (
+            "Misclassified test strings per kind, each bar labelled with its count out of the kind's strings (hover "
+            "for the accuracy). Counts rather than accuracies: near 100% a bar chart of accuracies shows nothing."),
+            breakdown_figure(by["kind"], "Misclassified test strings by kind", "kind of string"),
+            data=[Download("eval_by_kind.csv", by["kind"], source)]),
+        Section("Errors by distance", (
+            "Misclassified test strings by distance. Distance 1 is the hardest: a single pair decides the answer."),
+            breakdown_figure(by["distance"], "Misclassified test strings by distance", "broken mirrored pairs"),
+            data=[Download("eval_by_distance.csv", by["distance"], source)]),
+        Section("Errors by length", "Misclassified test strings per string length (number of characters).",
+                breakdown_figure(by["length"], "Misclassified test strings by length", "characters"),
+                data=[Download("eval_by_length.csv", by["length"], source)]),
+        Section("Errors by broken pair", (
+            "Distance-1 strings only, grouped by which mirrored pair is broken (pair 0 is the outermost)"
+            + (", one bar colour per string length" if several else "") + ". A high bar is a pair the model checks "
+            "badly."), mismatch_figure(predictions),
+            data=[Download("predictions.csv", evaluation.predictions, "data/eval/predictions.parquet")]),
         Section("Confusion matrix", (
             "Rows are the true class, columns the predicted class; the diagonal counts correct answers. Off-"
             "diagonal cells: top right = palindromes called non-palindromes, bottom left = the reverse."),
             confusion_figure(m["confusion"])),
         Section("Logit difference by kind", (
-            f"Histogram ({hist_bins} bins) of logit[palindrome] − logit[not palindrome] where the class is read, as "
-            "a share of "
-            "each kind. Positive means the model says palindrome, so palindromes should sit right of 0 and every "
-            "other kind left of it; how far from 0 shows how confident it is."),
-            logit_histogram(predictions, hist_bins)),
+            f"How many test strings of each kind fall in each of {hist_bins} bins of the logit difference, one line "
+            "per kind, on a log axis so that a single string shows. Palindromes should sit right of 0 and every "
+            "other kind left of it; how far from 0 says how sure the model is. Each misclassified string is a "
+            "red × under the lines (hover for its text)."), logit_histogram(predictions, hist_bins),
+            data=[Download("predictions.csv", evaluation.predictions, "data/eval/predictions.parquet")]),
     ]
     sections += margin_sections(
         predictions, n_examples, order=["text"], columns=EXAMPLE_COLUMNS, things="test strings", thing="string",
         wrong_caption=(f"The most confidently wrong first. margin = {MARGIN} (negative = wrong); mismatch_pos is "
-                       "the broken pair of a distance-1 string."),
+                       "the broken pair of a distance-1 string; the page's intro says what they share."),
         close_caption=("Correctly classified test strings whose logit difference is closest to the wrong side; "
                        f"margin is the {MARGIN}. Small margins show where the model is least sure."))
     return Page(FILENAME, TITLE, intro, sections)

@@ -1,4 +1,6 @@
-"""The overview page: the circuit in the attribute stage's own sentences, the key numbers, links."""
+"""The overview page. Its first screen: the task in plain words, the algorithm in numbered steps (each gated,
+with its number and a link to its figure) and the circuit graph; then the attribute stage's own sentences, the
+key numbers, the model, provenance, the glossary every caption links to, and links to every page."""
 
 from __future__ import annotations
 
@@ -6,14 +8,20 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from palindrome_lens.report.content import Links, Table, Text
+from palindrome_lens.report.algorithm import algorithm_steps
+from palindrome_lens.report.content import Glossary, Links, Steps, Table, Text
 from palindrome_lens.report.formatting import names, num, pct
+from palindrome_lens.report.glossary import TERMS
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import ReportInputs
 from palindrome_lens.report.pages.ablation import CONSTANT, INTERVENTIONS
+from palindrome_lens.report.pages.circuit import graph_section
+from palindrome_lens.report.pages.patching import range_text
+from palindrome_lens.report.provenance import Provenance
+from palindrome_lens.report.task import task_words
 
 FILENAME = "index.html"
-TITLE = "palindrome-lens: how the classifier works"
+TITLE = "How this transformer tells palindromes from near misses"
 NAV = "Overview"
 MODEL_KEYS = ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "attn_only", "normalization_type", "lengths",
               "attention_dir", "readout")
@@ -68,33 +76,73 @@ def _worst(kinds: dict) -> str:
 
 def _recovery_range(facts: dict) -> str:
     lo, hi = facts.get("full_resid_pre_recovery_min"), facts.get("full_resid_pre_recovery_max")
-    return "n/a" if lo is None else f"{num(lo, 4)} to {num(hi, 4)} (1 = exact)"
+    return "n/a" if lo is None else f"{range_text(lo, hi)} in every layer (1 = exact)"
+
+
+def provenance_table(provenance: Provenance) -> pd.DataFrame:
+    """Each field, its value and what it means (where it comes from)."""
+    changed = provenance.changed_params()
+    if provenance.committed_params is None:
+        params = "not compared: no params.yaml at a git commit"
+    else:
+        params = "; ".join(f"{k}: {_short(v)} (committed: {_short(c)})" for k, v, c in changed) or "none"
+    commit = (f"{provenance.commit[:12]} ({provenance.commit_subject})" if provenance.commit
+              else "not a git checkout")
+    rows = [
+        ("commit", commit, "git HEAD when the report stage ran. git is not a DVC dependency: a later commit "
+                           "that changes no dependency leaves this page as it is."),
+        ("date", provenance.commit_date or "n/a", "the commit's own date. The time of the run is not recorded, so "
+                                                  "rerunning the stage gives identical bytes."),
+        ("uncommitted code", _files(provenance.uncommitted),
+         "files under palindrome_lens/, stages/ and dvc.yaml that differ from the commit"),
+        ("model", provenance.model_md5 or "not recorded", "md5 of data/model as dvc.lock records it (train's output)"),
+        ("seed", str(provenance.params.get("seed", "not recorded")), "params.yaml seed: every draw of the run"),
+        ("params changed", params, "this run's params.yaml against params.yaml at the commit (dvc exp run -S ...)"),
+        ("machine", provenance.machine, "where the report stage ran; training's bytes depend on the processor"),
+    ]
+    return pd.DataFrame(rows, columns=["field", "value", "meaning"])
+
+
+def _files(paths: Sequence[str], shown: int = 5) -> str:
+    if not paths:
+        return "none"
+    more = len(paths) - shown
+    return ", ".join(paths[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def index_page(inputs: ReportInputs, pages: Sequence[Page], descriptions: dict[str, str]) -> Page:
-    summary = inputs.attribution.summary
+    attribution = inputs.attribution
+    summary, circuit = attribution.summary, attribution.circuit
     model = summary["model"]
     config = pd.DataFrame([{"setting": k, "value": str(model.get(k))} for k in MODEL_KEYS if k in model])
     links = [(p.filename, p.title, descriptions.get(p.filename, "")) for p in pages if p.filename != FILENAME]
-    intro = (
-        f"A small {model.get('attention_dir', 'bidirectional')} TransformerLens model reads a string as [BOS] "
-        f"characters [EOS] and classifies it at {str(model['readout']).upper()} as palindrome or not. These pages "
-        "show how well it does and which nodes, edges, positions and weights do the work. Every number comes from "
-        "this pipeline run (dvc repro); the pages open offline.")
-    return Page(FILENAME, TITLE, intro, [
-        Section("The circuit in one paragraph", (
+    steps = algorithm_steps(attribution)
+    return Page(FILENAME, TITLE, task_words(inputs.provenance.params, model), [
+        Section("What the model does, step by step", (
+            "Each step is one sentence, the number behind it with its baseline, and a link to the figure. A step "
+            "appears only when its number passes the gate the attribute stage or this report applies (the glossary "
+            "and the Circuit page give them); a step that is not established is left out."),
+            Steps(steps, "No step of an algorithm is established for this run: the numbers behind every step "
+                         "failed their gates. The Circuit page shows where the decision runs and what was tested."),
+            anchor="algorithm"),
+        graph_section(attribution),
+        Section("In the attribute stage's words", (
             "Written by the attribute stage from the numbers in circuit.json, each claim gated by the number behind "
-            "it: 'carried by' only when the circuit keeps the target share of the margin and every node is needed "
-            "(minimality at least the floor); a hypothesis is 'supported' only when its scrub keeps the target share "
-            "of the loss and of the balanced accuracy, beats a constant predictor, and its control does worse than a "
-            "constant predictor. The numbers are on the Circuit page."),
-            Text("\n\n".join(inputs.attribution.circuit["sentences"]))),
+            "it."), Text("\n\n".join(circuit["sentences"])), anchor="sentences"),
         Section("Key numbers", (
             "Test figures come from the evaluate stage on the whole test split; circuit, scrubbing, edit and check "
             "figures from the attribute stage on its analysis set and edited palindromes, each beside its "
-            "baseline. Margins and accuracies of the circuit are class-balanced (a constant predictor scores a "
-            "balanced accuracy of 50% and a margin of 0); % recovered is on the scale from a random scrub (0%) to "
-            "the model (100%)."), Table(key_numbers(inputs))),
-        Section("Model", "The architecture (from summary.json).", Table(config)),
-        Section("Pages", "Each page explains how to read its figures.", Links(links)),
+            "baseline."), Table(key_numbers(inputs)), anchor="key-numbers"),
+        Section("Model", "The architecture, from summary.json.", Table(config), anchor="model"),
+        Section("Provenance", (
+            "Where this report comes from; each field says what it means. Every source is deterministic, so the "
+            "same inputs give the same page."), Table(provenance_table(inputs.provenance)), anchor="provenance"),
+        Section("Glossary", "Every term the pages use. Captions link a term's first use to its entry here.",
+                Glossary(TERMS), anchor="glossary"),
+        Section("Pages", "Each page explains how to read its figures.", Links(links), anchor="pages"),
     ], nav_label=NAV)

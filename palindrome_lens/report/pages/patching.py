@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from palindrome_lens.report.content import Figure, Table, Text
+from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
@@ -15,13 +16,19 @@ FILENAME = "patching.html"
 TITLE = "Activation patching"
 NAV = "Patching"
 SUMMARY = "which layer, head and position restores the right answer when patched from the clean palindrome"
-RECOVERY = ("recovery = (mean patched − mean corrupted) / (mean clean − mean corrupted) of the logit difference "
-            "over the pairs (a ratio of means, so pairs whose clean and corrupted runs barely differ do not blow it "
-            "up)")
-READ = (f"Colour is the {RECOVERY}: 1 (red) restores the clean palindrome's answer, 0 (white) changes nothing, "
-        "negative (blue) pushes further towards 'not palindrome'. The colour scale is clipped to [−1, 1]; hover "
-        "shows the exact value, and the table at the end gives the per-pair quartiles.")
-ALL = "all pairs"
+READ = ("Colour is the recovery: 1 (red) restores the clean palindrome's answer, 0 (white) changes nothing, "
+        "negative (blue) pushes further towards 'not palindrome'; the scale is clipped to [−1, 1] and hover shows "
+        "the exact value.")
+AS_ABOVE = "Colours as above: red restores, blue pushes the other way."
+ALL = "every broken pair"
+SOURCE = "data/attribution/patching.parquet"
+
+
+def range_text(lo: float | None, hi: float | None) -> str:
+    """'between 0.998 and 1' or, when the two read the same, 'exactly 1'."""
+    if lo is None or hi is None:
+        return "n/a"
+    return f"{num(lo, 4)}" if num(lo, 4) == num(hi, 4) else f"between {num(lo, 4)} and {num(hi, 4)}"
 
 
 def _panels(rows: pd.DataFrame, length: int, row_key: str, row_labels: dict[object, str]) -> list[Panel]:
@@ -106,23 +113,27 @@ def patching_page(attribution: Attribution) -> Page:
                     [Section("No pairs", "Patching needs extract.n_pairs > 0.", Text("Nothing to show."))],
                     nav_label=NAV)
     intro = (
-        f"Each of {facts['n_pairs']} distance-1 strings is a test palindrome with one mirrored pair broken. We run "
-        "the corrupted string and replace one activation by its value on the clean palindrome "
-        "(transformer_lens.patching). Where that restores the palindrome answer, the activation carries the "
-        "information that the broken pair matches. Sanity check: patching the whole residual stream before a "
-        f"layer recovers between {num(facts['full_resid_pre_recovery_min'])} and "
-        f"{num(facts['full_resid_pre_recovery_max'])} (1 = exact).")
+        f"Each of {facts['n_pairs']} example pairs is a test palindrome (clean) and its copy with one mirrored pair "
+        "broken (corrupted). We run the corrupted string and replace one activation by its value on the clean "
+        "palindrome (transformer_lens.patching); the recovery says how much of the clean answer that restores. "
+        "Where it restores the palindrome answer, the activation carries the information that the broken pair "
+        "matches. Sanity check: patching the whole residual stream before a layer recovers "
+        f"{range_text(facts['full_resid_pre_recovery_min'], facts['full_resid_pre_recovery_max'])} in every layer "
+        "(1 = exact).")
     readout = str(summary["model"]["readout"]).upper()  # where the class is read (BOS, or EOS)
+    data = [Download("patching.csv", patching, SOURCE)]
     sections = []
     fig = head_all_positions_figure(patching)
     if fig is not None:
         sections.append(Section("Heads, every position at once", (
-            "Each cell patches one head's output (hook_z) at every position at once; the 'all pairs' column "
-            "pools every mismatch pair. Heads whose cells are red carry the decision. " + READ), fig))
+            f"Each cell patches one head's output (hook_z) at every position at once; the '{ALL}' column pools the "
+            "example pairs of every mirrored pair. Heads whose cells are red carry the decision. " + READ), fig,
+            data=data))
+    first = not sections
     for length in sorted(int(v) for v in patching["length"].unique()):
         rows = patching[patching["length"] == length]
         pos = (f"x is the token position: BOS, characters 1..L, EOS; the class is read at {readout}. Pair k "
-               "breaks positions k+1 and L−k. ")
+               "breaks positions k+1 and L−k.")
         for fig, heading, caption in (
             (layer_figure(rows, length, "resid_pre", "Residual stream (hook_resid_pre)"),
              f"Residual stream by layer and position, length {length}",
@@ -137,10 +148,11 @@ def patching_page(attribution: Attribution) -> Page:
              "One panel per broken pair; each cell patches one MLP's output at one position. "),
         ):
             if fig is not None:
-                sections.append(Section(heading, caption + pos + READ, fig))
+                sections.append(Section(heading, caption + (READ if first else AS_ABOVE) + " " + pos, fig, data=data))
+                first, pos = False, ""
     sections.append(Section("Recovery with its per-pair spread", (
-        f"Each row patches one activation at every position at once, over all pairs or one mismatch pair: the "
-        f"{RECOVERY}, beside the quartiles of the per-pair recoveries. A recovery far from the median means a few "
-        "pairs carry it; a wide q25–q75 means the activation matters for some broken pairs and not others."),
-        Table(recovery_table(patching), digits=3)))
+        "Each row patches one activation at every position at once, over the example pairs of every broken pair or "
+        "of one: the recovery (a ratio of means) beside the quartiles of the per-pair recoveries. A recovery far from "
+        "the median means a few pairs carry it; a wide q25–q75 means the activation matters for some broken pairs "
+        "and not others."), Table(recovery_table(patching), digits=3), data=data))
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

@@ -1,22 +1,25 @@
-"""The causal-scrubbing sections of the circuit page: per hypothesis the share of the loss its scrub
-recovers beside the control scrub and a constant predictor on the same scale, the verdict, and the
-per-class losses of every run, so that a class gaining what the other loses shows."""
+"""The causal-scrubbing sections of the circuit page: per hypothesis the losses of the model, its scrub, the
+control scrub, the random scrub and a constant predictor on a log axis, the verdict with the share of the loss
+and of the balanced accuracy recovered, and the per-class losses of every run, so that a class gaining what the
+other loses shows."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from palindrome_lens.report.content import Figure, Table, Text
+from palindrome_lens.report.downloads import Download
+from palindrome_lens.report.figures import label_figure
 from palindrome_lens.report.formatting import num, pct
 from palindrome_lens.report.html import Section
 from palindrome_lens.report.inputs import SCRUB_RUNS, finite
-from palindrome_lens.report.plots import grouped_bars
 
 RUN_LABELS = {"model": "model (nothing scrubbed)", "hypothesis": "hypothesis scrub", "control": "control scrub",
               "random": "random scrub (every scrubbed position from any string)"}
-BARS = {"recovered": "hypothesis scrub", "control": "control scrub", "constant": "constant predictor"}
+CONSTANT = "constant predictor"
 
 
 def keeps(result: dict[str, Any]) -> str:
@@ -51,16 +54,34 @@ def loss_table(scrubbing: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def recovered_figure(scrubbing: list[dict[str, Any]], target: float) -> Figure:
-    series = {label: [finite(r[key]) for r in scrubbing] for key, label in BARS.items()}
-    hover = {label: [f"{r['name']}, {label}: {pct(r[key])}" for r in scrubbing] for key, label in BARS.items()}
-    fig = grouped_bars([r["name"] for r in scrubbing], series, "Share of the loss recovered by each scrub",
-                       "hypothesis", "loss recovered (0 = random scrub, 100% = model)", legend_title="run",
-                       hover=hover)
-    fig.update_yaxes(tickformat=".0%")
-    fig.add_hline(y=target, line_dash="dash", line_color="#52606d",
-                  annotation_text=f"faithfulness target {pct(target, 0)}", annotation_position="top right")
-    return Figure(fig)
+POINTS = (("hypothesis", "hypothesis scrub", "diamond", "#2f9e44"),
+          ("model", "model (nothing scrubbed)", "circle-open", "#1f2933"),  # open: a scrub as good shows inside
+          ("control", "control scrub", "x", "#c92a2a"),
+          ("random", "random scrub", "square", "#868e96"))
+LOSS_FLOOR = 1e-8  # a loss of 0 cannot sit on a log axis
+
+
+def loss_figure(scrubbing: list[dict[str, Any]]) -> Figure:
+    """One row per hypothesis, its runs' class-balanced losses as points on a log axis, the constant predictor's
+    ln 2 among them: the distances between the points are what the % recovered compresses."""
+    hypotheses = [r["name"] for r in scrubbing]
+    fig = go.Figure()
+    for run, label, symbol, color in POINTS:
+        losses = [max(LOSS_FLOOR, finite(r["runs"][run]["loss"]) or LOSS_FLOOR) for r in scrubbing]
+        hover = [f"{r['name']}, {label}: loss {num(r['runs'][run]['loss'])}, balanced accuracy "
+                 f"{pct(r['runs'][run]['balanced_accuracy'])}" for r in scrubbing]
+        fig.add_trace(go.Scatter(x=losses, y=hypotheses, mode="markers", name=label, hovertext=hover, hoverinfo="text",
+                                 marker={"symbol": symbol, "size": 17 if run == "model" else 13, "color": color,
+                                         "line": {"width": 2 if run == "model" else 1}}))
+    entropy = [finite(r["baseline"]["label_entropy"]) for r in scrubbing]
+    fig.add_trace(go.Scatter(x=entropy, y=hypotheses, mode="markers", name=f"{CONSTANT} (ln 2)",
+                             marker={"symbol": "line-ns-open", "size": 22, "color": "#7048e8", "line": {"width": 3}},
+                             hovertext=[f"{CONSTANT}: loss {num(e)}" for e in entropy], hoverinfo="text"))
+    fig.update_xaxes(type="log", dtick=1, exponentformat="power")
+    fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_layout(height=max(380, 200 + 60 * len(scrubbing)), legend_title_text="run")
+    return Figure(label_figure(fig, "Scrubbing losses: each scrub between the model and chance",
+                               "class-balanced cross-entropy loss (log scale)", "hypothesis"))
 
 
 def scrubbing_sections(circuit: dict[str, Any]) -> list[Section]:
@@ -68,27 +89,26 @@ def scrubbing_sections(circuit: dict[str, Any]) -> list[Section]:
     target = circuit["gates"]["faithfulness_target"]
     if not scrubbing:
         return [Section("Causal scrubbing", "Hypotheses come from attribute.hypotheses in params.yaml.",
-                        Text("No hypothesis was given, so nothing was scrubbed."))]
-    scale = ("% recovered = (random loss − scrubbed loss) / (random loss − model loss) of the class-balanced "
-             "cross-entropy: 0% is every scrubbed position resampled from any string of the same length, 100% the "
-             "model itself. 'accuracy recovered' is the same scale on class-balanced accuracy: a random scrub that is "
-             "confidently wrong makes the loss scale long, so a scrub can keep most of the loss and still flip answers.")
+                        Text("No hypothesis was given, so nothing was scrubbed."), anchor="scrubbing")]
+    losses = loss_table(scrubbing)
+    data = [Download("scrubbing_losses.csv", losses, "data/attribution/circuit.json, key scrubbing")]
     return [
-        Section("Causal scrubbing: loss recovered", (
-            "A hypothesis says what the residual stream after one layer carries at each group of positions; its "
-            "scrub resamples each position from another string that agrees on that feature, so if the hypothesis is "
-            "right the loss stays the model's. The control scrub takes strings that disagree on the feature: it must "
-            "lose the performance. " + scale + " The constant predictor bar is where always answering the same "
-            "would sit on this scale: it is high when the random scrub is confidently wrong (a loss above ln 2), and "
-            f"a scrub below it does worse than knowing nothing. Averaged over {num(scrubbing[0]['n_draws'])} draws."),
-            recovered_figure(scrubbing, target)),
+        Section("Causal scrubbing: each run's loss", (
+            "Causal scrubbing tests what a hypothesis says the residual stream carries after one layer: each position "
+            "is resampled from another string that agrees on that feature. Each row is one hypothesis; the points are "
+            "the loss of the model, of the hypothesis scrub, of its control scrub (strings that disagree: it must "
+            "lose the performance), of the random scrub and of a constant predictor. A right hypothesis sits next to "
+            "the model, far left of the control, the random scrub and the constant predictor. The loss recovered "
+            "(table below) puts the hypothesis on the scale from the random scrub (0%) to the model (100%). Averaged "
+            f"over {num(scrubbing[0]['n_draws'])} draws."), loss_figure(scrubbing), anchor="scrubbing", data=data),
         Section("Causal scrubbing: verdicts", (
-            f"A hypothesis is supported when its scrub recovers at least {pct(target, 0)} and its control recovers "
-            "less than the constant predictor (the control fails); a control that does not fail makes the test "
-            "inconclusive. 'keeps' is the feature kept per position group."), Table(verdict_table(scrubbing))),
+            f"A hypothesis is supported when its scrub keeps at least {pct(target, 0)} of the loss and of the "
+            "balanced accuracy, it beats a constant predictor, and its control does worse than a constant predictor; "
+            "a control that does not fail makes the test inconclusive. 'keeps' is the feature kept per position "
+            "group."), Table(verdict_table(scrubbing))),
         Section("Causal scrubbing: losses per class", (
             "Each run's class-balanced cross-entropy and its mean loss on palindromes and on non-palindromes. A "
             "scrub whose balanced loss looks fine because one class improves while the other gets worse shows "
             "here as a large loss on one class. The constant predictor loses ln 2 on every string."),
-            Table(loss_table(scrubbing), digits=3)),
+            Table(losses, digits=3)),
     ]

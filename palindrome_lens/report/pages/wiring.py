@@ -9,6 +9,7 @@ from plotly.subplots import make_subplots
 
 from palindrome_lens.attribution.edges import VIAS
 from palindrome_lens.report.content import Figure, Table, Text
+from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.figures import label_figure
 from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import Section
@@ -67,7 +68,12 @@ def edge_heatmap(edges: pd.DataFrame, candidates: list[str]) -> Figure:
 
 
 def edge_table(edges: pd.DataFrame, graph: set[tuple[str, str, str]]) -> pd.DataFrame:
-    frame = edges[["sender", "receiver", "via", "effect", "pair_q25", "pair_median", "pair_q75", "n_pairs"]].copy()
+    """Every edge by |effect|, with its per-pair quartiles and whether the graph draws it; the number of example
+    pairs is a column only when it varies (the caption gives it otherwise)."""
+    columns = ["sender", "receiver", "via", "effect", "pair_q25", "pair_median", "pair_q75"]
+    if edges["n_pairs"].nunique() > 1:
+        columns.append("n_pairs")
+    frame = edges[columns].copy()
     frame["in graph"] = [(s, r, v) in graph for s, r, v in zip(frame["sender"], frame["receiver"], frame["via"])]
     order = frame["effect"].abs().sort_values(ascending=False, kind="stable").index
     return frame.loc[order].rename(columns={"pair_q25": "pair q25", "pair_median": "pair median",
@@ -81,33 +87,41 @@ def wiring_sections(attribution: Attribution) -> list[Section]:
         sections.append(Section("Composition scores", "Composition needs heads in two layers.",
                                 Text("The model has one layer of heads, so no head composes with another.")))
     else:
-        read = ("Weights only: ||W_OV(sender) W(receiver)|| / (||W_OV(sender)|| ||W(receiver)||) for every head "
-                "feeding a head of a later layer, where W is the receiver's W_Q (Q), W_K (K) or W_OV (V). Unrelated "
-                "matrices do not score 0, so each score sits beside the same score of random Gaussian weights of the "
-                "model's shapes (mean and 95th percentile). A score above the 95th percentile suggests an edge; "
-                "path patching above says whether it carries anything.")
+        read = ("Weights only: how strongly each head's output can feed a head of a later layer through its query "
+                "(Q), key (K) or value (V), beside the same score of random Gaussian weights of the model's shapes "
+                "(mean and 95th percentile), since unrelated matrices do not score 0. A score above the 95th "
+                "percentile suggests an edge; path patching says whether it carries anything.")
         sections += [
             Section("Composition scores against random weights", read + " One panel per mode.",
-                    composition_figure(composition)),
-            Section("Composition scores (table)", read + " 'score / random mean' is the ratio to the baseline mean.",
-                    Table(composition_table(composition), digits=3)),
+                    composition_figure(composition),
+                    data=[Download("composition.csv", composition, "data/attribution/composition.parquet")]),
+            Section("Composition scores (table)", "The scores of the figure above as numbers; 'score / random mean' is "
+                    "the ratio to the baseline mean.", Table(composition_table(composition), digits=3)),
         ]
     if edges.empty:
         sections.append(Section("Every edge", "Path patching needs clean/corrupted pairs (extract.n_pairs > 0).",
                                 Text("No pairs, so no edge was measured.")))
         return sections
     graph = {(e["from"], e["to"], e["via"]) for e in circuit["edges"]}
-    floor = num(circuit["gates"]["edge_floor"])
+    floor = circuit["gates"]["edge_floor"]
+    table = edge_table(edges, graph)
+    weak = table["effect"].abs() < floor
+    pairs = (f" Every edge is measured over the same {int(edges['n_pairs'].iloc[0])} example pairs."
+             if edges["n_pairs"].nunique() == 1 else "")
+    data = [Download("edges.csv", edges, "data/attribution/edges.parquet")]
     sections += [
         Section("Every edge, by input", (
-            "Every sender → receiver edge the wiring allows, measured by path patching (edges.parquet): one panel "
-            "per input of the receiver. Colour and number are the effect, the share of the clean logit difference "
-            "restored when only this edge carries the clean value (ratio of means over the pairs): red restores, "
-            "blue pushes the other way, white does nothing. Blank cells are edges the wiring does not allow."),
-            edge_heatmap(edges, list(circuit["search"]["candidates"]))),
+            "Every sender → receiver edge the wiring allows, measured by path patching: one panel per input of the "
+            "receiver. Colour and number are the effect: red restores the clean answer, blue pushes the other way, "
+            "white does nothing. Blank cells are edges the wiring does not allow."),
+            edge_heatmap(edges, list(circuit["search"]["candidates"])), data=data),
         Section("Every edge (table)", (
-            "The same edges sorted by |effect|, with the per-pair quartiles (a large effect with a median near 0 "
-            f"comes from a few pairs). 'in graph' marks the edges drawn above: between drawn nodes, |effect| ≥ {floor}."),
-            Table(edge_table(edges, graph), digits=3)),
+            "The edges with |effect| at least the edge floor, sorted by |effect|, with the per-pair quartiles (a large "
+            f"effect with a median near 0 comes from a few pairs); 'in graph' marks those drawn above (between drawn "
+            f"nodes).{pairs} The {int(weak.sum())} edges below the floor {num(floor)} are behind the toggle under the "
+            "table."),
+            Table(table[~weak].reset_index(drop=True), digits=3, more=table[weak].reset_index(drop=True),
+                  more_label=f"Show the {int(weak.sum())} edges below the floor (|effect| < {num(floor)})"),
+            data=data),
     ]
     return sections
