@@ -86,6 +86,9 @@ SCRUBS = {  # name -> (recovered, control, constant, verdict)
 }
 SCRUB_FEATURES = {"pair_flags": "pair_match", "own_char": "char"}
 ACCURACY_RECOVERED = {"pair_flags": 0.91, "own_char": 0.33}  # distinct from the loss recovered, so a swap shows
+RECOVERED_CONSTANT = {"pair_flags": 0.936, "own_char": -1.27}  # the constant-anchored scale, distinct again
+LOCAL_RECOVERED = {"pair_flags": 0.973, "own_char": 0.12}
+SELF_DRAWS = {"pair_flags": 0.004, "own_char": 0.021}
 
 
 def table(rows: list[dict], types: dict[str, pa.DataType]) -> pa.Table:
@@ -474,12 +477,48 @@ def scrub_result(name: str) -> dict:
                 "balanced_accuracy": acc, "balanced_margin": BASE_MARGIN * rec}
 
     return {"name": name, "claim": f"after layer 0 each position carries only <{name}> & nothing else",
-            "after_layer": 0, "keep": {"chars": SCRUB_FEATURES[name]}, "n_draws": 4, "recovered": recovered,
-            "accuracy_recovered": ACCURACY_RECOVERED[name], "control": control, "constant": constant, "verdict": verdict,
+            "after_layer": 0, "keep": {"chars": SCRUB_FEATURES[name]}, "n_draws": 4, "n_rows": 40, "recovered": recovered,
+            "recovered_constant": RECOVERED_CONSTANT[name], "accuracy_recovered": ACCURACY_RECOVERED[name],
+            "control": control, "control_constant": control - 1.5, "constant": constant, "verdict": verdict,
+            "self_draw_share": SELF_DRAWS[name], "bits": {"bos": 0.0, "chars": 0.97, "eos": 0.0},
+            "local": {"recovered": LOCAL_RECOVERED[name], "accuracy_recovered": LOCAL_RECOVERED[name] - 0.02,
+                      "worst_unit": "pair 1", "units": []},
             "baseline": {"label_entropy": math.log(2), "random_loss": random_loss, "model_loss": model_loss},
             "runs": {"model": run(1.0, 0.98), "hypothesis": run(recovered, 0.5 + 0.48 * recovered),
                      "control": run(control, 0.4),
                      "random": run(0.0, 0.5)}}
+
+
+DISCOVERED = {0: {"bos": "none", "chars": "pair_diff", "eos": "none"}, 1: {"bos": "label", "chars": "none", "eos": "none"}}
+
+
+def discovered() -> dict:
+    """circuit.json's `discovered`, as attribution.discovery.discover writes it: after layer 0 the characters keep
+    pair_diff (label and pair_match tried first, and failed), after layer 1 BOS keeps the label."""
+    def facts(rec: float, const: float, acc: float, local: float, verdict: str) -> dict:
+        return {"recovered": rec, "recovered_constant": const, "accuracy_recovered": acc, "control": -0.07,
+                "control_constant": -2.4, "constant": 0.85, "self_draw_share": 0.008, "local_recovered": local,
+                "local_accuracy_recovered": local - 0.01, "worst_unit": "pair 2", "bits": {"chars": 1.0},
+                "verdict": verdict}
+
+    boundaries = []
+    for layer, keep in DISCOVERED.items():
+        result = {**scrub_result("pair_flags"), "name": f"discovered_after_layer_{layer}", "after_layer": layer,
+                  "keep": keep, "recovered": 0.998, "recovered_constant": 0.987, "accuracy_recovered": 0.995,
+                  "control": -0.071, "control_constant": -2.45, "verdict": "supported",
+                  "bits": {"bos": 0.0, "chars": 3.48 if layer == 0 else 0.0, "eos": 0.0}}
+        path = [{"group": "chars", "feature": "label", "keep": {**keep, "chars": "label"}, "bits": 0.77,
+                 "screen": facts(0.976, 0.84, 0.971, 0.842, "fails"), "full": None, "accepted": False},
+                {"group": "chars", "feature": "pair_match", "keep": {**keep, "chars": "pair_match"}, "bits": 0.9,
+                 "screen": facts(0.971, 0.807, 0.966, 0.986, "fails"), "full": None, "accepted": False},
+                {"group": "chars", "feature": keep["chars"], "keep": keep, "bits": 3.48,
+                 "screen": facts(1.0, 0.999, 1.0, 1.0, "supported"), "full": facts(0.998, 0.987, 0.995, 0.999,
+                                                                                  "supported"), "accepted": True}]
+        boundaries.append({"after_layer": layer, "keep": keep, "bits": result["bits"], "position_bits": [],
+                           "library": {}, "coarser_than_all": {g: True for g in keep}, "sanity_all_recovered": 1.0,
+                           "budget_exhausted": False, "result": result, "path": path})
+    return {"budget": 100, "evaluated": 17, "screen_rows": 384, "screen_draws": 2, "draws": 4,
+            "groups": ["chars", "bos", "eos"], "boundaries": boundaries}
 
 
 def circuit_json(attn_only: bool, edges: pd.DataFrame) -> dict:
@@ -510,6 +549,7 @@ def circuit_json(attn_only: bool, edges: pd.DataFrame) -> dict:
                    "reached": True, "node_positions": "chars"},
         "gates": {"faithfulness_target": TARGET, "minimality_floor": FLOOR, "edge_floor": EDGE_FLOOR},
         "scrubbing": [scrub_result(name) for name in SCRUBS],
+        "discovered": discovered(),
         "sentences": [f"The decision is carried by {', '.join(circuit)}: it keeps 93.0% of the margin.",
                       "Hypothesis 'pair_flags' is supported."],
     }

@@ -133,7 +133,7 @@ def test_writes_every_table_in_its_schema_and_the_json_documents(store) -> None:
     assert summary["circuit_heads"] == list(dict.fromkeys(n.split("@")[0] for n in summary["circuit_nodes"]
                                                           if n.startswith("L")))
     assert summary["sentences"] == circuit["sentences"] and all(isinstance(x, str) and x for x in circuit["sentences"])
-    assert circuit["format"] == "palindrome-lens/circuit/v1"
+    assert circuit["format"] == "palindrome-lens/circuit/v2"
     assert set(circuit["minimality"]) == set(summary["circuit_nodes"])
     for edge in circuit["edges"]:
         assert {"from", "to", "via", "effect"} <= set(edge) and abs(edge["effect"]) >= SETTINGS.edge_floor

@@ -25,8 +25,11 @@ from tests.report_outputs import (
     CIRCUIT,
     COMPLETENESS,
     EDGE_FLOOR,
+    LOCAL_RECOVERED,
     MINIMALITY,
+    RECOVERED_CONSTANT,
     SCRUBS,
+    SELF_DRAWS,
     candidates,
     figure,
     page,
@@ -198,10 +201,11 @@ def test_scrubbing_shows_recovered_control_constant_and_per_class_losses(synthet
     p = circuit_page(synthetic)
     verdicts = section(p, "Causal scrubbing: verdicts").content.df.set_index("hypothesis")
     for name, (recovered, control, constant, verdict) in SCRUBS.items():
-        assert verdicts.loc[name, ["recovered", "accuracy recovered", "control", "constant predictor",
-                                   "verdict"]].tolist() == [
-            f"{100 * recovered:.1f}%", f"{100 * ACCURACY_RECOVERED[name]:.1f}%", f"{100 * control:.1f}%",
-            f"{100 * constant:.1f}%", verdict]
+        assert verdicts.loc[name, ["loss recovered", "from a constant", "accuracy recovered", "each pair alone",
+                                   "control", "constant predictor", "self draws", "verdict"]].tolist() == [
+            f"{100 * recovered:.1f}%", f"{100 * RECOVERED_CONSTANT[name]:.1f}%", f"{100 * ACCURACY_RECOVERED[name]:.1f}%",
+            f"{100 * LOCAL_RECOVERED[name]:.1f}%", f"{100 * control:.1f}% ({100 * (control - 1.5):.1f}% from a constant)",
+            f"{100 * constant:.1f}%", f"{100 * SELF_DRAWS[name]:.1f}%", verdict]
     circuit = synthetic.attribution.circuit
     points = figure(p, "Causal scrubbing: each run's loss")  # every run's loss as a point on a log axis, per hypothesis
     assert points.layout.xaxis.type == "log"

@@ -306,7 +306,7 @@ def circuit_document(scorer: CircuitScorer, search: Any, circuit: list[Node], ca
                      complete: dict[str, Any], minimal: dict[str, Any], edges: pd.DataFrame, scrubbing: list[dict],
                      settings: AttributeParams, seed: int, masks: dict[str, np.ndarray],
                      groups: tuple[str, ...]) -> dict[str, Any]:
-    """circuit.json (palindrome-lens/circuit/v1)."""
+    """circuit.json (palindrome-lens/circuit/v2; `discovered` is added by analyse)."""
     (f_c, acc_c), (f_m, acc_m), (f_0, acc_0) = scorer.evaluate([circuit, candidates, []])
     inputs = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"]
     shown = {nd.name for nd in [*inputs, *circuit]}

@@ -25,7 +25,7 @@ from palindrome_lens.attribution.edges import LOGITS
 from palindrome_lens.attribution.nodes import Node
 from palindrome_lens.attribution.scrubbing import SELF_DRAW_LIMIT
 
-FORMAT = "palindrome-lens/circuit/v1"
+FORMAT = "palindrome-lens/circuit/v2"  # v2: scrubs on both scales, local scrubs, `discovered`
 MIRROR = 0.5  # a head whose mirror score is at least this attends from characters to their mirrors
 ZERO_MISLEADS = 0.2  # zero vs resample balanced-accuracy gap worth a sentence
 

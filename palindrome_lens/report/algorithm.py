@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from palindrome_lens import features
+from palindrome_lens.attribution.summary import GROUP_WORDS, carries
 from palindrome_lens.report.formatting import names, num, pct
 from palindrome_lens.report.inputs import Attribution
 from palindrome_lens.report.roles import (
@@ -57,6 +59,38 @@ def flag_step(attribution: Attribution) -> Step | None:
                 "circuit.html#scrubbing", "scrubbing losses")
 
 
+def discovered_steps(attribution: Attribution) -> list[Step]:
+    """What the hypothesis search found the residual stream carries after each layer but the last (the last
+    one's readout carries the answer), where its hypothesis is supported and says more than 'everything';
+    a layer whose hand-written flag hypothesis is already a step is not said twice."""
+    circuit = attribution.circuit
+    boundaries = (circuit.get("discovered") or {}).get("boundaries", [])[:-1]
+    flagged = {r["after_layer"] for r in flag_hypotheses(circuit)}
+    out = []
+    for b in boundaries:
+        keep, r = b["keep"], b["result"]
+        if r.get("verdict") != "supported" or all(f == features.ALL for f in keep.values()):
+            continue
+        if b["after_layer"] in flagged and set(keep.values()) <= {"pair_match", features.NONE, features.ALL}:
+            continue
+        said = [carries(g, f) for g, f in keep.items() if f != features.NONE]
+        quiet = [GROUP_WORDS[g] for g, f in keep.items() if f == features.NONE]
+        coarser = [s for s in b["path"] if not s["accepted"] and s["feature"] != features.NONE]
+        failed = "; coarser features fail: " + ", ".join(
+            f"{s['feature']} {pct((s['full'] or s['screen']).get('recovered_constant'))}" for s in coarser[:3]) \
+            if coarser else ""
+        local = r.get("local") or {}
+        out.append(Step(
+            f"After layer {b['after_layer']}, {'; '.join(said)}" + (f"; {names(quiet)} carry nothing the output needs"
+                                                                    if quiet else "") + ".",
+            f"the coarsest hypothesis a search by causal scrubbing finds: scrubbing down to it keeps "
+            f"{pct(r.get('recovered_constant'))} of the loss from a constant predictor ({pct(r['recovered'])} from a "
+            f"random scrub), {pct(r.get('accuracy_recovered'))} of the balanced accuracy and "
+            f"{pct(local.get('recovered'))} with each pair alone; control {pct(r.get('control'))}{failed}",
+            f"discovery.html#after-layer-{b['after_layer']}", "the hypothesis search"))
+    return out
+
+
 def reader_step(attribution: Attribution) -> Step | None:
     found = readers(attribution)
     if not found:
@@ -100,10 +134,14 @@ def circuit_step(attribution: Attribution) -> Step | None:
                 "circuit.html#faithfulness", "faithfulness, completeness, minimality")
 
 
-STEPS: tuple[Callable[[Attribution], Step | None], ...] = (mirror_step, flag_step, reader_step, writer_step,
-                                                            circuit_step)
+STEPS: tuple[Callable[[Attribution], Step | list[Step] | None], ...] = (
+    mirror_step, flag_step, discovered_steps, reader_step, writer_step, circuit_step)
 
 
 def algorithm_steps(attribution: Attribution) -> list[Step]:
-    """The established steps, in order."""
-    return [step for step in (build(attribution) for build in STEPS) if step is not None]
+    """The established steps, in order (a builder may give several, or none)."""
+    out: list[Step] = []
+    for build in STEPS:
+        made = build(attribution)
+        out += made if isinstance(made, list) else [made] if made is not None else []
+    return out

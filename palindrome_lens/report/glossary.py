@@ -98,13 +98,33 @@ TERMS: tuple[Term, ...] = (
          "position is resampled from another string that agrees on the hypothesised feature. If the hypothesis is "
          "right the loss stays the model's.", (r"scrub(?:s|bed|bing)?\b",)),
     Term("loss-recovered", "loss recovered", "(random loss − scrubbed loss) / (random loss − model loss) of the "
-         "class-balanced cross-entropy: 0% = every scrubbed position from any string (the random scrub), 100% = "
-         "the model. 'Accuracy recovered' is the same scale on balanced accuracy.", (r"accuracy recovered",)),
-    Term("control-scrub", "control scrub", "A scrub from strings that disagree on the feature: it must destroy the "
-         "performance, or the test is inconclusive."),
-    Term("verdict", "supported", "A hypothesis is supported when its scrub keeps the target share of the loss and "
-         "of the balanced accuracy, beats a constant predictor, and its control does worse than a constant "
-         "predictor; otherwise it fails (or the test is inconclusive).", (r"inconclusive",)),
+         "class-balanced cross-entropy: 0% = every position from any string (the random scrub), 100% = the model. "
+         "A random scrub is confidently wrong, so on this scale a constant predictor already sits high; see 'from a "
+         "constant'. 'Accuracy recovered' is the same scale on balanced accuracy.", (r"accuracy recovered",)),
+    Term("from-a-constant", "from a constant", "Loss recovered on the scale anchored at knowing nothing: (ln 2 − "
+         "scrubbed loss) / (ln 2 − model loss), 0% = a constant predictor, 100% = the model.",
+         (r"constant scale", r"constant-anchored")),
+    Term("each-pair-alone", "each pair alone", "A local scrub: each mirrored pair's two positions (and BOS, the "
+         "centre, EOS) scrubbed on its own, the rest left as it is, losses pooled over the pairs. Scrubbing every "
+         "position at once cannot refute a coarse string-level feature when the readout works like an OR over "
+         "positions; one pair at a time can.", (r"one pair at a time", r"each pair scrubbed alone")),
+    Term("control-scrub", "control scrub", "A scrub from strings that disagree on the kept feature: it must miss the "
+         "gates the hypothesis passes, or the test is inconclusive."),
+    Term("verdict", "supported", "A hypothesis is supported when its scrub keeps the target share (up to the same "
+         "margin above 100%) of the loss on both scales and of the balanced accuracy, all at once and each pair "
+         "alone, beats a constant predictor, its control fails, and most positions found another string than their "
+         "own; otherwise it fails (or the test is inconclusive).", (r"inconclusive",)),
+    Term("feature-library", "feature library", "What a position may carry, as functions of the string: own character, "
+         "own and mirror character (pair_chars), pair_diff, pair_match; string-level mismatch_set, n_mismatches, "
+         "label, char_counts, odd_chars; visible_… versions for what a causal position can see; all and none.",
+         (r"(?-i:\bfeatures?\b)",)),
+    Term("bits", "bits", "How much a feature says: its entropy on the analysis strings, per position, averaged over "
+         "a group's positions. Fewer bits is a coarser claim."),
+    Term("self-draw", "self draws", "Scrubbed positions whose only agreeing string was their own, so nothing was "
+         "scrubbed there; a scrub that mostly drew itself is inconclusive.", (r"self draw", r"drew (?:itself|themselves)")),
+    Term("hypothesis-search", "hypothesis search", "For each layer, every position group made as coarse as causal "
+         "scrubbing allows: its features tried from fewest bits up, the first supported one kept.",
+         (r"search by causal scrubbing",)),
     Term("composition", "composition score", "||W_OV(sender) W(receiver)|| / (||W_OV(sender)|| ||W(receiver)||) "
          "with W the receiver's W_Q, W_K or W_OV: weights only, shown beside random matrices of the same shapes.",
          (r"[QKV]-composition",)),

@@ -36,21 +36,29 @@ SUMMARY_KEYS = ("circuit_nodes", "circuit_accuracy.mode", "evidence", "model.n_l
 # summary.json's circuit_accuracy runs, each with these figures (run.circuit_accuracy).
 CIRCUIT_RUNS = ("unablated", "others_ablated", "circuit_ablated")
 RUN_KEYS = ("accuracy", "distance_1_accuracy", "palindrome_accuracy", "balanced_accuracy", "balanced_margin", "lean")
-# circuit.json (palindrome-lens/circuit/v1, written by attribution.run.circuit_document); lists are checked per item.
+# circuit.json (palindrome-lens/circuit/v2, written by attribution.run.circuit_document); lists are checked per item.
 CIRCUIT_KEYS = ("format", "nodes", "edges", "faithfulness", "completeness.value", "completeness.worst_k",
                 "completeness.tried", "minimality", "ablation.mode", "search.method", "search.target",
                 "search.n_candidates", "search.candidates", "search.exhaustive_up_to", "search.budget",
                 "search.screened", "search.rescored", "search.screening_rows", "search.reached",
                 "search.node_positions", "gates.faithfulness_target", "gates.minimality_floor", "gates.edge_floor",
-                "scrubbing", "sentences")
+                "scrubbing", "sentences", "discovered.boundaries", "discovered.budget", "discovered.evaluated",
+                "discovered.screen_rows", "discovered.screen_draws", "discovered.draws")
 CIRCUIT_RUN_KEYS = ("balanced_margin", "balanced_accuracy")
 CIRCUIT_ABLATION_RUNS = ("model", "circuit_only", "nothing", "constant_predictor")
 SCRUB_RUNS = ("model", "hypothesis", "control", "random")  # scrubbing.scrub's runs
 SCRUB_RUN_KEYS = ("loss", "loss_palindrome", "loss_not_palindrome", "balanced_accuracy", "balanced_margin")
+# every scrub's figures (attribution.scrubbing.Scrubber.scrub), and the search's boundaries and path steps
+SCRUB_FIGURES = ("recovered", "recovered_constant", "accuracy_recovered", "control", "control_constant", "constant",
+                 "self_draw_share", "bits")
+BOUNDARY_KEYS = ("after_layer", "keep", "bits", "path", "budget_exhausted", "sanity_all_recovered",
+                 *(f"result.{k}" for k in (*SCRUB_FIGURES, "verdict", "local", "n_draws", "n_rows")))
+STEP_KEYS = ("group", "feature", "keep", "bits", "accepted", "full", *(f"screen.{k}" for k in (*SCRUB_FIGURES, "verdict",
+                                                                                               "local_recovered")))
 CIRCUIT_ITEM_KEYS = {
     "nodes": ("name", "component", "layer", "positions", "role"),
     "edges": ("from", "to", "via", "effect", "n_pairs", "pair_median"),
-    "scrubbing": ("name", "claim", "after_layer", "keep", "n_draws", "recovered", "control", "constant", "verdict",
+    "scrubbing": ("name", "claim", "after_layer", "keep", "n_draws", "n_rows", *SCRUB_FIGURES, "verdict", "local",
                   "baseline.label_entropy", "baseline.random_loss", "baseline.model_loss",
                   *(f"runs.{run}.{key}" for run in SCRUB_RUNS for key in SCRUB_RUN_KEYS)),
 }
@@ -207,6 +215,9 @@ def load_circuit(path: Path) -> dict[str, Any]:
     require_keys(circuit, [f"ablation.{run}.{k}" for run in CIRCUIT_ABLATION_RUNS for k in CIRCUIT_RUN_KEYS], path)
     for key, keys in CIRCUIT_ITEM_KEYS.items():
         require_items(circuit, key, keys, path)
+    require_items(circuit["discovered"], "boundaries", BOUNDARY_KEYS, f"{path} (discovered)")
+    for i, boundary in enumerate(circuit["discovered"]["boundaries"]):
+        require_items(boundary, "path", STEP_KEYS, f"{path} (discovered.boundaries[{i}])")
     known = {n["name"] for n in circuit["nodes"]} | {LOGITS}
     for i, edge in enumerate(circuit["edges"]):
         for end in ("from", "to"):

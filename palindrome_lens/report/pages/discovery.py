@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 
 from palindrome_lens import features
 from palindrome_lens.report.content import Figure, Table, Text
+from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.figures import label_figure
 from palindrome_lens.report.formatting import pct
 from palindrome_lens.report.html import Page, Section
@@ -93,10 +94,7 @@ def path_figure(boundary: dict[str, Any], target: float) -> Figure:
 
 
 def discovery_sections(circuit: dict[str, Any]) -> list[Section]:
-    discovered = circuit.get("discovered")
-    if not discovered:
-        return [Section("Discovered algorithm", "Written by the attribute stage's hypothesis search.",
-                        Text("This run has no hypothesis search (circuit.json has no 'discovered' key)."))]
+    discovered = circuit["discovered"]
     target = circuit["gates"]["faithfulness_target"]
     sentences = [s for s in circuit["sentences"] if s.startswith(("What the residual stream carries", "After layer"))]
     out = [Section("In words", "The attribute stage's sentences, built from the numbers below. " + GATES,
@@ -104,21 +102,24 @@ def discovery_sections(circuit: dict[str, Any]) -> list[Section]:
     for boundary in discovered["boundaries"]:
         layer = boundary["after_layer"]
         out += [
-            Section(f"After layer {layer}: the hypothesis", (
+            Section(f"After layer {layer}: the hypothesis", anchor=f"after-layer-{layer}", caption=(
                 "The feature each position group keeps (none: resampled from any string; all: not scrubbed, more "
                 "than any feature in the library). Bits: the feature's entropy on the analysis strings, averaged "
-                "over the group's positions; fewer bits is a coarser claim."), Table(hypothesis_table(boundary), digits=3)),
-            Section(f"After layer {layer}: its figures", GATES, Table(figures_table(boundary))),
+                "over the group's positions; fewer bits is a coarser claim."), content=Table(hypothesis_table(boundary), digits=3)),
+            Section(f"After layer {layer}: its figures", "The figures the verdict reads (the gates are stated under "
+                    "'In words' above).", Table(figures_table(boundary))),
             Section(f"After layer {layer}: every hypothesis tried", (
                 f"Groups in search order; each group's features from fewest bits up, the others kept at what they "
                 f"reached; the first supported one is kept. A screen uses {discovered['screen_rows']} class-balanced "
                 f"rows and {discovered['screen_draws']} draws; one within 5 points of every gate is scrubbed in full "
                 f"({discovered['draws']} draws, every row), and only a full pass is kept. Budget: "
                 f"{discovered['evaluated']} of {discovered['budget']} scrubs used."),
-                Figure(path_figure(boundary, target)) if boundary["path"] else Text("Nothing was tried."),
+                path_figure(boundary, target) if boundary["path"] else Text("Nothing was tried."),
             ),
             Section(f"After layer {layer}: the path as a table", "The same scrubs, with every figure.",
-                    Table(path_table(boundary), digits=3)),
+                    Table(path_table(boundary), digits=3),
+                    data=[Download(f"discovery_path_after_layer_{layer}.csv", path_table(boundary),
+                                   "data/attribution/circuit.json, key discovered")]),
         ]
     return out
 
