@@ -23,6 +23,7 @@ from palindrome_lens.attribution.schemas import SCHEMAS, columns
 from palindrome_lens.attribution.summary import FORMAT as CIRCUIT_FORMAT
 from palindrome_lens.data.parquet import read_table
 from palindrome_lens.errors import DataFileError
+from palindrome_lens.report.explanation_inputs import ExplanationInputs, load_explanation
 
 INT, F, S, B = pa.int64(), pa.float64(), pa.string(), pa.bool_()
 
@@ -68,6 +69,7 @@ class Sources:
     predictions: Path
     attribution: Path  # directory
     activations: Path  # directory
+    explanation: Path | None = None  # directory (the explain stage)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class ReportInputs:
     evaluation: Evaluation
     attribution: Attribution
     examples: list[ExampleAttention] = field(default_factory=list)
+    explanation: ExplanationInputs | None = None  # None: the report was not given the explain stage's output
 
 
 # --- small readers -----------------------------------------------------------------------------------
@@ -286,6 +289,7 @@ def load_inputs(sources: Sources) -> ReportInputs:
         evaluation=load_evaluation(sources),
         attribution=attribution,
         examples=load_example_attention(sources.activations, attribution["attention"]),
+        explanation=None if sources.explanation is None else load_explanation(sources.explanation),
     )
 
 

@@ -18,6 +18,7 @@ from palindrome_lens.report.pages import (
     attribution,
     circuit,
     evaluation,
+    explanation,
     index,
     patching,
     published,
@@ -25,7 +26,8 @@ from palindrome_lens.report.pages import (
 )
 
 # The pages after the index, in nav order; dvc.yaml's `report` outs list each file plus reports/assets.
-ANALYSIS = (training, evaluation, attribution, patching, attention, ablation, circuit, adversarial, published)
+ANALYSIS = (training, evaluation, attribution, patching, attention, ablation, circuit, explanation, adversarial,
+            published)
 PAGE_FILES = (index.FILENAME, *(module.FILENAME for module in ANALYSIS))
 DESCRIPTIONS = {module.FILENAME: module.SUMMARY for module in ANALYSIS}
 
@@ -41,6 +43,7 @@ def report_pages(inputs: ReportInputs, n_examples: int, hist_bins: int) -> list[
         attention.attention_page(tables, inputs.examples),
         ablation.ablation_page(tables),
         circuit.circuit_page(tables),
+        explanation.explanation_page(inputs.explanation, n_examples),
         adversarial.adversarial_page(tables, n_examples),
         published.published_page(tables),
     ]
