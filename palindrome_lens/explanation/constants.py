@@ -105,15 +105,21 @@ def _shape(path: Path, where: str, value: Any, shape: tuple[int, ...]) -> None:
         raise DataFileError(f"{path}: {where} has shape {array.shape}, expected finite numbers of shape {shape}{RERUN}")
 
 
+def read_checked(path: Path, what: str, keys: tuple[str, ...], fmt: str | None) -> dict[str, Any]:
+    """A JSON object of the explain stage with `keys` (and format `fmt`), or a DataFileError naming the file."""
+    doc = read_json(path, what, RERUN)
+    missing = [k for k in keys if k not in doc]
+    if missing:
+        raise DataFileError(f"{path}: key {missing[0]!r} is missing{RERUN}")
+    if fmt is not None and doc.get("format") != fmt:
+        raise DataFileError(f"{path}: format {doc.get('format')!r}, expected {fmt!r}{RERUN}")
+    return doc
+
+
 def load_constants(path: str | os.PathLike[str]) -> dict[str, Any]:
     """constants.json, checked: a missing, corrupt or malformed file is a DataFileError naming the file."""
     path = Path(path)
-    doc = read_json(path, "the explanation's constants (constants.json)", RERUN)
-    missing = [k for k in TOP_KEYS if k not in doc]
-    if missing:
-        raise DataFileError(f"{path}: key {missing[0]!r} is missing{RERUN}")
-    if doc["format"] != FORMAT:
-        raise DataFileError(f"{path}: format {doc['format']!r}, expected {FORMAT!r}{RERUN}")
+    doc = read_checked(path, "the explanation's constants (constants.json)", TOP_KEYS, FORMAT)
     if doc["readout"] not in ("bos", "eos") or not isinstance(doc["lengths"], Mapping) or not doc["lengths"]:
         raise DataFileError(f"{path}: readout must be bos or eos and lengths a non-empty mapping{RERUN}")
     alphabet = doc["alphabet"]

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,13 +55,13 @@ class Explanation:
     constants: dict[str, Any] | None = None
     agreement: pd.DataFrame | None = None
     interchange: pd.DataFrame | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # per part, printed by the stage, never written
 
-    @contextmanager
-    def timed(self, part: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+    def lap(self, part: str, since: float) -> float:
+        """Book the time since `since` to `part`; returns now (the next part's start)."""
+        now = time.perf_counter()
+        self.seconds[part] = now - since
+        return now
 
 
 def no_program(choice: FamilyChoice, reason: str) -> Explanation:
@@ -101,7 +100,7 @@ def document(clf: Classifier, choice: FamilyChoice, tables: dict[int, Any], fits
                                      params.n_fit_edits)}
 
 
-def check_program(source: str, emulator: Emulator, texts: list[str], measured: np.ndarray) -> float:
+def check_program(source: str, texts: list[str], measured: np.ndarray) -> float:
     """The written program must give the measured numbers: the largest difference on a sample."""
     program = as_module(source)
     gap = float(np.abs(logit_diffs(program, texts) - measured).max()) if texts else 0.0
@@ -109,6 +108,39 @@ def check_program(source: str, emulator: Emulator, texts: list[str], measured: n
         raise AnalysisError(f"program.py and its measured figures differ by {gap:.3g} on a sample; the template and "
                             "palindrome_lens/explanation/emulate.py must do the same arithmetic")
     return gap
+
+
+def fit_program(clf: Classifier, choice: FamilyChoice, tables: dict[int, Any], train: pd.DataFrame,
+                params: ExplainParams, seed: int) -> tuple[dict[str, Any], list[str], np.ndarray]:
+    """The constants document with its readout fitted on the train split, the fit strings and the model's
+    logit differences on them."""
+    lengths = sorted(tables)
+    fit_texts = fit_strings(train, params, lengths, clf.tokenizer.alphabet, seed)
+    fit_logits = forward_logit_diff(clf.model, clf.encode(fit_texts), params.batch_size).cpu().numpy()
+    blank = {}
+    for n, t in tables.items():  # the features do not use the readout: compute them with a blank one
+        width = quadratic_terms(np.zeros((1, len(t.heads) + t.context_directions.shape[0]))).shape[1]
+        blank[n] = (np.zeros(len(t.heads) + 1), {"palindrome": np.zeros(width), "not_palindrome": np.zeros(width)})
+    features = Emulator(document(clf, choice, tables, blank, params))
+    fit_lengths = np.array([len(t) for t in fit_texts])
+    fits = {}
+    for n in lengths:
+        rows = np.flatnonzero(fit_lengths == n)
+        f = features.features([fit_texts[i] for i in rows]).reshape(len(rows), -1)
+        fits[n] = fit_readout(f, len(tables[n].heads), fit_logits[rows].astype(np.float64))
+    return document(clf, choice, tables, fits, params), fit_texts, fit_logits.astype(np.float64)
+
+
+def measure(clf: Classifier, source: str, emulator: Emulator, test: pd.DataFrame, edits: pd.DataFrame,
+            baseline: dict[bool, float], batch_size: int) -> tuple[pd.DataFrame, dict[str, Any], list, float]:
+    """agreement.parquet's rows, the figures per set, per kind, and the check that program.py gives them."""
+    test_model = forward_logit_diff(clf.model, clf.encode(test["text"].tolist()), batch_size).cpu().numpy()
+    test_program, edits_program = emulator.logit_diff(test["text"].tolist()), emulator.logit_diff(edits["text"].tolist())
+    sample = test["text"].tolist()[:CHECK_ROWS] + edits["text"].tolist()[:CHECK_ROWS]
+    gap = check_program(source, sample, np.concatenate([test_program[:CHECK_ROWS], edits_program[:CHECK_ROWS]]))
+    table = agreement_table(test, test_model.astype(np.float64), test_program, edits, edits_program)
+    agreement = {name: figures(table[table["set"] == name], baseline) for name in ("test", "edits")}
+    return table, agreement, by_kind(table[table["set"] == "test"], baseline), gap
 
 
 def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, test: pd.DataFrame,
@@ -123,46 +155,25 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
         return no_program(choice, f"the hypothesis puts the comparison after layer {choice.after_layer}, the last "
                                   "layer; the pair-comparison template needs a later layer to read it")
     lengths = sorted(int(n) for n in (clf.lengths or test["length"].unique()))
-    out = Explanation({})
-    bs = params.batch_size
-    with out.timed("tables"):
-        tables = {n: read_tables(model, clf.tokenizer, n, params.n_contexts, params.context_dims, bs, seed)
-                  for n in lengths}
-    with out.timed("fit"):
-        fit_texts = fit_strings(train, params, lengths, clf.tokenizer.alphabet, seed)
-        fit_logits = forward_logit_diff(model, clf.encode(fit_texts), bs).cpu().numpy().astype(np.float64)
-        blank = {}
-        for n, t in tables.items():
-            width = quadratic_terms(np.zeros((1, len(t.heads) + t.context_directions.shape[0]))).shape[1]
-            blank[n] = (np.zeros(len(t.heads) + 1), {"palindrome": np.zeros(width), "not_palindrome": np.zeros(width)})
-        features = Emulator(document(clf, choice, tables, blank, params))
-        fit_lengths = np.array([len(t) for t in fit_texts])
-        fits = {}
-        for n in lengths:
-            rows = np.flatnonzero(fit_lengths == n)
-            f = features.features([fit_texts[i] for i in rows])
-            fits[n] = fit_readout(f.reshape(len(rows), -1), len(tables[n].heads), fit_logits[rows])
-        doc = document(clf, choice, tables, fits, params)
-        source = render_program(doc)
-        emulator = Emulator(doc)
-    with out.timed("agreement"):
-        test_model = forward_logit_diff(model, clf.encode(test["text"].tolist()), bs).cpu().numpy().astype(np.float64)
-        test_program, edits_program = emulator.logit_diff(test["text"].tolist()), emulator.logit_diff(edits["text"].tolist())
-        sample = test["text"].tolist()[:CHECK_ROWS] + edits["text"].tolist()[:CHECK_ROWS]
-        gap = check_program(source, emulator, sample, np.concatenate([test_program[:CHECK_ROWS],
-                                                                     edits_program[:CHECK_ROWS]]))
-        table = agreement_table(test, test_model, test_program, edits, edits_program)
-        baseline = class_means(fit_logits, np.array([is_palindrome(t) for t in fit_texts]))
-        agreement = {name: figures(table[table["set"] == name], baseline) for name in ("test", "edits")}
-        kinds = by_kind(table[table["set"] == "test"], baseline)
-    with out.timed("interchange"):
-        iia = interchange(model, clf.tokenizer, emulator, test, circuit, int(choice.after_layer), lengths,
-                          params.n_interchange, seed, bs)
+    out, start = Explanation({}), time.perf_counter()
+    tables = {n: read_tables(model, clf.tokenizer, n, params.n_contexts, params.context_dims, params.batch_size, seed)
+              for n in lengths}
+    start = out.lap("tables", start)
+    doc, fit_texts, fit_logits = fit_program(clf, choice, tables, train, params, seed)
+    source, emulator = render_program(doc), Emulator(doc)
+    start = out.lap("fit", start)
+    baseline = class_means(fit_logits, np.array([is_palindrome(t) for t in fit_texts]))
+    table, agreement, kinds, gap = measure(clf, source, emulator, test, edits, baseline, params.batch_size)
+    start = out.lap("agreement", start)
+    iia = interchange(model, clf.tokenizer, emulator, test, circuit, int(choice.after_layer), lengths,
+                      params.n_interchange, seed, params.batch_size)
+    out.lap("interchange", start)
+    first = tables[lengths[0]]
     program_facts = {"logic_lines": logic_lines(source), "bytes": len(source.encode()), "n_read": doc["counts"]["read"],
-                     "n_fitted": doc["counts"]["fitted"], "readout_heads": [h.name for h in tables[lengths[0]].heads],
-                     "context_heads": [c.name for c in tables[lengths[0]].context],
-                     "context_dims": int(tables[lengths[0]].context_directions.shape[0]), "lengths": lengths,
-                     "checked_rows": len(sample), "check_max_difference": gap, "fit_strings": len(fit_texts)}
+                     "n_fitted": doc["counts"]["fitted"], "readout_heads": [h.name for h in first.heads],
+                     "context_heads": [c.name for c in first.context],
+                     "context_dims": int(first.context_directions.shape[0]), "lengths": lengths,
+                     "checked_rows": min(CHECK_ROWS, len(test)) + min(CHECK_ROWS, len(edits)), "check_max_difference": gap, "fit_strings": len(fit_texts)}
     runs, sentence = verdict(agreement, iia, params, program_facts)
     weakest = weakest_pair(table[table["set"] == "edits"], pd.concat([pair_constants(doc, n) for n in lengths]))
     sentences = [sentence, *([s] if (s := weakest_sentence(weakest)) else [])]
@@ -173,8 +184,7 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
                                                                           "not_palindrome": baseline[False]}},
         "targets": {k: getattr(params, k) for k in ("agreement_target", "error_recall_target",
                                                     "error_precision_target", "iia_target", "iia_control_max")},
-        "runs_program": runs, "sentences": sentences,
-        "files": [PROGRAM, CONSTANTS, AGREEMENT, SUMMARY]})
+        "runs_program": runs, "sentences": sentences, "files": [PROGRAM, CONSTANTS, AGREEMENT, SUMMARY]})
     out.program, out.constants, out.agreement, out.interchange = source, doc, table, iia
     return out
 

@@ -156,20 +156,20 @@ def specials(marks: Mapping[str, Any], which: Sequence[str]) -> str:
     return "[" + ", ".join(items) + "]"
 
 
-def render_length(length: int, tables: Mapping[str, Any]) -> str:
+def render_head(head: Mapping[str, Any], value: str, axes: str) -> str:
+    """One head's tables: its special positions, `salience` and `value` (`evidence` or `value`)."""
     pad = " " * 12
+    return (f'{pad}{{"name": "{head_name(head["name"])}",\n'
+            f'{pad} "before": {specials(head["special"], ["bos"])}, "after": {specials(head["special"], ["eos"])},\n'
+            f'{pad} "salience": {nested(head["salience"], 13)},  # {axes}\n'
+            f'{pad} "{value}": {nested(head[value], 13)}}},\n')
+
+
+def render_length(length: int, tables: Mapping[str, Any]) -> str:
     lines = [f"    {int(length)}: {{\n", '        "heads": [\n']
-    for head in tables["heads"]:
-        lines += [f'{pad}{{"name": "{head_name(head["name"])}",\n',
-                  f'{pad} "before": {specials(head["special"], ["bos"])}, "after": {specials(head["special"], ["eos"])},\n',
-                  f'{pad} "salience": {nested(head["salience"], 13)},  # [position][own][mirror]\n',
-                  f'{pad} "evidence": {nested(head["evidence"], 13)}}},\n']
+    lines += [render_head(head, "evidence", "[position][own][mirror]") for head in tables["heads"]]
     lines.append("        ],\n        \"context\": [\n")
-    for head in tables["context"]:
-        lines += [f'{pad}{{"name": "{head_name(head["name"])}",\n',
-                  f'{pad} "before": {specials(head["special"], ["bos"])}, "after": {specials(head["special"], ["eos"])},\n',
-                  f'{pad} "salience": {nested(head["salience"], 13)},  # [position][character]\n',
-                  f'{pad} "value": {nested(head["value"], 13)}}},\n']
+    lines += [render_head(head, "value", "[position][character]") for head in tables["context"]]
     lines.append("        ],\n")
     lines.append(f'        "gate": {numbers(tables["gate"])},  # FITTED: weight per readout head, then the bias\n')
     lines.append('        "readout": {  # FITTED: 1, features, then their products f[i] * f[j] (i <= j)\n')

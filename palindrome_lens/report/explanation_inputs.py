@@ -11,13 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from palindrome_lens.atomic import read_json
 from palindrome_lens.data.parquet import read_table
 from palindrome_lens.errors import DataFileError
-from palindrome_lens.explanation.constants import load_constants
+from palindrome_lens.explanation.constants import RERUN, load_constants, read_checked
 from palindrome_lens.explanation.files import AGREEMENT, AGREEMENT_SCHEMA, CONSTANTS, FORMAT, PROGRAM, SUMMARY
 
-RERUN = "; rerun dvc repro explain"
 SUMMARY_KEYS = ("format", "family", "program", "sentences", "runs_program")
 PROGRAM_KEYS = ("agreement", "by_kind", "interchange", "weakest_pair", "targets", "baseline")
 AGREEMENT_COLUMNS = {f.name: f.type for f in AGREEMENT_SCHEMA}
@@ -38,17 +36,10 @@ class ExplanationInputs:
 def load_explanation(directory: str | os.PathLike[str]) -> ExplanationInputs:
     directory = Path(directory)
     path = directory / SUMMARY
-    summary = read_json(path, "the explanation's summary", RERUN)
-    missing = [k for k in SUMMARY_KEYS if k not in summary]
-    if missing:
-        raise DataFileError(f"{path}: key {missing[0]!r} is missing{RERUN}")
-    if summary["format"] != FORMAT:
-        raise DataFileError(f"{path}: format {summary['format']!r}, expected {FORMAT!r}{RERUN}")
+    summary = read_checked(path, "the explanation's summary", SUMMARY_KEYS, FORMAT)
     if summary["program"] is None:
         return ExplanationInputs(summary)
-    missing = [k for k in PROGRAM_KEYS if k not in summary]
-    if missing:
-        raise DataFileError(f"{path}: key {missing[0]!r} is missing{RERUN}")
+    read_checked(path, "the explanation's summary", PROGRAM_KEYS, None)
     program = directory / PROGRAM
     try:
         source = program.read_text(encoding="utf-8")
