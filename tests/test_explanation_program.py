@@ -26,10 +26,13 @@ A = len(ALPHABET)
 
 
 def hand_doc() -> dict:
-    """One readout head that looks evenly at every position (salience 0) and reads 1 from a broken pair, a
-    context head reading 0.5 per 'b', a gate and linear readouts chosen so the logit is easy to work out."""
-    mismatch = (~np.eye(A, dtype=bool)).astype(float)
-    evidence = np.broadcast_to(mismatch, (LENGTH, A, A)).tolist()
+    """One readout head that looks evenly at every position (salience 0) and reads 1 from a broken pair (1.5 when
+    its own character comes first in the alphabet: the tables know which side is which), times the position's
+    number (so they know which position is which), a context head reading
+    0.5 per 'b', a gate and linear readouts chosen so the logit is easy to work out."""
+    own, mirror = np.meshgrid(np.arange(A), np.arange(A), indexing="ij")
+    mismatch = np.where(own == mirror, 0.0, np.where(own < mirror, 1.5, 1.0))
+    evidence = (mismatch[None] * np.arange(1, LENGTH + 1)[:, None, None]).tolist()  # position i weighs i + 1
     context_value = np.zeros((LENGTH, A, 1))
     context_value[:, ALPHABET.index("b"), 0] = 0.5
     features = 2  # one head's evidence, one context number
@@ -49,8 +52,9 @@ def hand_doc() -> dict:
 
 def by_hand(text: str, read: str | None = None) -> float:
     """The same program worked out directly; the context reads `read` (default: `text`)."""
-    broken = sum(text[i] != text[LENGTH - 1 - i] for i in range(LENGTH))
-    evidence = broken / (LENGTH + 2)  # even attention over BOS, the characters and EOS
+    seen = [(ALPHABET.index(text[i]), ALPHABET.index(text[LENGTH - 1 - i])) for i in range(LENGTH)]
+    evidence = sum((i + 1) * (0.0 if a == b else 1.5 if a < b else 1.0)
+                   for i, (a, b) in enumerate(seen)) / (LENGTH + 2)  # even attention over BOS, characters, EOS
     context = 0.5 * (read or text).count("b") / (LENGTH + 1)  # EOS gets no attention (salience -1e9)
     side = 1 / (1 + math.exp(-(3.0 - 12.0 * evidence)))
     return side * (4.0 + context) + (1 - side) * (-6.0 - 3.0 * evidence)
@@ -98,8 +102,10 @@ def test_an_intervention_sets_one_pair_and_matches_the_emulation(program_dir: Pa
     for pair in (0, 1):
         told = [program.logit_diff(b, {pair: (s[pair], s[LENGTH - 1 - pair])}) for b, s in zip(bases, sources)]
         assert told == pytest.approx(emulator.logit_diff(bases, pair, sources), abs=1e-12)
-    # pair 0 of 'abba' comparing ('b', 'a'): one broken pair, as in 'bbba', while the context still reads 'abba'
+    # pair 0 of 'abba' comparing ('b', 'a') (left, right): one broken pair, as in 'bbba', while the context still
+    # reads 'abba'
     assert program.logit_diff("abba", {0: ("b", "a")}) == pytest.approx(by_hand("bbba", read="abba"), abs=1e-12)
+    assert program.logit_diff("abba", {0: ("a", "b")}) == pytest.approx(by_hand("abbb", read="abba"), abs=1e-12)
     assert program.logit_diff("abba") == pytest.approx(emulator.logit_diff(["abba"])[0])
 
 

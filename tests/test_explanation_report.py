@@ -53,6 +53,15 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_in_memory_the_planted_model_runs_its_program_and_every_variable_aligns(written: Path) -> None:
+    summary = json.loads((written / "summary.json").read_text())
+    assert summary["runs_program"] and summary["agreement"]["test"]["agreement"] == 1.0
+    iia = pd.DataFrame(summary["interchange"])
+    aligned, control = iia[iia["kind"] == "aligned"], iia[iia["kind"] == "control"]
+    assert (aligned["iia_changed"] == 1.0).all() and (aligned["n_changed"] > 0).all()
+    assert (control["iia_changed"] <= 0.5).all() and len(control) == len(aligned) == 2 * (LENGTH // 2)
+
+
 def section(page, start: str):
     (found,) = [s for s in page.sections if s.heading.startswith(start)]
     return found.content
