@@ -146,7 +146,9 @@ def logic_part(source: str) -> str:
 
 def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> Page:
     if explanation is None:
-        return Page(FILENAME, TITLE, "The explain stage's output was not given to the report.", [], nav_label=NAV)
+        return Page(FILENAME, TITLE, "No explanation to show.", [Section(
+            "No explanation", "The explain stage writes data/explanation/; this report was built without it.",
+            Text("The explain stage's output was not given to the report."))], nav_label=NAV)
     summary = explanation.summary
     lead = Section("The explanation in one paragraph", (
         "Written by the explain stage, each claim gated: 'the model runs this program' only when decision agreement "
