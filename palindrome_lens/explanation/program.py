@@ -1,29 +1,30 @@
-"""The generated program as a module in this process (to measure it), and its outputs over many strings."""
+"""The written program run on its own, in a fresh interpreter, to check that it gives the measured numbers."""
 
 from __future__ import annotations
 
-import types
-from collections.abc import Mapping, Sequence
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from palindrome_lens.errors import AnalysisError
+from palindrome_lens.explanation.files import PROGRAM
 
-def as_module(source: str, filename: str = "program.py") -> types.ModuleType:
-    """Run the program's source in a fresh module named `program` (its CLI block does not run)."""
-    module = types.ModuleType("program")
-    module.__file__ = filename
-    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own template, numbers only
-    return module
-
-
-def logit_diffs(program: types.ModuleType, texts: Sequence[str],
-                pairs: Sequence[Mapping[int, tuple[str, str]] | None] | None = None) -> np.ndarray:
-    """(n,) the program's logit difference per text (with its pair interventions, if given)."""
-    if pairs is None:
-        return np.fromiter((program.logit_diff(t) for t in texts), dtype=np.float64, count=len(texts))
-    return np.fromiter((program.logit_diff(t, p) for t, p in zip(texts, pairs)), dtype=np.float64, count=len(texts))
+# Read texts (JSON on stdin), print their logit differences (JSON); -I: no site packages, no environment.
+_RUN = ("import json, sys; sys.path.insert(0, '.'); import program; "
+        "print(json.dumps([program.logit_diff(t) for t in json.load(sys.stdin)]))")
 
 
-def features(program: types.ModuleType, texts: Sequence[str]) -> np.ndarray:
-    """(n, F) the readout's inputs per text."""
-    return np.array([program.features(t) for t in texts], dtype=np.float64).reshape(len(texts), -1)
+def run_program(source: str, texts: Sequence[str], timeout: float = 300) -> np.ndarray:
+    """(n,) logit differences that `source`, saved as program.py, computes in a fresh `python -I`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / PROGRAM).write_text(source, encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-I", "-c", _RUN], cwd=tmp, input=json.dumps(list(texts)),
+                              capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AnalysisError(f"the generated program.py failed on its own: {proc.stderr.strip()[-500:]}")
+    return np.asarray(json.loads(proc.stdout), dtype=np.float64)

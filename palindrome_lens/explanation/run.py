@@ -32,7 +32,7 @@ from palindrome_lens.explanation.emulate import Emulator
 from palindrome_lens.explanation.family import FamilyChoice, choose_family
 from palindrome_lens.explanation.files import AGREEMENT, AGREEMENT_SCHEMA, CONSTANTS, FORMAT, PROGRAM, SUMMARY
 from palindrome_lens.explanation.interchange import interchange
-from palindrome_lens.explanation.program import as_module, logit_diffs
+from palindrome_lens.explanation.program import run_program
 from palindrome_lens.explanation.readout import fit_readout, quadratic_terms
 from palindrome_lens.explanation.sentences import pair_constants, verdict, weakest_pair, weakest_sentence
 from palindrome_lens.explanation.tables import read_tables
@@ -101,9 +101,8 @@ def document(clf: Classifier, choice: FamilyChoice, tables: dict[int, Any], fits
 
 
 def check_program(source: str, texts: list[str], measured: np.ndarray) -> float:
-    """The written program must give the measured numbers: the largest difference on a sample."""
-    program = as_module(source)
-    gap = float(np.abs(logit_diffs(program, texts) - measured).max()) if texts else 0.0
+    """The written program, run on its own, must give the measured numbers: the largest difference on a sample."""
+    gap = float(np.abs(run_program(source, texts) - measured).max()) if texts else 0.0
     if gap > CHECK_TOLERANCE * max(1.0, float(np.abs(measured).max(initial=0.0))):
         raise AnalysisError(f"program.py and its measured figures differ by {gap:.3g} on a sample; the template and "
                             "palindrome_lens/explanation/emulate.py must do the same arithmetic")

@@ -157,13 +157,16 @@ def weakest_sentence(w: Mapping[str, Any] | None) -> str | None:
         head = (f"The model's weakest pair is {where}: it misclassifies {cell['model_wrong']} of its {cell['n']} single "
                 f"edits (other pairs at most {pct(most)}); the program misclassifies {cell['program_wrong']}.")
     else:
+        margins = [r["mean_margin"] for r in rest]
         head = (f"The model misclassifies no single edit; its smallest mean margin is at {where} "
-                f"({num(cell['mean_margin'])}).")
+                f"({num(cell['mean_margin'])}; other pairs {num(min(margins, default=None))} to "
+                f"{num(max(margins, default=None))}).")
     gaps = "; ".join(f"{name} gap {num(value)} (other pairs {num(w['others'][name][0])} to {num(w['others'][name][1])})"
                      for name, value in w["constants"].items() if name in w["others"])
     if w["singled_out"]:
         low = " and ".join(name for name, p in w["lowest"].items() if p == pair)
-        return (f"{head} The constants say why: for the reader head {w['reader']}, a broken pair there has the "
+        opener = "The constants say why" if w["by"] == "errors" else "The constants agree"
+        return (f"{head} {opener}: for the reader head {w['reader']}, a broken pair there has the "
                 f"lowest {low} of any pair ({gaps}; broken minus matched, the weaker of the pair's two positions).")
     return (f"{head} The constants do not single it out: for the reader head {w['reader']}: {gaps} (broken minus "
             "matched, the weaker of the pair's two positions).")
