@@ -55,3 +55,15 @@ def test_nothing_at_the_characters_is_no_family() -> None:
     choice = choose_family({"scrubbing": [hypothesis("bos_only", {"bos": "all"})]})
     assert choice.name is None and "keep no feature at the character positions" in choice.reason
     assert choose_family({}).source == "none"
+
+
+def test_a_template_asked_for_is_compiled_on_its_failing_hypothesis_and_marked_forced() -> None:
+    circuit = {"scrubbing": [hypothesis("labels", {"chars": "label"}, "fails"),
+                             hypothesis("flags", {"second_half": "pair_match"}, "fails", after_layer=1)]}
+    assert choose_family(circuit).name is None
+    choice = choose_family(circuit, "pair_comparison")
+    assert (choice.name, choice.hypothesis, choice.after_layer, choice.verdict, choice.forced) == (
+        PAIR_COMPARISON, "flags", 1, "fails", True)
+    supported = {"scrubbing": [hypothesis("pair_flags", {"chars": "pair_match"})]}
+    assert not choose_family(supported, "pair_comparison").forced  # supported anyway: nothing forced
+    assert choose_family({}, "pair_comparison").after_layer == 0

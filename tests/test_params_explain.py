@@ -25,6 +25,7 @@ BOUNDS = {
     "iia_target": ([0.0, 1.5], r"must be (> 0|<= 1)", [1e-9, 1.0]),
     "iia_control_max": ([-0.01, 1.01], r"must be (>= 0|<= 1)", [0.0, 1.0]),
 }
+FAMILY = ("family", "string_level", r"explain\.family: 'string_level' is not allowed; it must be one of auto, pair_comparison")
 INTEGERS = {"n_contexts", "context_dims", "n_fit", "n_fit_edits", "n_interchange", "batch_size"}
 
 
@@ -52,9 +53,16 @@ def test_integer_keys_refuse_other_types(key: str) -> None:
             validate(with_explain(key, value))
 
 
+def test_the_family_is_auto_or_a_template() -> None:
+    key, value, message = FAMILY
+    with pytest.raises(ParamsError, match=message):
+        validate(with_explain(key, value))
+    assert validate(with_explain(key, "pair_comparison")).explain.family == "pair_comparison"
+
+
 def test_every_key_is_checked_and_unknown_keys_are_refused() -> None:
-    assert set(BOUNDS) == set(tiny_params()["explain"])
-    with pytest.raises(ParamsError, match=r"explain\.n_context: unknown key; known keys in explain are n_contexts"):
+    assert set(BOUNDS) | {FAMILY[0]} == set(tiny_params()["explain"])
+    with pytest.raises(ParamsError, match=r"explain\.n_context: unknown key; known keys in explain are family, n_contexts"):
         validate(with_explain("n_context", 8))
 
 

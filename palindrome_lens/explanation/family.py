@@ -32,6 +32,8 @@ class FamilyChoice:
     after_layer: int | None = None
     keep: dict[str, str] = field(default_factory=dict)
     reason: str = ""
+    verdict: str | None = None  # the hypothesis' own verdict
+    forced: bool = False  # compiled on request (explain.family) although no supported hypothesis names it
 
     @property
     def has_template(self) -> bool:
@@ -65,14 +67,23 @@ def _candidates(circuit: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return "scrubbing", [dict(r) for r in scrubbing if isinstance(r, Mapping)] if isinstance(scrubbing, list) else []
 
 
-def choose_family(circuit: Mapping[str, Any]) -> FamilyChoice:
-    """The first supported hypothesis with a template, else the first supported one, else none."""
+def choose_family(circuit: Mapping[str, Any], wanted: str = "auto") -> FamilyChoice:
+    """The first supported hypothesis with a template, else the first supported one, else none. With `wanted` a
+    template's name, that template whatever the verdicts: on the first hypothesis of its family (supported
+    first), or after layer 0 when none names it."""
     source, rows = _candidates(circuit)
     supported = [r for r in rows if r.get("verdict") == SUPPORTED and isinstance(r.get("keep"), Mapping)]
     named = [(feature_family(r["keep"]), r) for r in supported]
     for name, row in [*[(n, r) for n, r in named if n in TEMPLATES], *[(n, r) for n, r in named if n]]:
-        return FamilyChoice(name, source, str(row.get("name")), int(row["after_layer"]), dict(row["keep"]),
-                            "" if name in TEMPLATES else f"no program template for the {name} family yet")
+        if wanted in ("auto", name):
+            return FamilyChoice(name, source, str(row.get("name")), int(row["after_layer"]), dict(row["keep"]),
+                                "" if name in TEMPLATES else f"no program template for the {name} family yet",
+                                SUPPORTED)
+    if wanted in TEMPLATES:
+        family_rows = [r for r in rows if isinstance(r.get("keep"), Mapping) and feature_family(r["keep"]) == wanted]
+        row = family_rows[0] if family_rows else {"after_layer": 0, "keep": {}}
+        return FamilyChoice(wanted, source, row.get("name"), int(row["after_layer"]), dict(row["keep"]),
+                            verdict=row.get("verdict"), forced=True)
     if supported:
         return FamilyChoice(None, source, reason=f"the supported {source} hypotheses keep no feature at the "
                                                  "character positions that a template reads")

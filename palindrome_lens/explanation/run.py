@@ -34,7 +34,13 @@ from palindrome_lens.explanation.files import AGREEMENT, AGREEMENT_SCHEMA, CONST
 from palindrome_lens.explanation.interchange import interchange
 from palindrome_lens.explanation.program import run_program
 from palindrome_lens.explanation.readout import fit_readout, quadratic_terms
-from palindrome_lens.explanation.sentences import pair_constants, verdict, weakest_pair, weakest_sentence
+from palindrome_lens.explanation.sentences import (
+    forced_sentence,
+    pair_constants,
+    verdict,
+    weakest_pair,
+    weakest_sentence,
+)
 from palindrome_lens.explanation.tables import read_tables
 from palindrome_lens.explanation.template import logic_lines, render_program
 from palindrome_lens.model.classifier import Classifier
@@ -73,7 +79,7 @@ def no_program(choice: FamilyChoice, reason: str) -> Explanation:
 def family_facts(choice: FamilyChoice) -> dict[str, Any]:
     return {"name": choice.name, "source": choice.source, "hypothesis": choice.hypothesis,
             "after_layer": choice.after_layer, "keep": choice.keep, "has_template": choice.has_template,
-            "reason": choice.reason}
+            "reason": choice.reason, "verdict": choice.verdict, "forced": choice.forced}
 
 
 def fit_strings(train: pd.DataFrame, params: ExplainParams, lengths: list[int], alphabet: str, seed: int) -> list[str]:
@@ -147,7 +153,7 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
     """Everything in memory. `edits` is the attribute stage's adversarial.parquet (with the model's logits)."""
     model = clf.model
     model.eval()
-    choice = choose_family(circuit)
+    choice = choose_family(circuit, params.family)
     if not choice.has_template:
         return no_program(choice, choice.reason)
     if choice.after_layer >= model.cfg.n_layers - 1:
@@ -175,7 +181,7 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
                      "checked_rows": min(CHECK_ROWS, len(test)) + min(CHECK_ROWS, len(edits)), "check_max_difference": gap, "fit_strings": len(fit_texts)}
     runs, sentence = verdict(agreement, iia, params, program_facts)
     weakest = weakest_pair(table[table["set"] == "edits"], pd.concat([pair_constants(doc, n) for n in lengths]))
-    sentences = [sentence, *([s] if (s := weakest_sentence(weakest)) else [])]
+    sentences = [*forced_sentence(choice), sentence, *([s] if (s := weakest_sentence(weakest)) else [])]
     out.summary = finite_or_none({
         "format": FORMAT, "family": family_facts(choice), "program": program_facts, "agreement": agreement,
         "by_kind": kinds, "interchange": iia.to_dict(orient="records"), "weakest_pair": weakest,

@@ -98,10 +98,21 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
                    f"{figures}; {alignment}.")
 
 
+def forced_sentence(choice: Any) -> list[str]:
+    """When the template was asked for (explain.family) rather than supported: say so first."""
+    if not choice.forced:
+        return []
+    which = (f"its hypothesis '{choice.hypothesis}' {choice.verdict or 'was not tested'}" if choice.hypothesis
+             else "no hypothesis in circuit.json names it")
+    return [f"The attribute stage supports no {choice.name.replace('_', '-')} hypothesis ({which}); this program "
+            f"compiles that algorithm anyway (explain.family: {choice.name}): read its figures as a test of the "
+            "hypothesis, not as what the attribute stage found."]
+
+
 def pair_constants(doc: Mapping[str, Any], length: int) -> pd.DataFrame:
     """Per pair and readout head, from the constants alone: the salience and evidence of a broken pair
     (mean over own != mirror) minus those of a matched one (mean over own == mirror), at each of its two
-    positions (the lower of the two: a pair is as weak as its weaker side)."""
+    positions, and the stronger of the two (in a causal model only the later one sees its mirror)."""
     entry = doc["lengths"][str(length)]
     rows = []
     for head in entry["heads"]:
@@ -112,7 +123,7 @@ def pair_constants(doc: Mapping[str, Any], length: int) -> pd.DataFrame:
             for pair in range(length // 2):
                 rows.append({"length": length, "pair": pair, "head": head["name"], "table": name,
                              "left_gap": float(gaps[pair]), "right_gap": float(gaps[length - 1 - pair]),
-                             "gap": float(min(gaps[pair], gaps[length - 1 - pair]))})
+                             "gap": float(max(gaps[pair], gaps[length - 1 - pair]))})
     return pd.DataFrame(rows)
 
 
@@ -167,6 +178,6 @@ def weakest_sentence(w: Mapping[str, Any] | None) -> str | None:
         low = " and ".join(name for name, p in w["lowest"].items() if p == pair)
         opener = "The constants say why" if w["by"] == "errors" else "The constants agree"
         return (f"{head} {opener}: for the reader head {w['reader']}, a broken pair there has the "
-                f"lowest {low} of any pair ({gaps}; broken minus matched, the weaker of the pair's two positions).")
+                f"lowest {low} of any pair ({gaps}; broken minus matched, at the stronger of the pair's two positions).")
     return (f"{head} The constants do not single it out: for the reader head {w['reader']}: {gaps} (broken minus "
-            "matched, the weaker of the pair's two positions).")
+            "matched, at the stronger of the pair's two positions).")

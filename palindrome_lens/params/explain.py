@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from palindrome_lens.params.rules import Section, integer, number, rule
+from palindrome_lens.params.rules import Section, choice, integer, number, rule
+
+FAMILIES = ("auto", "pair_comparison")  # auto: from circuit.json; a name: that template even if its hypothesis fails
 
 
 @dataclass(frozen=True)
 class ExplainParams(Section):
     name = "explain"
+    family: str = rule(choice(FAMILIES))  # which program template
     n_contexts: int = rule(integer(lo=1, hi=1024))  # controlled strings averaged per table entry
     context_dims: int = rule(integer(lo=0, hi=8))  # directions of the readout position's own layer-0 reading
     n_fit: int = rule(integer(lo=10, hi=1_000_000))  # train strings the fitted readout is fitted on

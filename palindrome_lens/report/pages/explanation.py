@@ -213,7 +213,8 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
         Section("The weakest pair", (
             "Per pair: the single edits, how many the model and the program get wrong, the model's mean margin, and "
             "from the constants alone the reader head's salience and evidence of a broken pair minus a matched one "
-            "(the weaker of the pair's two positions)."), Table(weakest_table(summary["weakest_pair"], pairs))),
+            "(at the stronger of the pair's two positions: in a causal model only the later one sees its mirror)."),
+            Table(weakest_table(summary["weakest_pair"], pairs))),
         Section("Where each constant comes from", (
             f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted (constants.json holds "
             "them all with this provenance)."), Table(provenance)),
