@@ -19,7 +19,7 @@ projected on its first `context_dims` principal directions over uniformly random
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -59,7 +59,11 @@ class LengthTables:
     heads: list[HeadTable]
     context: list[ContextTable]
     context_directions: np.ndarray  # (k, d_model)
-    special: list[str] = field(default_factory=list)  # "bos" and, with [EOS], "eos"
+
+
+def special_positions(length: int, add_eos: bool) -> dict[str, int]:
+    """[BOS] and, with one, [EOS]: the positions whose token is the same in every string of a length."""
+    return {"bos": 0, **({"eos": length + 1} if add_eos else {})}
 
 
 def pair_strings(length: int, n_alpha: int, n_contexts: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -127,7 +131,7 @@ def readout_head_tables(model: TransformerBridge, tokenizer: Tokenizer, length: 
     strings, pair, own, mirror = pair_strings(length, n_alpha, n_contexts, rng)
     tokens = tokenizer.encode(texts_of(strings, tokenizer.alphabet))
     readout = readout_positions(model, tokens)
-    specials = {"bos": 0, **({"eos": length + 1} if tokenizer.add_eos else {})}
+    specials = special_positions(length, tokenizer.add_eos)
     entries = length * n_alpha * n_alpha
     # entry of the left (or only) set position and of its mirror: (position, own, mirror) flattened
     left = (pair * n_alpha + own) * n_alpha + mirror
@@ -212,7 +216,7 @@ def context_tables(model: TransformerBridge, tokenizer: Tokenizer, length: int, 
     chars = slice(1, length + 1)
     salience = (torch.einsum("aphd,hd->aph", keys[:, chars], query) / scale).numpy().transpose(1, 0, 2)  # (L, A, H)
     value = written[:, chars].numpy().transpose(1, 0, 2, 3)  # (L, A, H, d_model)
-    specials = {"bos": 0, **({"eos": length + 1} if tokenizer.add_eos else {})}
+    specials = special_positions(length, tokenizer.add_eos)
     special_salience = {name: (torch.einsum("hd,hd->h", keys[0, p], query) / scale).numpy() for name, p in specials.items()}
     special_value = {name: written[0, p].numpy() for name, p in specials.items()}
     # directions: principal directions of the readout's layer-0 reading over uniformly random strings
@@ -250,4 +254,4 @@ def read_tables(model: TransformerBridge, tokenizer: Tokenizer, length: int, n_c
     rng = np.random.default_rng([seed, _STREAM, length])
     heads = readout_head_tables(model, tokenizer, length, n_contexts, batch_size, rng)
     context, directions = context_tables(model, tokenizer, length, context_dims, batch_size, rng)
-    return LengthTables(length, heads, context, directions, ["bos", *(["eos"] if tokenizer.add_eos else [])])
+    return LengthTables(length, heads, context, directions)
