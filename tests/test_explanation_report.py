@@ -5,6 +5,7 @@ missing constants.json is an error naming the file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,8 +24,11 @@ from palindrome_lens.report.code import Code
 from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.explanation_inputs import load_explanation
 from palindrome_lens.report.html import render_page
+from palindrome_lens.report.inputs import load_inputs
+from palindrome_lens.report.pages import report_pages
 from palindrome_lens.report.pages.explanation import explanation_page
 from tests.conftest import tiny_params
+from tests.report_outputs import write_all
 
 CIRCUIT = {"scrubbing": [{"name": "pair_flags", "after_layer": 0, "keep": {"chars": "pair_match"},
                           "verdict": "supported"}],
@@ -82,6 +86,14 @@ def test_the_page_shows_the_gated_sentence_the_program_and_its_tables(written: P
     assert figures.loc["decisions alike", "test: program"] == "100.0%"
     html = render_page(page, [page])
     assert '<span style="color: #008000; font-weight: bold">def</span>' in html  # highlighted, inline styles
+
+
+def test_the_index_ends_its_paragraph_with_the_explain_stage_headline(written: Path, tmp_path: Path) -> None:
+    sources = dataclasses.replace(write_all(tmp_path), explanation=written)
+    pages = report_pages(load_inputs(sources), n_examples=5, hist_bins=10)
+    paragraph = section(pages[0], "The circuit in one paragraph").text
+    headline = json.loads((written / "summary.json").read_text())["headline"]
+    assert headline[0].startswith("The model runs this program.") and paragraph.endswith(headline[-1])
 
 
 def test_a_family_without_template_is_a_page_not_a_failure(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ class Explanation:
 def no_program(choice: FamilyChoice, reason: str) -> Explanation:
     sentence = f"No program: {reason}."
     return Explanation({"format": FORMAT, "family": family_facts(choice), "program": None, "sentences": [sentence],
-                        "runs_program": False})
+                        "headline": [sentence], "runs_program": False})
 
 
 def family_facts(choice: FamilyChoice) -> dict[str, Any]:
@@ -181,7 +181,8 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
                      "checked_rows": min(CHECK_ROWS, len(test)) + min(CHECK_ROWS, len(edits)), "check_max_difference": gap, "fit_strings": len(fit_texts)}
     runs, sentence = verdict(agreement, iia, params, program_facts)
     weakest = weakest_pair(table[table["set"] == "edits"], pd.concat([pair_constants(doc, n) for n in lengths]))
-    sentences = [*forced_sentence(choice), sentence, *([s] if (s := weakest_sentence(weakest)) else [])]
+    headline = [*forced_sentence(choice), sentence]  # what the index says
+    sentences = [*headline, *([s] if (s := weakest_sentence(weakest)) else [])]
     out.summary = finite_or_none({
         "format": FORMAT, "family": family_facts(choice), "program": program_facts, "agreement": agreement,
         "by_kind": kinds, "interchange": iia.to_dict(orient="records"), "weakest_pair": weakest,
@@ -189,7 +190,8 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
                                                                           "not_palindrome": baseline[False]}},
         "targets": {k: getattr(params, k) for k in ("agreement_target", "error_recall_target",
                                                     "error_precision_target", "iia_target", "iia_control_max")},
-        "runs_program": runs, "sentences": sentences, "files": [PROGRAM, CONSTANTS, AGREEMENT, SUMMARY]})
+        "runs_program": runs, "sentences": sentences, "headline": headline,
+        "files": [PROGRAM, CONSTANTS, AGREEMENT, SUMMARY]})
     out.program, out.constants, out.agreement, out.interchange = source, doc, table, iia
     return out
 

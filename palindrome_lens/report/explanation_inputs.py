@@ -16,7 +16,7 @@ from palindrome_lens.errors import DataFileError
 from palindrome_lens.explanation.constants import RERUN, load_constants, read_checked
 from palindrome_lens.explanation.files import AGREEMENT, AGREEMENT_SCHEMA, CONSTANTS, FORMAT, PROGRAM, SUMMARY
 
-SUMMARY_KEYS = ("format", "family", "program", "sentences", "runs_program")
+SUMMARY_KEYS = ("format", "family", "program", "sentences", "headline", "runs_program")
 PROGRAM_KEYS = ("agreement", "by_kind", "interchange", "weakest_pair", "targets", "baseline")
 AGREEMENT_COLUMNS = {f.name: f.type for f in AGREEMENT_SCHEMA}
 

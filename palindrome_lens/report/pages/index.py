@@ -87,9 +87,11 @@ def index_page(inputs: ReportInputs, pages: Sequence[Page], descriptions: dict[s
             "it: 'carried by' only when the circuit keeps the target share of the margin and every node is needed "
             "(minimality at least the floor); a hypothesis is 'supported' only when its scrub keeps the target share "
             "of the loss and of the balanced accuracy, beats a constant predictor, and its control does worse than a "
-            "constant predictor. The numbers are on the Circuit page."),
+            "constant predictor. The numbers are on the Circuit page. The last paragraph is the explain stage's: 'the "
+            "model runs this program' only when its agreement, error and interchange-intervention gates pass "
+            "(Explanation page)."),
             Text("\n\n".join(inputs.attribution.circuit["sentences"]
-                              + (inputs.explanation.summary["sentences"][:1] if inputs.explanation else [])))),
+                              + (inputs.explanation.summary["headline"] if inputs.explanation else [])))),
         Section("Key numbers", (
             "Test figures come from the evaluate stage on the whole test split; circuit, scrubbing, edit and check "
             "figures from the attribute stage on its analysis set and edited palindromes, each beside its "
