@@ -23,7 +23,7 @@ from palindrome_lens.params import validate
 from palindrome_lens.report.code import Code
 from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.explanation_inputs import load_explanation
-from palindrome_lens.report.html import render_page
+from palindrome_lens.report.html import build_report, render_page
 from palindrome_lens.report.inputs import load_inputs
 from palindrome_lens.report.pages import report_pages
 from palindrome_lens.report.pages.explanation import explanation_page
@@ -119,3 +119,12 @@ def test_corrupt_or_missing_constants_name_the_file(written: Path, tmp_path: Pat
     (copy / "constants.json").unlink()
     with pytest.raises(DataFileError, match=r"explanation/constants\.json: the explanation's constants .*not found"):
         load_explanation(copy)
+
+
+@pytest.mark.slow  # a browser
+def test_the_page_with_a_program_opens_offline_with_every_figure_drawn(written: Path, tmp_path: Path, browser) -> None:
+    page = explanation_page(load_explanation(written), n_examples=5)
+    build_report(tmp_path, [page])
+    result = browser.open_page(tmp_path / page.filename)
+    assert result.problems() == [] and result.network_requests == []
+    assert len(result.plots) == 3 and all(result.plots.values())  # the scatter and the two per-pair heatmaps
