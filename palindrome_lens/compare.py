@@ -34,6 +34,7 @@ from palindrome_lens.stage import tqdm_disabled
 EVAL_METRICS = "data/eval/metrics.json"
 SUMMARY = "data/attribution/summary.json"
 CIRCUIT = "data/attribution/circuit.json"
+EXPLANATION = "data/explanation/summary.json"
 MAX_RENAMINGS = 40_320  # head renamings tried per graph (8! heads in one layer)
 
 
@@ -45,6 +46,7 @@ class Run:
     metrics: dict[str, Any]
     summary: dict[str, Any] | None = None
     circuit: dict[str, Any] | None = None
+    explanation: dict[str, Any] | None = None  # the explain stage's summary.json
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -132,6 +134,7 @@ def collect_runs(repo: Path) -> list[Run]:
         run = Run(name=name, rev=rev, params=params, metrics=metrics)
         run.summary = read_output(repo, rev, SUMMARY)
         run.circuit = read_output(repo, rev, CIRCUIT)
+        run.explanation = read_output(repo, rev, EXPLANATION)
         if run.summary is None or run.circuit is None:
             run.notes.append("no circuit (attribute stage not run, or its output not in the cache)")
         runs.append(run)
@@ -213,8 +216,44 @@ def discovered_verdict(runs: list[Run]) -> str:
     return f"The {len(keys)} runs discover {len(shared)} different hypotheses. " + " | ".join(parts) + "."
 
 
-def _pct(x: Any) -> str:
-    return "n/a" if _number(x) is None else f"{100 * x:.0f}%"
+
+def program_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run with an explanation: its program and how much of the model it reproduces."""
+    rows = []
+    for run in runs:
+        explanation = run.explanation or {}
+        program = explanation.get("program")
+        if not explanation:
+            continue
+        if not program:
+            rows.append({"run": run.name, "program": "none: " + " ".join(explanation.get("sentences", [])[:1])})
+            continue
+        test, edits = explanation["agreement"]["test"], explanation["agreement"]["edits"]
+        resid = [r for r in explanation.get("interchange", []) if r["alignment"] == "resid"]
+        aligned = [r["iia_changed"] for r in resid if r["kind"] == "aligned" and r["iia_changed"] is not None]
+        control = [r["iia_changed"] for r in resid if r["kind"] == "control" and r["iia_changed"] is not None]
+        rows.append({
+            "run": run.name,
+            "program": f"{explanation['family']['name']}: {program['logic_lines']} lines, {program['n_read']} read, "
+                       f"{program['n_fitted']} fitted",
+            "decisions alike, test / edits": f"{_pct(test['agreement'], 2)} / {_pct(edits['agreement'], 2)}",
+            "model errors on edits: reproduced (recall / precision)":
+                f"{edits['model_errors']}: {edits['errors_reproduced']} ({_pct(edits['error_recall'])} / "
+                f"{_pct(edits['error_precision'])})",
+            "edits R^2 / Spearman": f"{_num(edits['r2'])} / {_num(edits['spearman'])}",
+            "test R^2 / Spearman": f"{_num(test['r2'])} / {_num(test['spearman'])}",
+            "IIA min (control max)": f"{_pct(min(aligned, default=None))} ({_pct(max(control, default=None))})",
+            "runs the program": explanation.get("runs_program"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _num(x: Any) -> str:
+    return "n/a" if _number(x) is None else f"{x:.2f}"
+
+
+def _pct(x: Any, digits: int = 0) -> str:
+    return "n/a" if _number(x) is None else f"{100 * x:.{digits}f}%"
 
 
 def head_table(runs: list[Run]) -> pd.DataFrame:
@@ -361,6 +400,11 @@ def build_page(runs: list[Run]) -> Page:
                 "every other node resample-ablated) and completeness gap, the balanced accuracy with only the "
                 "circuit kept and with the circuit ablated (a constant predictor scores 50%), and each scrubbing "
                 "hypothesis' verdict with the % of loss it recovers and its control.", Table(runs_table(runs, swept))),
+        Section("Programs", "Each run's explanation program (data/explanation/program.py: its family, lines of logic, "
+                "numbers read from the model and fitted) and how much of the model it reproduces: decisions alike on "
+                "test and on the single edits, the model's own errors on the edits it reproduces, R^2 and Spearman of "
+                "the logit difference within each class, and the smallest interchange-intervention accuracy over its "
+                "variables with the largest wrong-position control.", Table(program_table(runs))),
         Section("Same circuit?", "Judged on each run's circuit graph (nodes and edges from circuit.json), allowing "
                 "the heads of a layer to be renamed.", Text(verdict(runs))),
         Section("Same algorithm?", "Each run's discovered hypothesis: after every layer, the coarsest feature of the "

@@ -18,6 +18,7 @@ SOURCES = Sources(
     predictions=Path("data/eval/predictions.parquet"),
     attribution=Path("data/attribution"),
     activations=Path("data/activations"),
+    explanation=Path("data/explanation"),
 )
 
 

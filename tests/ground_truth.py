@@ -31,6 +31,9 @@ Every other edge is 0 (a broken pair raises two flags; restoring one of them hal
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import torch
 
 from palindrome_lens.data.tokenizer import Tokenizer
@@ -130,6 +133,18 @@ def to_state_dict(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def state_dict(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
     """The planted model's weights under the bridge's state-dict names."""
     return to_state_dict(_weights(tokenizer))
+def run_planted(repo: Path, stages: Sequence[str]) -> None:
+    """In a project copy: generate and tokenize, save the planted model as data/model, then run `stages`."""
+    from palindrome_lens.model.classifier import save_classifier
+    from tests.conftest import run
+
+    run(["python", "-m", "stages.generate"], repo)
+    run(["python", "-m", "stages.tokenize"], repo)
+    tokenizer = Tokenizer.from_json(repo / "data" / "tokens" / "tokenizer.json")
+    clf = planted_classifier(tokenizer)
+    save_classifier(clf.model, tokenizer, clf.config, repo / "data" / "model")
+    for stage in stages:
+        run(["python", "-m", f"stages.{stage}"], repo)
 
 
 def planted_classifier(tokenizer: Tokenizer) -> Classifier:

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from ground_truth import ALPHABET, CIRCUIT, DECOYS, EDGES, LENGTH, planted_classifier
+from ground_truth import ALPHABET, CIRCUIT, DECOYS, EDGES, LENGTH, run_planted
 
-from palindrome_lens.data.tokenizer import Tokenizer
-from palindrome_lens.model.classifier import save_classifier
-from tests.conftest import make_repo_copy, run, tiny_params
+from tests.conftest import make_repo_copy, tiny_params
 
 
 def _params() -> dict:
@@ -29,13 +27,7 @@ def _params() -> dict:
 @pytest.fixture(scope="module")
 def attributed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = make_repo_copy(tmp_path_factory.mktemp("truth") / "repo", _params())
-    run(["python", "-m", "stages.generate"], repo)
-    run(["python", "-m", "stages.tokenize"], repo)
-    tokenizer = Tokenizer.from_json(repo / "data" / "tokens" / "tokenizer.json")
-    clf = planted_classifier(tokenizer)
-    save_classifier(clf.model, tokenizer, clf.config, repo / "data" / "model")
-    run(["python", "-m", "stages.extract"], repo)
-    run(["python", "-m", "stages.attribute"], repo)
+    run_planted(repo, ["extract", "attribute"])
     return repo / "data" / "attribution"
 
 

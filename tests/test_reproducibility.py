@@ -95,7 +95,7 @@ def test_device_auto_gives_the_same_bytes_as_the_device_it_resolves_to(tiny_pipe
     params["device"] = "auto"
     (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], copy)
-    for stage in ("train", "evaluate", "extract", "attribute"):
+    for stage in ("train", "evaluate", "extract", "attribute", "explain"):
         assert f"> python -m stages.{stage}" in out.stdout, stage  # the param is tracked: they rerun
     # The index's provenance says `device: auto` now (and names the fixture's later commit): everything else is equal.
     assert _outputs(copy, without_provenance=True) == _outputs(tiny_pipeline, without_provenance=True)

@@ -24,6 +24,7 @@ from palindrome_lens.params.core import (
 )
 from palindrome_lens.params.data import NEGATIVE_KINDS, DataParams
 from palindrome_lens.params.evaluate import EvaluateParams
+from palindrome_lens.params.explain import ExplainParams
 from palindrome_lens.params.extract import DTYPES, ExtractParams
 from palindrome_lens.params.model import ACT_FNS, NORMALIZATIONS, ModelParams
 from palindrome_lens.params.report import ReportParams
@@ -43,6 +44,7 @@ __all__ = [
     "AttributeParams",
     "DataParams",
     "EvaluateParams",
+    "ExplainParams",
     "ExtractParams",
     "ModelParams",
     "Params",

@@ -20,6 +20,7 @@ from palindrome_lens.errors import ParamsError
 from palindrome_lens.params.attribute import AttributeParams
 from palindrome_lens.params.data import DataParams
 from palindrome_lens.params.evaluate import EvaluateParams
+from palindrome_lens.params.explain import ExplainParams
 from palindrome_lens.params.extract import ExtractParams
 from palindrome_lens.params.model import ModelParams
 from palindrome_lens.params.report import ReportParams
@@ -36,7 +37,7 @@ GLOBALS: dict[str, Rule] = {
 SECTIONS: dict[str, type[Section]] = {
     cls.name: cls
     for cls in (DataParams, TokenizeParams, ModelParams, TrainParams, EvaluateParams, ExtractParams,
-                AttributeParams, ReportParams)
+                AttributeParams, ExplainParams, ReportParams)
 }
 TOP_LEVEL = (*GLOBALS, *SECTIONS)
 
@@ -63,6 +64,7 @@ class Params:
     evaluate: EvaluateParams
     extract: ExtractParams
     attribute: AttributeParams
+    explain: ExplainParams
     report: ReportParams
 
 

@@ -23,6 +23,7 @@ from palindrome_lens.attribution.schemas import SCHEMAS, columns
 from palindrome_lens.attribution.summary import FORMAT as CIRCUIT_FORMAT
 from palindrome_lens.data.parquet import read_table
 from palindrome_lens.errors import DataFileError
+from palindrome_lens.report.explanation_inputs import ExplanationInputs, load_explanation
 from palindrome_lens.report.provenance import Provenance
 
 INT, F, S, B = pa.int64(), pa.float64(), pa.string(), pa.bool_()
@@ -78,6 +79,7 @@ class Sources:
     attribution: Path  # directory
     activations: Path  # directory
     provenance: Provenance = field(default_factory=Provenance)  # collected by the stage (git, dvc.lock, params)
+    explanation: Path | None = None  # directory (the explain stage)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class ReportInputs:
     attribution: Attribution
     examples: list[ExampleAttention] = field(default_factory=list)
     provenance: Provenance = field(default_factory=Provenance)
+    explanation: ExplanationInputs | None = None  # None: the report was not given the explain stage's output
 
 
 # --- small readers -----------------------------------------------------------------------------------
@@ -303,6 +306,7 @@ def load_inputs(sources: Sources) -> ReportInputs:
         attribution=attribution,
         examples=load_example_attention(sources.activations, attribution["attention"]),
         provenance=sources.provenance,
+        explanation=None if sources.explanation is None else load_explanation(sources.explanation),
     )
 
 

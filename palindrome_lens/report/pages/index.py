@@ -133,7 +133,10 @@ def index_page(inputs: ReportInputs, pages: Sequence[Page], descriptions: dict[s
         graph_section(attribution),
         Section("In the attribute stage's words", (
             "Written by the attribute stage from the numbers in circuit.json, each claim gated by the number behind "
-            "it."), Text("\n\n".join(circuit["sentences"])), anchor="sentences"),
+            "it; the last paragraph is the explain stage's: 'the model runs this program' only when its agreement, "
+            "error and interchange-intervention gates pass (Explanation page)."),
+            Text("\n\n".join(circuit["sentences"] + (inputs.explanation.summary["headline"] if inputs.explanation
+                                                      else []))), anchor="sentences"),
         Section("Key numbers", (
             "Test figures come from the evaluate stage on the whole test split; circuit, scrubbing, edit and check "
             "figures from the attribute stage on its analysis set and edited palindromes, each beside its "

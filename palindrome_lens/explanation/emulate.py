@@ -1,0 +1,128 @@
+"""The program run with numpy over many strings at once, to measure it: the same arithmetic as the template
+(`template.PAIR_COMPARISON`), on arrays. The explain stage checks on a sample that the written program.py
+gives the same numbers, so every figure is the program's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from palindrome_lens.explanation.readout import quadratic_terms
+
+
+def _special(marks: Mapping[str, Any], name: str) -> list[tuple[float, Any]]:
+    return [tuple(marks[name])] if name in marks else []
+
+
+@dataclass
+class LengthProgram:
+    """One length's tables as arrays."""
+
+    salience: np.ndarray  # (H, L, A, A)
+    evidence: np.ndarray  # (H, L, A, A)
+    before: list[list[tuple[float, float]]]  # per head
+    after: list[list[tuple[float, float]]]
+    context_salience: np.ndarray  # (C, L, A)
+    context_value: np.ndarray  # (C, L, A, k)
+    context_before: list[list[tuple[float, list[float]]]]
+    context_after: list[list[tuple[float, list[float]]]]
+    gate: np.ndarray  # (H + 1,)
+    readout: dict[str, np.ndarray]
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any], length: int, n_alpha: int) -> LengthProgram:
+        heads, context = entry["heads"], entry["context"]
+        k = len(context[0]["value"][0][0]) if context else 0
+        return cls(
+            salience=np.array([h["salience"] for h in heads], dtype=np.float64),
+            evidence=np.array([h["evidence"] for h in heads], dtype=np.float64),
+            before=[_special(h["special"], "bos") for h in heads], after=[_special(h["special"], "eos") for h in heads],
+            context_salience=np.array([c["salience"] for c in context], dtype=np.float64).reshape(-1, length, n_alpha),
+            context_value=np.array([c["value"] for c in context], dtype=np.float64).reshape(-1, length, n_alpha, k),
+            context_before=[_special(c["special"], "bos") for c in context],
+            context_after=[_special(c["special"], "eos") for c in context],
+            gate=np.array(entry["gate"], dtype=np.float64),
+            readout={side: np.array(c, dtype=np.float64) for side, c in entry["readout"].items()})
+
+
+def weighted_mean(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """softmax(scores) over axis 1 applied to values (n, P) or (n, P, k)."""
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.einsum("np,np...->n...", weights, values)
+
+
+def _with_specials(before: list, middle: np.ndarray, after: list, part: int) -> np.ndarray:
+    n = middle.shape[0]
+    pieces = [np.broadcast_to(np.asarray(m[part], dtype=np.float64), (n, 1, *middle.shape[2:])) for m in before]
+    pieces.append(middle)
+    pieces += [np.broadcast_to(np.asarray(m[part], dtype=np.float64), (n, 1, *middle.shape[2:])) for m in after]
+    return np.concatenate(pieces, axis=1)
+
+
+class Emulator:
+    """features / logit_diff of the program for strings of its lengths, optionally with pair k of every row
+    comparing the characters of a source string instead (an interchange intervention)."""
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        self.alphabet = "".join(map(chr, doc["alphabet"]))
+        self.index = {c: i for i, c in enumerate(self.alphabet)}
+        self.lengths = {int(k): LengthProgram.from_entry(v, int(k), len(self.alphabet)) for k, v in doc["lengths"].items()}
+
+    def codes(self, texts: Sequence[str]) -> np.ndarray:
+        return np.array([[self.index[c] for c in t] for t in texts], dtype=np.int64).reshape(len(texts), -1)
+
+    def _compared(self, texts: Sequence[str], pair: int | None, sources: Sequence[str] | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        codes = self.codes(texts)
+        own, mirror = codes.copy(), codes[:, ::-1].copy()
+        if pair is not None and sources is not None:
+            src, right = self.codes(sources), codes.shape[1] - 1 - pair
+            own[:, pair], mirror[:, pair] = src[:, pair], src[:, right]
+            own[:, right], mirror[:, right] = src[:, right], src[:, pair]
+        return codes, own, mirror
+
+    def features(self, texts: Sequence[str], pair: int | None = None, sources: Sequence[str] | None = None
+                 ) -> np.ndarray:
+        """(n, F) for strings of one length."""
+        if not texts:
+            return np.zeros((0, 0))
+        length = len(texts[0])
+        prog = self.lengths[length]
+        codes, own, mirror = self._compared(texts, pair, sources)
+        positions = np.arange(length)[None, :]
+        out = []
+        for h in range(len(prog.salience)):
+            scores = _with_specials(prog.before[h], prog.salience[h][positions, own, mirror], prog.after[h], 0)
+            values = _with_specials(prog.before[h], prog.evidence[h][positions, own, mirror], prog.after[h], 1)
+            out.append(weighted_mean(scores, values)[:, None])
+        k = prog.context_value.shape[-1]
+        context = np.zeros((len(texts), k))
+        for c in range(len(prog.context_salience)):
+            scores = _with_specials(prog.context_before[c], prog.context_salience[c][positions, codes],
+                                    prog.context_after[c], 0)
+            values = _with_specials(prog.context_before[c], prog.context_value[c][positions, codes],
+                                    prog.context_after[c], 1)
+            context += weighted_mean(scores, values)
+        return np.concatenate([*out, context], axis=1)
+
+    def logit_diff(self, texts: Sequence[str], pair: int | None = None, sources: Sequence[str] | None = None
+                   ) -> np.ndarray:
+        """(n,) for strings of any of the program's lengths (grouped by length internally)."""
+        texts = list(texts)
+        out = np.zeros(len(texts))
+        lengths = np.array([len(t) for t in texts])
+        for length in np.unique(lengths):
+            rows = np.flatnonzero(lengths == length)
+            prog = self.lengths[int(length)]
+            f = self.features([texts[i] for i in rows], pair, None if sources is None else [sources[i] for i in rows])
+            n_heads = len(prog.salience)
+            z = f[:, :n_heads] @ prog.gate[:-1] + prog.gate[-1]
+            side = 0.5 * (1.0 + np.tanh(z / 2.0))
+            terms = quadratic_terms(f)
+            out[rows] = side * (terms @ prog.readout["palindrome"]) + (1 - side) * (terms @ prog.readout["not_palindrome"])
+        return out

@@ -1,0 +1,183 @@
+"""What the explanation may say, each claim gated by a number that could have come out against it.
+
+- "The model runs this program" only when decision agreement (test and edits), error recall and precision
+  (or no errors on either side), and every variable's IIA on the decision-changing pairs pass their targets,
+  with every control at or below its maximum; otherwise what it reproduces and what it misses.
+- The weakest pair: where the model fails most on single edits, whether the program fails there too, and
+  whether the program's constants single that pair out (its mismatch salience or evidence is the lowest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from palindrome_lens.params import ExplainParams
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.{digits}f}%"
+
+
+def num(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
+
+
+def errors_pass(f: Mapping[str, Any], params: ExplainParams) -> bool:
+    """Recall and precision reach their targets; with no errors on either side there is nothing to miss."""
+    if f["model_errors"] == 0:
+        return f["program_errors"] == 0
+    return (f["error_recall"] or 0) >= params.error_recall_target and \
+        (f["error_precision"] or 0) >= params.error_precision_target
+
+
+def iia_facts(iia: pd.DataFrame, alignment: str) -> dict[str, Any]:
+    aligned = iia[(iia["alignment"] == alignment) & (iia["kind"] == "aligned")]
+    control = iia[(iia["alignment"] == alignment) & (iia["kind"] == "control")]
+    node = aligned["node"].iloc[0] if len(aligned) else None
+    return {"node": node, "min": _min(aligned["iia_changed"]), "max": _max(aligned["iia_changed"]),
+            "control_max": _max(control["iia_changed"]), "n_variables": len(aligned),
+            "untested": int(aligned["iia_changed"].isna().sum())}
+
+
+def _min(s: pd.Series) -> float | None:
+    s = s.dropna()
+    return float(s.min()) if len(s) else None
+
+
+def _max(s: pd.Series) -> float | None:
+    s = s.dropna()
+    return float(s.max()) if len(s) else None
+
+
+def errors_text(f: Mapping[str, Any]) -> str:
+    if f["model_errors"] == 0:
+        return (f"the model misclassifies none of them and the program predicts {f['program_errors']} misclassifications"
+                if f["program_errors"] else "the model misclassifies none of them and neither does the program")
+    return (f"it reproduces {f['errors_reproduced']} of the model's {f['model_errors']} misclassifications (recall "
+            f"{pct(f['error_recall'])}, precision {pct(f['error_precision'])} of the {f['program_errors']} it predicts; "
+            "the exact palindrome check reproduces none)")
+
+
+def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainParams, program: Mapping[str, Any]
+            ) -> tuple[bool, str]:
+    """(runs the program?, the sentence)."""
+    test, edits = agreement["test"], agreement["edits"]
+    resid = iia_facts(iia, "resid")
+    writer = iia_facts(iia, "writer")
+    checks = {
+        "decision agreement on test": (test["agreement"] or 0) >= params.agreement_target,
+        "decision agreement on single edits": (edits["agreement"] or 0) >= params.agreement_target,
+        "the model's own errors": errors_pass(edits, params) and errors_pass(test, params),
+        "alignment": resid["min"] is not None and resid["min"] >= params.iia_target and resid["untested"] == 0,
+        "the control": resid["control_max"] is None or resid["control_max"] <= params.iia_control_max,
+    }
+    what = (f"The program (data/explanation/program.py: {program['logic_lines']} lines of logic, "
+            f"{program['n_read']} numbers read from the model and {program['n_fitted']} fitted)")
+    figures = (f"it decides like the model on {pct(test['agreement'], 2)} of test strings and {pct(edits['agreement'], 2)} "
+               f"of {edits['n']} single edits (target {pct(params.agreement_target, 2)}; the exact palindrome check "
+               f"{pct(test['baseline_agreement'], 2)} and {pct(edits['baseline_agreement'], 2)}); on the edits "
+               f"{errors_text(edits)}; within a class its logit difference follows the model's with R^2 "
+               f"{num(edits['r2'])} and Spearman {num(edits['spearman'])} on the edits and {num(test['r2'])} and "
+               f"{num(test['spearman'])} on test (exact check {num(test['baseline_r2'])} and "
+               f"{num(test['baseline_spearman'])})")
+    alignment = (f"interchange interventions on {resid['node']} at a pair's two positions agree with the program on "
+                 f"{pct(resid['min'])} to {pct(resid['max'])} of the decision-changing (base, source) pairs, per "
+                 f"variable (target {pct(params.iia_target, 0)}); patched at the wrong pair, "
+                 f"{pct(resid['control_max'])} at most (at most {pct(params.iia_control_max, 0)} allowed)")
+    if writer["node"]:
+        alignment += (f"; {writer['node']} alone: {pct(writer['min'])} to {pct(writer['max'])}, control at most "
+                      f"{pct(writer['control_max'])}")
+    if all(checks.values()):
+        return True, f"The model runs this program. {what}: {figures}; {alignment}."
+    failed = ", ".join(name for name, ok in checks.items() if not ok)
+    return False, (f"{what} does not pass as the model's algorithm ({failed} below target). What it reproduces: "
+                   f"{figures}; {alignment}.")
+
+
+def forced_sentence(choice: Any) -> list[str]:
+    """When the template was asked for (explain.family) rather than supported: say so first."""
+    if not choice.forced:
+        return []
+    which = (f"its hypothesis '{choice.hypothesis}' {choice.verdict or 'was not tested'}" if choice.hypothesis
+             else "no hypothesis in circuit.json names it")
+    return [f"The attribute stage supports no {choice.name.replace('_', '-')} hypothesis ({which}); this program "
+            f"compiles that algorithm anyway (explain.family: {choice.name}): read its figures as a test of the "
+            "hypothesis, not as what the attribute stage found."]
+
+
+def pair_constants(doc: Mapping[str, Any], length: int) -> pd.DataFrame:
+    """Per pair and readout head, from the constants alone: the salience and evidence of a broken pair
+    (mean over own != mirror) minus those of a matched one (mean over own == mirror), at each of its two
+    positions, and the stronger of the two (in a causal model only the later one sees its mirror)."""
+    entry = doc["lengths"][str(length)]
+    rows = []
+    for head in entry["heads"]:
+        for name in ("salience", "evidence"):
+            table = np.asarray(head[name], dtype=np.float64)  # (L, A, A)
+            same = np.eye(table.shape[1], dtype=bool)
+            gaps = table[:, ~same].mean(axis=1) - table[:, same].mean(axis=1)  # per position
+            for pair in range(length // 2):
+                rows.append({"length": length, "pair": pair, "head": head["name"], "table": name,
+                             "left_gap": float(gaps[pair]), "right_gap": float(gaps[length - 1 - pair]),
+                             "gap": float(max(gaps[pair], gaps[length - 1 - pair]))})
+    return pd.DataFrame(rows)
+
+
+def weakest_pair(edits: pd.DataFrame, constants: pd.DataFrame) -> dict[str, Any] | None:
+    """The pair whose single edits the model gets wrong most (smallest mean margin when it gets none wrong),
+    the program's figures there, and whether the constants single that pair out."""
+    broken = edits[~edits["label"]]
+    if broken.empty:
+        return None
+    length = int(broken["length"].max())
+    broken = broken[broken["length"] == length]
+    margin = -broken["model_logit_diff"]
+    per = broken.assign(margin=margin).groupby("pair_pos").agg(
+        n=("margin", "size"), model_wrong=("model_correct", lambda c: int((~c).sum())),
+        program_wrong=("program_correct", lambda c: int((~c).sum())), mean_margin=("margin", "mean"))
+    by_errors = per["model_wrong"].max() > 0
+    weakest = int(per["model_wrong"].idxmax() if by_errors else per["mean_margin"].idxmin())
+    table = constants[constants["length"] == length]
+    reader = table[table["table"] == "evidence"].groupby("head")["gap"].mean().abs().idxmax()
+    mine = table[table["head"] == reader]
+    lowest = {name: int(part.loc[part["gap"].idxmin(), "pair"]) for name, part in mine.groupby("table")}
+    own = {name: float(part.loc[part["pair"] == weakest, "gap"].iloc[0]) for name, part in mine.groupby("table")}
+    others = {name: (float(part.loc[part["pair"] != weakest, "gap"].min()), float(part.loc[part["pair"] != weakest,
+                                                                                           "gap"].max()))
+              for name, part in mine.groupby("table") if (part["pair"] != weakest).any()}
+    return {"length": length, "pair": weakest, "by": "errors" if by_errors else "mean margin",
+            "per_pair": [{"pair": int(p), **{k: (float(v) if k == "mean_margin" else int(v)) for k, v in r.items()}}
+                         for p, r in per.iterrows()],
+            "reader": str(reader), "constants": own, "others": others, "lowest": lowest,
+            "singled_out": any(p == weakest for p in lowest.values())}
+
+
+def weakest_sentence(w: Mapping[str, Any] | None) -> str | None:
+    if w is None:
+        return None
+    cell = next(r for r in w["per_pair"] if r["pair"] == w["pair"])
+    rest = [r for r in w["per_pair"] if r["pair"] != w["pair"]]
+    length, pair = w["length"], w["pair"]
+    where = f"pair {pair} (positions {pair + 1} and {length - pair})"
+    if w["by"] == "errors":
+        most = max((r["model_wrong"] / r["n"] for r in rest), default=0.0)
+        head = (f"The model's weakest pair is {where}: it misclassifies {cell['model_wrong']} of its {cell['n']} single "
+                f"edits (other pairs at most {pct(most)}); the program misclassifies {cell['program_wrong']}.")
+    else:
+        margins = [r["mean_margin"] for r in rest]
+        head = (f"The model misclassifies no single edit; its smallest mean margin is at {where} "
+                f"({num(cell['mean_margin'])}; other pairs {num(min(margins, default=None))} to "
+                f"{num(max(margins, default=None))}).")
+    gaps = "; ".join(f"{name} gap {num(value)} (other pairs {num(w['others'][name][0])} to {num(w['others'][name][1])})"
+                     for name, value in w["constants"].items() if name in w["others"])
+    if w["singled_out"]:
+        low = " and ".join(name for name, p in w["lowest"].items() if p == pair)
+        opener = "The constants say why" if w["by"] == "errors" else "The constants agree"
+        return (f"{head} {opener}: for the reader head {w['reader']}, a broken pair there has the "
+                f"lowest {low} of any pair ({gaps}; broken minus matched, at the stronger of the pair's two positions).")
+    return (f"{head} The constants do not single it out: for the reader head {w['reader']}: {gaps} (broken minus "
+            "matched, at the stronger of the pair's two positions).")
