@@ -137,7 +137,7 @@ def discover(scrubber: Scrubber, groups: Sequence[str], causal: bool, target: fl
                 break
         best = {**best, "name": f"discovered_after_layer_{layer}", "verdict": verdict(best)}
         boundaries.append({
-            "after_layer": layer, "keep": keep, "bits": best["bits"],
+            "name": best["name"], "after_layer": layer, "keep": keep, "verdict": best["verdict"], "bits": best["bits"],
             "position_bits": scrubber.position_bits(Hypothesis("kept", layer, keep)),
             "library": library,
             "coarser_than_all": {g: keep[g] != F.ALL for g in present},
