@@ -48,7 +48,7 @@ def test_the_figures_are_the_results_and_the_path_is_every_step(synthetic: Repor
     drawn = figure(p, "After layer 0: every hypothesis tried")
     (chars,) = drawn.data
     assert list(chars.x) == [0.77, 0.9, 3.48] and list(chars.y) == pytest.approx([0.84, 0.807, 0.987])
-    assert list(chars.marker.symbol) == ["circle", "circle", "star"]
+    assert list(chars.marker.symbol) == ["circle", "circle", "star"]  # all three inside the axis
     words = section(p, "In words").content.text
     assert all(s in words for s in synthetic.attribution.circuit["sentences"] if s.startswith("After layer"))
 
@@ -61,3 +61,13 @@ def test_a_circuit_json_without_the_search_is_a_clear_error(tmp_path: Path) -> N
     path.write_text(json.dumps(data))
     with pytest.raises(DataFileError, match=r"discovered\.boundaries\[0\]\).*'path\[1\]\.screen\.recovered_constant'"):
         load_inputs(src)
+
+
+def test_a_step_far_below_the_band_sits_on_the_axis_edge(synthetic: ReportInputs) -> None:
+    from palindrome_lens.report.pages.discovery import Y_FLOOR, path_figure
+
+    boundary = json.loads(json.dumps(synthetic.attribution.circuit["discovered"]["boundaries"][0]))
+    boundary["path"][0]["screen"].update(recovered_constant=-5.6, accuracy_recovered=0.0, local_recovered=0.0)
+    (chars,) = path_figure(boundary, 0.9).fig.data
+    assert chars.y[0] == Y_FLOOR and chars.marker.symbol[0] == "triangle-down"
+    assert "-560.0%" in chars.hovertext[0]

@@ -202,8 +202,9 @@ def boundary_sentence(boundary: dict[str, Any], target: float) -> str:
     """What the search found after one layer, in words, with the figures behind it and what failed."""
     layer, keep, result = boundary["after_layer"], boundary["keep"], boundary["result"]
     bits = boundary["bits"]
+    ordered = sorted(keep.items(), key=lambda gf: gf[0] in ("bos", "eos"))  # the characters first
     parts = [carries(g, f) + (f", {bits[g]:.1f} bits" if f not in (features.ALL, features.NONE) and g in bits else "")
-             for g, f in keep.items()]
+             for g, f in ordered]
     text = f"After layer {layer}, {'; '.join(parts)}."
     if all(f == features.ALL for f in keep.values()):
         text = (f"After layer {layer}, no position group can be scrubbed down to any feature in the library: "
@@ -280,7 +281,8 @@ def discovered_sentences(discovered: dict[str, Any], target: float) -> list[str]
     for boundary in discovered["boundaries"]:
         if boundary["result"].get("verdict") != "supported":
             continue
-        kept = [carries(g, f) for g, f in boundary["keep"].items() if f != features.NONE]
+        kept = [carries(g, f) for g, f in sorted(boundary["keep"].items(), key=lambda gf: gf[0] in ("bos", "eos"))
+                if f != features.NONE]
         quiet = [GROUP_WORDS[g] for g, f in boundary["keep"].items() if f == features.NONE]
         if kept:
             steps.append(f"after layer {boundary['after_layer']}, {'; '.join(kept)}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from palindrome_lens import features
 from palindrome_lens.attribution.summary import GROUP_WORDS, carries
+from palindrome_lens.report.explanation_inputs import ExplanationInputs
 from palindrome_lens.report.formatting import names, num, pct
 from palindrome_lens.report.inputs import Attribution
 from palindrome_lens.report.roles import (
@@ -136,6 +137,27 @@ def circuit_step(attribution: Attribution) -> Step | None:
 
 STEPS: tuple[Callable[[Attribution], Step | list[Step] | None], ...] = (
     mirror_step, flag_step, discovered_steps, reader_step, writer_step, circuit_step)
+
+
+def program_step(explanation: ExplanationInputs | None) -> Step | None:
+    """'The model runs this program', only when the explain stage's gates pass (summary.json runs_program)."""
+    if explanation is None or not explanation.summary.get("runs_program"):
+        return None
+    s = explanation.summary
+    test, edits = s["agreement"]["test"], s["agreement"]["edits"]
+    resid = [r for r in s.get("interchange", []) if r["alignment"] == "resid" and r["iia_changed"] is not None]
+    aligned = [r["iia_changed"] for r in resid if r["kind"] == "aligned"]
+    control = [r["iia_changed"] for r in resid if r["kind"] == "control"]
+    program = s["program"]
+    return Step(f"The model runs this program: data/explanation/program.py, {program['logic_lines']} lines of logic "
+                f"with {program['n_read']} numbers read from the model and {program['n_fitted']} fitted.",
+                f"it decides like the model on {pct(test['agreement'])} of test strings and {pct(edits['agreement'])} "
+                f"of single edits (the exact palindrome check: {pct(test['baseline_agreement'])} and "
+                f"{pct(edits['baseline_agreement'])}), follows its logit difference within a class on the edits with "
+                f"R^2 {num(edits['r2'], 2)} (exact check {num(edits['baseline_r2'], 2)}), and patching a pair's "
+                f"residual from another string moves both alike on {pct(min(aligned, default=None))} or more of the "
+                f"decision-changing pairs (at the wrong pair: {pct(max(control, default=None))} at most)",
+                "explanation.html#program", "the program")
 
 
 def algorithm_steps(attribution: Attribution) -> list[Step]:

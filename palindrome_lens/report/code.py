@@ -17,6 +17,7 @@ class Code:
     source: str
     start: int = 1
     kind: ClassVar[str] = "code"
+    scripts: ClassVar[tuple[str, ...]] = ()  # plain HTML: no script to load
 
     def to_html(self, div_id: str, where: str) -> str:
         formatter = HtmlFormatter(noclasses=True, linenos="inline", linenostart=self.start, style="default")

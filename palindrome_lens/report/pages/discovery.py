@@ -26,8 +26,8 @@ GATES = ("Each scrub resamples every position of a group from another string of 
          "(0% = every position resampled at random, and 0% = a constant predictor that always answers 50/50; 100% = "
          "the model), as does the balanced accuracy, each within the target of 100% on either side (beating the "
          "model by more changes what it computes too); when scrubbing each mirrored pair alone, the rest left as "
-         "they are, keeps the same; when the control scrub from strings that disagree does worse than the constant "
-         "predictor; and when most scrubbed positions found a donor other than their own string.")
+         "they are, keeps the same; when the control scrub from strings that disagree misses those gates; and when "
+         "most scrubbed positions found a donor other than their own string.")
 
 
 def hypothesis_table(boundary: dict[str, Any]) -> pd.DataFrame:
@@ -68,8 +68,12 @@ def path_table(boundary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+Y_FLOOR, Y_CEILING = -0.15, 1.25  # the axis shows the band and below it; a step further out sits on the edge
+
+
 def path_figure(boundary: dict[str, Any], target: float) -> Figure:
-    """Per group, each feature tried: its bits against the lowest of its recovered shares."""
+    """Per group, each feature tried: its bits against the lowest of its recovered shares (a share beyond the
+    axis is drawn on its edge as a triangle, its value in the hover)."""
     fig = go.Figure()
     for group in dict.fromkeys(s["group"] for s in boundary["path"]):
         steps = [s for s in boundary["path"] if s["group"] == group]
@@ -78,19 +82,22 @@ def path_figure(boundary: dict[str, Any], target: float) -> Figure:
             f = s["full"] or s["screen"]
             values = [f.get(k) for k in ("recovered_constant", "accuracy_recovered", "local_recovered")]
             worst.append(min((v for v in values if v is not None), default=None))
+        shown = [None if w is None else min(max(w, Y_FLOOR), Y_CEILING) for w in worst]
+        symbols = ["star" if s["accepted"] else "triangle-down" if w is not None and w < Y_FLOOR else
+                   "triangle-up" if w is not None and w > Y_CEILING else "circle" for s, w in zip(steps, worst)]
         fig.add_trace(go.Scatter(
-            x=[s["bits"] for s in steps], y=worst, mode="markers+text", name=group,
+            x=[s["bits"] for s in steps], y=shown, mode="markers+text", name=group,
             text=[s["feature"] + (" ✓" if s["accepted"] else "") for s in steps], textposition="top center",
-            marker={"size": 11, "symbol": ["star" if s["accepted"] else "circle" for s in steps]},
-            hovertemplate="%{text}: %{x:.2f} bits, lowest recovered %{y:.1%}<extra>" + group + "</extra>"))
-    fig.add_hrect(y0=target, y1=2 - target, fillcolor="#3e9c35", opacity=0.12, line_width=0,
-                  annotation_text=f"supported band {pct(target, 0)}-{pct(2 - target, 0)}",
-                  annotation_position="top left")
-    fig.update_yaxes(tickformat=".0%", range=[-0.2, 1.25])
+            marker={"size": 12, "symbol": symbols},
+            hovertext=[f"{group} {s['feature']}: {s['bits']:.2f} bits, lowest share recovered {pct(w)} ({v})"
+                       for s, w, v in zip(steps, worst, [(s["full"] or s["screen"])["verdict"] for s in steps])],
+            hoverinfo="text"))
+    fig.add_hrect(y0=target, y1=2 - target, fillcolor="#3e9c35", opacity=0.12, line_width=0)
+    fig.update_yaxes(tickformat=".0%", range=[Y_FLOOR - 0.05, Y_CEILING + 0.05])
     fig.update_layout(legend_title_text="position group")
     return Figure(label_figure(fig, f"Features tried after layer {boundary['after_layer']}",
                                x_title="bits the feature carries (mean entropy per position)",
-                               y_title="lowest of loss (from a constant), accuracy and one-pair recovered"))
+                               y_title=f"lowest share recovered (green: {pct(target, 0)}-{pct(2 - target, 0)})"))
 
 
 def discovery_sections(circuit: dict[str, Any]) -> list[Section]:

@@ -178,7 +178,8 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
             "The logic of program.py, up to its constants (the tables are shown as heatmaps below; the whole file, "
             "numbers included, is data/explanation/program.py). Every figure on this page is this program's: the "
             f"stage checks that the file gives the measured numbers on {program['checked_rows']} strings (largest "
-            f"difference {num(program['check_max_difference'], 2)})."), Code(logic_part(explanation.source))),
+            f"difference {num(program['check_max_difference'], 2)})."), Code(logic_part(explanation.source)),
+            anchor="program"),
         Section("Agreement with the model", (
             "On the test split and on every single edit of the attribute stage's test palindromes. Beside the program, "
             "the exact palindrome check: it decides by the label (so it never reproduces an error) and outputs one "

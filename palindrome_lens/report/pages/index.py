@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from palindrome_lens.report.algorithm import algorithm_steps
+from palindrome_lens.report.algorithm import algorithm_steps, program_step
 from palindrome_lens.report.content import Glossary, Links, Steps, Table, Text
 from palindrome_lens.report.formatting import names, num, pct
 from palindrome_lens.report.glossary import TERMS
@@ -122,6 +122,8 @@ def index_page(inputs: ReportInputs, pages: Sequence[Page], descriptions: dict[s
     config = pd.DataFrame([{"setting": k, "value": str(model.get(k))} for k in MODEL_KEYS if k in model])
     links = [(p.filename, p.title, descriptions.get(p.filename, "")) for p in pages if p.filename != FILENAME]
     steps = algorithm_steps(attribution)
+    program = program_step(inputs.explanation)
+    steps += [program] if program else []
     return Page(FILENAME, TITLE, task_words(inputs.provenance.params, model), [
         Section("What the model does, step by step", (
             "Each step is one sentence, the number behind it with its baseline, and a link to the figure. A step "
