@@ -62,15 +62,8 @@ PARAMS = ModelParams(n_layers=2, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD
 def _weights(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
     """TransformerLens-shaped weights: W_Q[layer, head] is (d_model, d_head), and so on."""
     n_letters, width = len(ALPHABET), tokenizer.width
-    w_e = torch.zeros(tokenizer.vocab_size, D_MODEL)
-    for k, letter in enumerate(ALPHABET):
-        w_e[tokenizer.encode([letter])[0, 1], TOK + k] = 1.0
-    w_e[tokenizer.bos_id, BOSD] = 1.0
-    w_e[tokenizer.eos_id, EOSD] = 1.0
-    w_pos = torch.zeros(width, D_MODEL)
-    w_pos[torch.arange(width), POS + torch.arange(width)] = 1.0
-    w = {name: torch.zeros(2, N_HEADS, D_MODEL, D_HEAD) for name in ("W_Q", "W_K", "W_V")}
-    w["W_O"] = torch.zeros(2, N_HEADS, D_HEAD, D_MODEL)
+    w_e, w_pos = one_hot_embeddings(tokenizer, D_MODEL, TOK, POS, BOSD, EOSD)
+    w = empty_attention(2, N_HEADS, D_MODEL, D_HEAD)
 
     def mirror(p: int) -> int:
         return LENGTH + 1 - p if 1 <= p <= LENGTH else p  # BOS and EOS attend to themselves
@@ -107,6 +100,26 @@ def _weights(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
     w_u[LOGIT, 1] = 1.0
     b_u = torch.tensor([0.0, 2.0 - 5.0])  # cancels L1H1's constant
     return {"W_E": w_e, "W_pos": w_pos, **w, "W_in": w_in, "W_out": w_out, "W_U": w_u, "b_U": b_u}
+
+
+def one_hot_embeddings(tokenizer: Tokenizer, d_model: int, tok: int, pos: int, bosd: int,
+                       eosd: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """W_E with each letter one-hot from dim `tok` and BOS, EOS on their own dims; W_pos one-hot from `pos`."""
+    w_e = torch.zeros(tokenizer.vocab_size, d_model)
+    for k, letter in enumerate(tokenizer.alphabet):
+        w_e[tokenizer.encode([letter])[0, 1], tok + k] = 1.0
+    w_e[tokenizer.bos_id, bosd] = 1.0
+    w_e[tokenizer.eos_id, eosd] = 1.0
+    w_pos = torch.zeros(tokenizer.width, d_model)
+    w_pos[torch.arange(tokenizer.width), pos + torch.arange(tokenizer.width)] = 1.0
+    return w_e, w_pos
+
+
+def empty_attention(n_layers: int, n_heads: int, d_model: int, d_head: int) -> dict[str, torch.Tensor]:
+    """Zero W_Q, W_K, W_V (layer, head, d_model, d_head) and W_O (layer, head, d_head, d_model)."""
+    w = {name: torch.zeros(n_layers, n_heads, d_model, d_head) for name in ("W_Q", "W_K", "W_V")}
+    w["W_O"] = torch.zeros(n_layers, n_heads, d_head, d_model)
+    return w
 
 
 def to_state_dict(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

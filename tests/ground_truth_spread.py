@@ -31,7 +31,7 @@ Layer 1: L1H0 at BOS attends evenly to the characters and copies COUNT into AGG;
 from __future__ import annotations
 
 import torch
-from ground_truth import to_state_dict
+from ground_truth import empty_attention, one_hot_embeddings, to_state_dict
 
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.model.bridge import build_bridge
@@ -54,15 +54,8 @@ READOUT = {"label": ((0.0, -4.0), (1.0, 4.0)),
 
 def _weights(tokenizer: Tokenizer, variant: str) -> dict[str, torch.Tensor]:
     n_letters, width, half = len(ALPHABET), tokenizer.width, LENGTH // 2
-    w_e = torch.zeros(tokenizer.vocab_size, D_MODEL)
-    for a, letter in enumerate(ALPHABET):
-        w_e[tokenizer.encode([letter])[0, 1], TOK + a] = 1.0
-    w_e[tokenizer.bos_id, BOSD] = 1.0
-    w_e[tokenizer.eos_id, EOSD] = 1.0
-    w_pos = torch.zeros(width, D_MODEL)
-    w_pos[torch.arange(width), POS + torch.arange(width)] = 1.0
-    w = {name: torch.zeros(2, N_HEADS, D_MODEL, D_HEAD) for name in ("W_Q", "W_K", "W_V")}
-    w["W_O"] = torch.zeros(2, N_HEADS, D_HEAD, D_MODEL)
+    w_e, w_pos = one_hot_embeddings(tokenizer, D_MODEL, TOK, POS, BOSD, EOSD)
+    w = empty_attention(2, N_HEADS, D_MODEL, D_HEAD)
     for k in range(LENGTH):  # layer 0, head k: every query attends to character k and copies its letter
         w["W_Q"][0, k, POS:POS + width, 0] = SHARP
         w["W_K"][0, k, POS + k + 1, 0] = 1.0
