@@ -39,7 +39,9 @@ def explained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_program_decides_like_the_planted_model_everywhere(explained: Path) -> None:
     summary = json.loads((explained / "summary.json").read_text())
-    assert summary["family"]["name"] == "pair_comparison" and summary["family"]["hypothesis"] == "pair_flags"
+    family = summary["family"]  # from the hypothesis search: pair_match at the characters after layer 0
+    assert family["name"] == "pair_comparison" and family["hypothesis"] == "discovered_after_layer_0"
+    assert family["keep"]["chars"] == "pair_match" and family["source"] == "discovered"
     for part in ("test", "edits"):
         figures = summary["agreement"][part]
         assert figures["agreement"] == 1.0 and figures["model_errors"] == 0 and figures["program_errors"] == 0
