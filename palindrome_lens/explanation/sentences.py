@@ -22,6 +22,12 @@ def pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.{digits}f}%"
 
 
+def span(low: float | None, high: float | None) -> str:
+    """'95.3% to 98.6%', or one figure when both ends read the same."""
+    a, b = pct(low), pct(high)
+    return a if a == b else f"{a} to {b}"
+
+
 def num(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
 
@@ -85,11 +91,11 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
                f"{num(test['spearman'])} on test (exact check {num(test['baseline_r2'])} and "
                f"{num(test['baseline_spearman'])})")
     alignment = (f"interchange interventions on {resid['node']} at a pair's two positions agree with the program on "
-                 f"{pct(resid['min'])} to {pct(resid['max'])} of the decision-changing (base, source) pairs, per "
+                 f"{span(resid['min'], resid['max'])} of the decision-changing (base, source) pairs, per "
                  f"variable (target {pct(params.iia_target, 0)}); patched at the wrong pair, "
                  f"{pct(resid['control_max'])} at most (at most {pct(params.iia_control_max, 0)} allowed)")
     if writer["node"]:
-        alignment += (f"; {writer['node']} alone: {pct(writer['min'])} to {pct(writer['max'])}, control at most "
+        alignment += (f"; {writer['node']} alone: {span(writer['min'], writer['max'])}, control at most "
                       f"{pct(writer['control_max'])}")
     if all(checks.values()):
         return True, f"The model runs this program. {what}: {figures}; {alignment}."

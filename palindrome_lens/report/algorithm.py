@@ -155,8 +155,9 @@ def program_step(explanation: ExplanationInputs | None) -> Step | None:
                 f"of single edits (the exact palindrome check: {pct(test['baseline_agreement'])} and "
                 f"{pct(edits['baseline_agreement'])}), follows its logit difference within a class on the edits with "
                 f"R^2 {num(edits['r2'], 2)} (exact check {num(edits['baseline_r2'], 2)}), and patching a pair's "
-                f"residual from another string moves both alike on {pct(min(aligned, default=None))} or more of the "
-                f"decision-changing pairs (at the wrong pair: {pct(max(control, default=None))} at most)",
+                f"residual from another string moves both alike on {pct(min(aligned, default=None))} of the "
+                f"decision-changing pairs for the weakest pair variable (at the wrong pair: "
+                f"{pct(max(control, default=None))} at most)",
                 "explanation.html#program", "the program")
 
 
