@@ -413,7 +413,7 @@ def build_page(runs: list[Run]) -> Page:
         Section("Discovered hypotheses", "One row per run and layer boundary: the hypothesis, its bits per group on "
                 "the analysis set, the share of the loss recovered on the scale from a random scrub (0) to the model "
                 "(1) and from a constant predictor (0), the balanced accuracy recovered, the same with each pair "
-                "scrubbed alone, the control (it must fail) and the verdict.", Table(discovered_table(runs))),
+                "scrubbed alone (the weakest pair's figure), the control (it must fail) and the verdict.", Table(discovered_table(runs))),
     ]
     for param in swept:
         sections.append(Section(f"Accuracy against {param}",

@@ -20,6 +20,7 @@ from palindrome_lens.attribution.scrubbing import (
     Hypothesis,
     Scrubber,
     balanced_loss,
+    farthest,
     feature_by_position,
     run_metrics,
     units,
@@ -110,9 +111,23 @@ def test_scales_and_local_scrubs_are_computed_as_defined() -> None:
     local = result["local"]
     assert {u["unit"] for u in local["units"]} == {"bos", "pair 0", "pair 1", "pair 2", "centre", "eos"}
     counted = [u for u in local["units"] if u["matters"]]
-    assert counted and local["recovered"] == pytest.approx(
+    assert counted and local["pooled_recovered"] == pytest.approx(
         (np.mean([u["random_loss"] for u in counted]) - np.mean([u["loss"] for u in counted]))
         / (np.mean([u["random_loss"] for u in counted]) - np.mean([u["model_loss"] for u in counted])))
+    for u in counted:
+        assert u["recovered"] == pytest.approx((u["random_loss"] - u["loss"]) / (u["random_loss"] - u["model_loss"]))
+    # the gate reads every pair alone: the figure is the counted unit farthest from 100%, on either side
+    worst = max(counted, key=lambda u: abs(1 - u["recovered"]))
+    assert local["recovered"] == worst["recovered"] and local["worst_unit"] == worst["unit"]
+    assert local["accuracy_recovered"] == max((u["accuracy_recovered"] for u in counted), key=lambda v: abs(1 - v))
+
+
+def test_the_local_gate_reads_the_pair_farthest_from_the_model_on_either_side() -> None:
+    units = [{"unit": "pair 0", "recovered": 0.99}, {"unit": "pair 1", "recovered": 1.12},
+             {"unit": "pair 2", "recovered": None}, {"unit": "pair 3", "recovered": 0.93}]
+    assert farthest(units, "recovered")["unit"] == "pair 1"
+    assert farthest(units[2:], "recovered")["unit"] == "pair 3"
+    assert farthest(units[2:3], "recovered") is None
 
 
 def test_feature_positions_and_units() -> None:

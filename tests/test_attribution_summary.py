@@ -88,6 +88,13 @@ def test_scrub_verdicts() -> None:
     assert "50.0% on the scale from a constant predictor" in text and "40.0% of the balanced accuracy" in text
     assert "97.0% with each pair scrubbed alone" in text
     assert text.endswith("The hypothesis fails: 50.0% on the constant scale, below the 90%-110% band.")
+    # a pair that fails alone fails the hypothesis, and the sentence names it beside the pooled figure
+    doc["scrubbing"][0].update(recovered_constant=0.97, accuracy_recovered=0.96,
+                               local={"recovered": 0.85, "accuracy_recovered": 0.96, "worst_unit": "pair 2",
+                                      "pooled_recovered": 0.97})
+    text = sentences(doc, {}, 0.9, 0.05)[-1]
+    assert "85.0% with each pair scrubbed alone (the weakest, pair 2; 97.0% pooled)" in text
+    assert text.endswith("The hypothesis fails: 85.0% with pair 2 alone, below the 90%-110% band.")
 
 
 @pytest.fixture(scope="module")

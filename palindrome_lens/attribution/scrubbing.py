@@ -22,8 +22,9 @@ Reported per hypothesis, all class-balanced (the mean within each class, then ac
 - `control`: the scrub from strings that *disagree* on each kept feature (it must fail);
 - `constant`: where a constant predictor sits on the random-to-model scale;
 - `local`: every mirrored pair's two positions (and BOS, the centre, EOS) scrubbed alone, the rest left as
-  they are. Scrubbing every position at once cannot refute a coarse string-level feature when the readout
-  works like an OR over positions (the donors bring mismatches of their own); one pair at a time can.
+  they are; the figure is the unit that fares worst (every one must pass), the pooled one beside it.
+  Scrubbing every position at once cannot refute a coarse string-level feature when the readout works like
+  an OR over positions (the donors bring mismatches of their own); one pair at a time can.
 The losses are averaged over `draws` seeded draws; per-class losses show cancellation between classes.
 """
 
@@ -113,6 +114,13 @@ def run_metrics(diffs: Sequence[np.ndarray], label: np.ndarray) -> dict[str, flo
             "loss_not_palindrome": float(losses[:, 2].mean()),
             "balanced_accuracy": float(np.mean([balanced_accuracy(m, label) for m in margins])),
             "balanced_margin": float(np.mean([balanced_mean(m, label) for m in margins]))}
+
+
+def farthest(units: Sequence[Mapping[str, Any]], key: str) -> Mapping[str, Any] | None:
+    """The unit whose `key` lies farthest from 100% on either side (None: no unit has it): a hypothesis must
+    survive the scrub of every pair alone, so the pair that fares worst is the one its gate reads."""
+    have = [u for u in units if u.get(key) is not None]
+    return max(have, key=lambda u: abs(1.0 - u[key])) if have else None
 
 
 def on_scale(value: float, zero: float, one: float) -> float | None:
@@ -347,10 +355,11 @@ class Scrubber:
         return result
 
     def local(self, hypothesis: Hypothesis, rows: np.ndarray, draws: int, span: float) -> dict[str, Any]:
-        """Each unit (a mirrored pair, the centre, BOS, EOS) scrubbed alone, the rest left as it is: per unit
-        and pooled (mean losses over the units that matter), on the random-to-model scale. A unit matters
-        when resampling it at random costs at least MATERIAL of the global random-to-model `span`; a unit
-        that costs nothing when scrambled has no scale to measure a hypothesis on."""
+        """Each unit (a mirrored pair, the centre, BOS, EOS) scrubbed alone, the rest left as it is, on the
+        random-to-model scale: `recovered` and `accuracy_recovered` are those of the unit farthest from 100%
+        (the gate reads them: every unit must pass), `pooled_*` the mean losses over the units, and `units`
+        each one. A unit matters when resampling it at random costs at least MATERIAL of the global
+        random-to-model `span`; a unit that costs nothing when scrambled has no scale to measure on."""
         lengths = self.examples["length"].to_numpy()[rows]
         random = Hypothesis("random", hypothesis.after_layer, {g: F.NONE for g in hypothesis.groups()})
         width = self.tokens.shape[1]
@@ -387,12 +396,16 @@ class Scrubber:
                 pooled[run].append(got[run]["loss"])
                 pooled[f"{run}_acc"].append(got[run]["balanced_accuracy"])
         if not pooled["model"]:
-            return {"recovered": None, "accuracy_recovered": None, "loss": None, "random_loss": None,
-                    "model_loss": None, "units": per_unit, "worst_unit": None}
+            return {"recovered": None, "accuracy_recovered": None, "pooled_recovered": None,
+                    "pooled_accuracy_recovered": None, "loss": None, "random_loss": None, "model_loss": None,
+                    "units": per_unit, "worst_unit": None}
         mean = {k: float(np.mean(v)) for k, v in pooled.items()}
         material = [u for u in per_unit if u["recovered"] is not None]
-        worst = min(material, key=lambda u: u["recovered"])["unit"] if material else None
-        return {"recovered": on_scale(mean["hypothesis"], mean["random"], mean["model"]),
-                "accuracy_recovered": on_scale(mean["hypothesis_acc"], mean["random_acc"], mean["model_acc"]),
+        worst = farthest(material, "recovered")
+        return {"recovered": worst["recovered"] if worst else None,
+                "accuracy_recovered": (w["accuracy_recovered"] if (w := farthest(material, "accuracy_recovered"))
+                                       else None),
+                "pooled_recovered": on_scale(mean["hypothesis"], mean["random"], mean["model"]),
+                "pooled_accuracy_recovered": on_scale(mean["hypothesis_acc"], mean["random_acc"], mean["model_acc"]),
                 "loss": mean["hypothesis"], "random_loss": mean["random"], "model_loss": mean["model"],
-                "units": per_unit, "worst_unit": worst}
+                "units": per_unit, "worst_unit": worst["unit"] if worst else None}

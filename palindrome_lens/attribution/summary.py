@@ -78,6 +78,14 @@ def _mean_over_lengths(rows: pd.DataFrame) -> float | None:
     return float(np.average(rows["recovery"], weights=rows["n"])) if len(rows) else None
 
 
+def alone(local: dict[str, Any]) -> str:
+    """'97.0% with each pair scrubbed alone (the weakest, pair 2; 98.1% pooled)': the gate's figure first."""
+    worst, pooled = local.get("worst_unit"), local.get("pooled_recovered")
+    extra = "; ".join(x for x in (f"the weakest, {worst}" if worst else "",
+                                  f"{pct(pooled)} pooled" if pooled is not None else "") if x)
+    return f"{pct(local.get('recovered'))} with each pair scrubbed alone" + (f" ({extra})" if extra else "")
+
+
 def within(value: float | None, target: float) -> bool:
     """A recovered share within `target` of 100% on either side (None: no scale to fail on). A scrub that
     beats the model by more than that changes what the model computes as surely as one that falls short."""
@@ -168,8 +176,7 @@ def sentences(doc: dict[str, Any], evidence: dict[str, dict[str, Any]], target: 
                 f"recovers {pct(result['recovered'])} of the loss (random resampling 0%, the model 100%; a constant "
                 f"predictor would score {pct(result['constant'])} on this scale), "
                 f"{pct(result.get('recovered_constant'))} on the scale from a constant predictor (0%) to the model, "
-                f"{pct(result.get('accuracy_recovered'))} of the balanced accuracy and {pct(local.get('recovered'))} "
-                f"with each pair scrubbed alone; the control scrub from strings that disagree recovers "
+                f"{pct(result.get('accuracy_recovered'))} of the balanced accuracy and {alone(local)}; the control scrub from strings that disagree recovers "
                 f"{pct(result['control'])} of the loss ({pct(result.get('control_constant'))} on the constant "
                 "scale). ")
         text += {"supported": "The hypothesis is supported.",
@@ -214,7 +221,7 @@ def boundary_sentence(boundary: dict[str, Any], target: float) -> str:
         text += (f" Causal scrubbing every position down to that keeps {pct(result['recovered'])} of the loss "
                  f"(random scrub 0%, model 100%), {pct(result.get('recovered_constant'))} on the scale from a constant "
                  f"predictor (0%) to the model, {pct(result.get('accuracy_recovered'))} of the balanced accuracy and "
-                 f"{pct(local.get('recovered'))} with each pair scrubbed alone")
+                 f"{alone(local)}")
         text += (f"; its control recovers {pct(result['control'])} ({pct(result.get('control_constant'))} on the "
                  "constant scale)." if result.get("control") is not None else ".")
     for group, feature in keep.items():
@@ -269,6 +276,8 @@ def why(f: dict[str, Any], target: float) -> str:
               ("local_accuracy_recovered", "of the balanced accuracy with each pair alone"))
     for key, words in checks:
         value = f.get(key)
+        if key == "local_recovered" and f.get("worst_unit"):
+            words = words.replace("each pair alone", f"{f['worst_unit']} alone")
         if value is not None and not within(value, target):
             side = "above" if value > 1 else "below"
             return f"{pct(value)} {words}, {side} the {pct(target, 0)}-{pct(2 - target, 0)} band"

@@ -105,7 +105,8 @@ TERMS: tuple[Term, ...] = (
          "scrubbed loss) / (ln 2 − model loss), 0% = a constant predictor, 100% = the model.",
          (r"constant scale", r"constant-anchored")),
     Term("each-pair-alone", "each pair alone", "A local scrub: each mirrored pair's two positions (and BOS, the "
-         "centre, EOS) scrubbed on its own, the rest left as it is, losses pooled over the pairs. Scrubbing every "
+         "centre, EOS) scrubbed on its own, the rest left as it is. The figure is the pair that fares worst (every pair must "
+         "pass the gate); the pooled figure is shown beside it where there is room. Scrubbing every "
          "position at once cannot refute a coarse string-level feature when the readout works like an OR over "
          "positions; one pair at a time can.", (r"one pair at a time", r"each pair scrubbed alone")),
     Term("control-scrub", "control scrub", "A scrub from strings that disagree on the kept feature: it must miss the "

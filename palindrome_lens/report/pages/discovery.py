@@ -45,6 +45,8 @@ def figures_table(boundary: dict[str, Any]) -> pd.DataFrame:
             ("balanced accuracy recovered", pct(r.get("accuracy_recovered"))),
             ("each pair scrubbed alone: loss recovered", pct(local.get("recovered"))),
             ("each pair scrubbed alone: balanced accuracy recovered", pct(local.get("accuracy_recovered"))),
+            ("each pair scrubbed alone: the weakest pair", local.get("worst_unit") or "n/a"),
+            ("each pair scrubbed alone: loss recovered, pooled over the pairs", pct(local.get("pooled_recovered"))),
             ("control scrub (strings that disagree)", pct(r.get("control"))),
             ("constant predictor on the random-to-model scale", pct(r.get("constant"))),
             ("scrubbed positions that found no other agreeing string", pct(r.get("self_draw_share"))),
