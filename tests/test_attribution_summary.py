@@ -95,6 +95,10 @@ def test_scrub_verdicts() -> None:
     text = sentences(doc, {}, 0.9, 0.05)[-1]
     assert "85.0% with each pair scrubbed alone (the weakest, pair 2; 97.0% pooled)" in text
     assert text.endswith("The hypothesis fails: 85.0% with pair 2 alone, below the 90%-110% band.")
+    doc["scrubbing"][0]["local"].update(recovered=1.15, pooled_recovered=1.05)
+    text = sentences(doc, {}, 0.9, 0.05)[-1]
+    assert "115.0% with each pair scrubbed alone (the farthest above 100%, pair 2; 105.0% pooled)" in text
+    assert text.endswith("The hypothesis fails: 115.0% with pair 2 alone, above the 90%-110% band.")
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,8 @@ def _mean_over_lengths(rows: pd.DataFrame) -> float | None:
 def alone(local: dict[str, Any]) -> str:
     """'97.0% with each pair scrubbed alone (the weakest, pair 2; 98.1% pooled)': the gate's figure first."""
     worst, pooled = local.get("worst_unit"), local.get("pooled_recovered")
-    extra = "; ".join(x for x in (f"the weakest, {worst}" if worst else "",
+    side = "the farthest above 100%" if (local.get("recovered") or 0) > 1 else "the weakest"
+    extra = "; ".join(x for x in (f"{side}, {worst}" if worst else "",
                                   f"{pct(pooled)} pooled" if pooled is not None else "") if x)
     return f"{pct(local.get('recovered'))} with each pair scrubbed alone" + (f" ({extra})" if extra else "")
 
