@@ -27,6 +27,20 @@ Information-carrying edges on a clean palindrome -> one-pair corruption (path pa
 embed@chars -> L0H0@chars (v) 0.5, embed@chars -> 0_mlp_out@chars (mlp_in) 0.5,
 L0H0@chars -> 0_mlp_out@chars (mlp_in) 0.5, 0_mlp_out@chars -> L1H0@bos (v) 1, L1H0@bos -> logits 1.
 Every other edge is 0 (a broken pair raises two flags; restoring one of them halves the drop).
+
+The lopsided variant (`planted_classifier(tokenizer, lopsided=True)`; the explain tests' known answer) is the
+same circuit with two asymmetries, so that a table read at the wrong position, or with a pair's two characters
+the wrong way round, comes out different:
+- L1H0's key at character position p (1..8) is KEY[p] = 1 + 0.02 (p - 1) instead of 1: its attention score
+  from BOS is 20 KEY[p] (BOS and EOS score 0), so it attends more to the later characters (2.1% to position
+  1, 34.4% to position 8);
+- MLP 0 writes FLAG with a strength set by the position's own letter, STRENGTH[a] = 1, 1.5, 2, 2.5 for a, b,
+  c, d (0 when the pair matches), so the two positions of a broken pair raise different flags.
+Its logit difference is 2 - 16 x sum_p attention(p) x flag(p): 2 for a palindrome, below 0 for any other
+string (at least 16 x 17.3% x 1 for the lightest pair, positions 4 and 5). L1H0's salience at position p is
+exactly 20 KEY[p] and its evidence for (own a, mirror b) is STRENGTH[a] x |(-16, 1)| = STRENGTH[a] x 257^0.5
+when a != b, 0 when a == b. Its components, decoys and information-carrying edges are those above; the edges'
+effects (EDGES) and the logit differences of broken strings are not.
 """
 
 from __future__ import annotations
@@ -45,6 +59,8 @@ ALPHABET, LENGTH = "abcd", 8
 D_MODEL, N_HEADS, D_HEAD, D_MLP = 32, 2, 16, 8
 TOK, MIR, POS, FLAG, DEC, BOSD, LOGIT, AGG, DEC2, EOSD = 0, 4, 8, 18, 19, 23, 24, 25, 26, 30
 SHARP = 20.0 * D_HEAD**0.5  # attention scores of 20 after TransformerLens divides by sqrt(d_head)
+KEY = {p: 1.0 + 0.02 * (p - 1) for p in range(1, LENGTH + 1)}  # the lopsided variant's L1H0 key per position
+STRENGTH = (1.0, 1.5, 2.0, 2.5)  # the lopsided variant's FLAG per own letter of a broken pair
 
 CIRCUIT = {"L0H0@chars", "0_mlp_out@chars", "L1H0@bos"}
 DECOYS = {"L0H1", "L1H1", "1_mlp_out"}
@@ -59,7 +75,7 @@ PARAMS = ModelParams(n_layers=2, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD
                      normalization="none", attn_only=False, n_ctx=None)
 
 
-def _weights(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
+def _weights(tokenizer: Tokenizer, lopsided: bool = False) -> dict[str, torch.Tensor]:
     """TransformerLens-shaped weights: W_Q[layer, head] is (d_model, d_head), and so on."""
     n_letters, width = len(ALPHABET), tokenizer.width
     w_e, w_pos = one_hot_embeddings(tokenizer, D_MODEL, TOK, POS, BOSD, EOSD)
@@ -78,7 +94,7 @@ def _weights(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
     # L1H0: from BOS, even attention over the characters; reads FLAG, writes the drop to LOGIT and AGG
     w["W_Q"][1, 0, POS + 0, 0] = SHARP
     for p in range(1, LENGTH + 1):
-        w["W_K"][1, 0, POS + p, 0] = 1.0
+        w["W_K"][1, 0, POS + p, 0] = KEY[p] if lopsided else 1.0
     w["W_V"][1, 0, FLAG, 0] = 1.0
     w["W_O"][1, 0, 0, LOGIT] = -2.0 * LENGTH
     w["W_O"][1, 0, 0, AGG] = 1.0
@@ -92,7 +108,7 @@ def _weights(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
     for k in range(n_letters):  # MLP 0 compares own and mirror letters
         w_in[0, TOK + k, k] = 1.0
         w_in[0, MIR + k, k] = -1.0
-        w_out[0, k, FLAG] = 1.0
+        w_out[0, k, FLAG] = STRENGTH[k] if lopsided else 1.0
     for k in range(4):  # MLP 1: loud, inert
         w_in[1, AGG, k] = 1.0 + k
         w_out[1, k, DEC2 + k] = 25.0
@@ -143,9 +159,11 @@ def to_state_dict(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return sd
 
 
-def state_dict(tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
-    """The planted model's weights under the bridge's state-dict names."""
-    return to_state_dict(_weights(tokenizer))
+def state_dict(tokenizer: Tokenizer, lopsided: bool = False) -> dict[str, torch.Tensor]:
+    """The planted model's weights (or its lopsided variant's) under the bridge's state-dict names."""
+    return to_state_dict(_weights(tokenizer, lopsided))
+
+
 def run_planted(repo: Path, stages: Sequence[str]) -> None:
     """In a project copy: generate and tokenize, save the planted model as data/model, then run `stages`."""
     from palindrome_lens.model.classifier import save_classifier
@@ -160,11 +178,12 @@ def run_planted(repo: Path, stages: Sequence[str]) -> None:
         run(["python", "-m", f"stages.{stage}"], repo)
 
 
-def planted_classifier(tokenizer: Tokenizer) -> Classifier:
-    """The hand-built model as the pipeline would save it (config from our schema, weights loaded strictly)."""
+def planted_classifier(tokenizer: Tokenizer, lopsided: bool = False) -> Classifier:
+    """The hand-built model (or its lopsided variant) as the pipeline would save it (config from our schema,
+    weights loaded strictly)."""
     from palindrome_lens.model.config import model_config
 
     if tokenizer.alphabet != ALPHABET or tokenizer.width != LENGTH + 2:
         raise ValueError(f"the planted model needs alphabet {ALPHABET!r} and strings of length {LENGTH} with [EOS]")
     config = model_config(PARAMS, tokenizer, seed=0, lengths=[LENGTH])
-    return Classifier(build_bridge(config, state_dict(tokenizer)), tokenizer, config)
+    return Classifier(build_bridge(config, state_dict(tokenizer, lopsided)), tokenizer, config)
