@@ -4,13 +4,18 @@ made by hand (it went red with the bug and green without):
   the lopsided hand-built model (tests/ground_truth.py) attends unevenly and raises a flag whose strength is set
   by the position's own letter, so its tables are known by construction and no longer mirror-symmetric;
 - the readout fitted to the labels instead of the model's logits: on that model the logit difference of a
-  non-palindrome is exactly linear in the program's evidence, so the program must follow it within the class."""
+  non-palindrome is exactly linear in the program's evidence, so the program must follow it within the class;
+- error recall and precision with their denominators swapped: the model and the program make different
+  numbers of errors;
+- the alignment gate passing when a variable's IIA is NaN (no decision-changing pair to test it on)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from ground_truth import ALPHABET, KEY, LENGTH, STRENGTH, planted_classifier
@@ -20,7 +25,9 @@ from palindrome_lens.attribution.common import forward_logit_diff
 from palindrome_lens.data.generate import generate_splits
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.explanation import explain
+from palindrome_lens.explanation.agreement import figures
 from palindrome_lens.explanation.program import run_program
+from palindrome_lens.explanation.sentences import iia_facts, verdict
 from palindrome_lens.explanation.tables import read_tables
 from palindrome_lens.model.classifier import Classifier
 from palindrome_lens.params import validate
@@ -89,3 +96,48 @@ def test_the_program_follows_the_lopsided_models_logit_within_each_class() -> No
     model = forward_logit_diff(clf.model, clf.encode(texts), 64).numpy()
     assert len(set(np.round(model, 3))) == len(texts)
     assert run_program(result.program, texts) == pytest.approx(model, abs=1e-3)
+
+
+def test_error_recall_and_precision_divide_by_the_models_and_the_programs_errors() -> None:
+    # strings 0-5 are not palindromes; the model calls 0, 1 palindromes (two errors), the program 0, 2, 3, 4 (four)
+    label = [False] * 6 + [True, True]
+    model = [1.0, 2.0, -3.0, -1.0, -2.0, -4.0, 5.0, 6.0]
+    program = [1.0, -2.0, 3.0, 1.0, 2.0, -4.0, 5.0, -6.0]  # and it misses a palindrome (string 7)
+    f = figures(pd.DataFrame({"label": label, "model_logit_diff": model, "program_logit_diff": program,
+                              "kind": "x"}), {})
+    assert (f["model_errors"], f["program_errors"], f["errors_reproduced"]) == (2, 5, 1)
+    assert f["error_recall"] == pytest.approx(1 / 2) and f["error_precision"] == pytest.approx(1 / 5)
+    assert f["agreement"] == pytest.approx(3 / 8)
+
+
+def passing() -> tuple[dict, pd.DataFrame]:
+    base = {"n": 100, "agreement": 1.0, "baseline_agreement": 1.0, "model_errors": 10, "program_errors": 10,
+            "errors_reproduced": 9, "error_recall": 0.9, "error_precision": 0.9, "r2": 0.7, "spearman": 0.86,
+            "baseline_r2": -0.1, "baseline_spearman": 0.0}
+    agreement = {"test": dict(base, model_errors=0, program_errors=0, error_recall=None, error_precision=None),
+                 "edits": base}
+    rows = [("resid", "blocks.0.hook_resid_post", k, v) for k, v in
+            (("aligned", 0.99), ("aligned", 0.97), ("aligned", 1.0), ("control", 0.35), ("control", 0.3),
+             ("control", 0.4))]
+    rows += [("writer", "0_mlp_out", "aligned", 1.0), ("writer", "0_mlp_out", "control", 0.3)]
+    iia = pd.DataFrame([{"alignment": a, "node": n, "kind": k, "iia_changed": v} for a, n, k, v in rows])
+    return agreement, iia
+
+
+PROGRAM = {"logic_lines": 82, "n_read": 100, "n_fitted": 33}
+
+
+@pytest.mark.parametrize("nan_at", [[1], [0, 1, 2]])
+def test_a_variable_whose_iia_is_nan_fails_the_alignment_gate(nan_at: list[int]) -> None:
+    """NaN: no (base, source) pair changed the decision, so the variable was never tested; the others passing
+    does not make up for it."""
+    params = validate(tiny_params()).explain
+    agreement, iia = passing()
+    assert verdict(agreement, iia, params, PROGRAM)[0]
+    untested = iia.copy()
+    aligned = np.flatnonzero((untested["alignment"] == "resid") & (untested["kind"] == "aligned"))
+    untested.loc[aligned[nan_at], "iia_changed"] = float("nan")
+    facts = iia_facts(untested, "resid")
+    assert facts["untested"] == len(nan_at) and facts["n_variables"] == 3
+    runs, sentence = verdict(copy.deepcopy(agreement), untested, params, PROGRAM)
+    assert not runs and "(alignment below target)" in sentence
