@@ -37,7 +37,9 @@ def strings() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def classifier(name: str) -> Classifier:
     tokenizer = Tokenizer(ALPHABET, LENGTH, add_eos=True)
-    return planted_classifier(tokenizer) if name == "planted" else spread_classifier(tokenizer, name)
+    if name in ("planted", "lopsided"):
+        return planted_classifier(tokenizer, lopsided=name == "lopsided")
+    return spread_classifier(tokenizer, name)
 
 
 @functools.cache
