@@ -38,13 +38,20 @@ def test_the_figures_are_the_results_and_the_path_is_every_step(synthetic: Repor
     figures = section(p, "After layer 0: its figures").content.df.set_index("quantity")["value"]
     assert figures["loss recovered (random scrub 0%, model 100%)"] == "99.8%"
     assert figures["loss recovered (constant predictor 0%, model 100%)"] == "98.7%"
-    assert figures["each pair scrubbed alone: loss recovered"] == "97.3%"
+    assert figures["balanced accuracy recovered"] == "99.5%"  # not the loss figure beside it (99.8%)
+    assert figures["each pair scrubbed alone: loss recovered"] == "97.3%"  # the weakest pair, pair 1
+    assert figures["each pair scrubbed alone: balanced accuracy recovered"] == "95.3%"
+    assert figures["each pair scrubbed alone: the weakest pair"] == "pair 1"
+    assert figures["each pair scrubbed alone: loss recovered, pooled over the pairs"] == "98.5%"
     assert figures["control scrub (strings that disagree)"] == "-7.1%"
     assert figures["verdict"] == "supported"
     path = section(p, "After layer 0: the path as a table").content.df
     assert path["feature"].tolist() == [s["feature"] for s in boundary["path"]] == ["label", "pair_match", "pair_diff"]
     assert path["kept"].tolist() == ["", "", "yes"] and path["scrub"].tolist() == ["screen", "screen", "full"]
     assert path["from a constant"].tolist() == ["84.0%", "80.7%", "98.7%"]  # the full scrub's figure when there is one
+    assert path["loss recovered"].tolist() == ["97.6%", "97.1%", "99.8%"]
+    assert path["accuracy recovered"].tolist() == ["97.1%", "96.6%", "99.5%"]
+    assert path["each pair alone"].tolist() == ["84.2%", "98.6%", "99.9%"]
     drawn = figure(p, "After layer 0: every hypothesis tried")
     (chars,) = drawn.data
     assert list(chars.x) == [0.77, 0.9, 3.48] and list(chars.y) == pytest.approx([0.84, 0.807, 0.987])
