@@ -21,7 +21,7 @@ from tests.report_outputs import CIRCUIT, COMMIT, write_all
 from tests.test_report_circuit import DRAWN, DRAWN_INPUTS
 
 pytestmark = pytest.mark.slow
-MAX_PAGE_BYTES = 3_000_000
+MAX_PAGE_BYTES = 300_000
 
 _GRAPH_JS = """
 const div = document.querySelector(arguments[0] + ' .plotly-graph-div');
@@ -130,15 +130,26 @@ def test_the_explorer_opens_on_a_misclassified_string_and_its_picker_changes_the
     first = driver.execute_script(_EXPLORER_JS)
     assert first["value"] == "0" and "misclassified test string" in first["summary"] and "wrong" in first["summary"]
     assert first["heads"] == 1 and len(first["dla"]) == 9 and len(first["patching"]) > 0
-    option = driver.execute_script(
-        "const s = document.getElementById('explorer-pick');"
-        "const o = Array.from(s.options).find(o => o.parentElement.label.startsWith('analysis strings: palindrome'));"
-        "s.value = o.value; s.dispatchEvent(new Event('change')); return o.value;")
+    option = driver.execute_script(  # filter to one kind: the list and the figures follow
+        "const g = document.getElementById('explorer-group');"
+        "g.value = Array.from(g.options).find(o => o.text === 'kind near2').value;"
+        "g.dispatchEvent(new Event('change'));"
+        "return document.getElementById('explorer-pick').value;")
     driver.execute_script("return new Promise(r => setTimeout(r, 300))")
     after = driver.execute_script(_EXPLORER_JS)
     assert after["value"] == option and after["title"] != first["title"] and after["dla"] != first["dla"]
-    assert after["patching"] != first["patching"] and "analysis string, kind palindrome" in after["summary"]
+    assert after["patching"] != first["patching"] and "kind near2" in after["summary"]
     assert after["heads"] == 1  # the attention view was drawn again, in a fresh element
+    counts = driver.execute_script(  # a broken pair and a margin range narrow the list; every listed string fits
+        "const set = (id, v) => { const e = document.getElementById(id); e.value = v;"
+        " e.dispatchEvent(new Event('change')); };"
+        "set('explorer-group', ''); const all = document.getElementById('explorer-pick').options.length;"
+        "set('explorer-pair', '0'); const pair = Array.from(document.getElementById('explorer-pick').options);"
+        "set('explorer-pair', ''); set('explorer-max', '0');"
+        "const wrong = Array.from(document.getElementById('explorer-pick').options).map(o => o.text);"
+        "return {all: all, pair: pair.map(o => o.text.split(' ')[0]), wrong: wrong};")
+    assert 0 < len(counts["pair"]) < counts["all"] and all(t[0] != t[-1] for t in counts["pair"])
+    assert 0 < len(counts["wrong"]) < counts["all"] and all("WRONG" in t for t in counts["wrong"])
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
 

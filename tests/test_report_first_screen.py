@@ -254,9 +254,14 @@ def test_every_csv_link_resolves_to_the_table_it_names(written: Path, synthetic:
             if re.fullmatch(r"data/attribution/\w+\.parquet", source):  # the whole table
                 stored = synthetic.attribution[Path(source).stem]
                 assert list(frame.columns) == list(stored.columns) and len(frame) == len(stored), href
-    assert {"data/edges.csv", "data/dla.csv", "data/predictions.csv", "data/readout_by_position.csv",
-            "data/example_patching.csv", "data/scrubbing_losses.csv", "data/train_loss.csv"} <= seen
-    assert sorted(p.name for p in (written / "data").iterdir()) == sorted(Path(h).name for h in seen)
+    assert {"data/edges.csv", "data/dla_means.csv", "data/predictions.csv", "data/readout_by_position.csv",
+            "data/scrubbing_losses.csv", "data/train_loss.csv"} <= seen
+    tables = {href: (written / href).read_text() for href in seen}
+    assert len(set(tables.values())) == len(tables)  # no table written twice under two names
+    shown = pd.read_csv(written / "data/predictions.csv")  # only the rows the page shows, not the whole split
+    assert 0 < len(shown) < len(synthetic.evaluation.predictions)
+    csvs = sorted(p.name for p in (written / "data").iterdir() if p.suffix == ".csv")
+    assert csvs == sorted(Path(h).name for h in seen)
 
 
 # --- precision and patterns ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ each figure and table is checked against the file it comes from. The circuit pag
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -37,6 +38,8 @@ from palindrome_lens.report import (
 )
 from palindrome_lens.report.inputs import ReportInputs, load_attribution, load_inputs
 from palindrome_lens.report.pages import PAGE_FILES, report_pages, write_report
+from palindrome_lens.report.pages.adversarial import by_position_figure
+from palindrome_lens.report.pages.evaluation import evaluation_page
 from palindrome_lens.report.plots import position_labels
 from tests.conftest import run
 from tests.report_outputs import (
@@ -191,13 +194,17 @@ def test_evaluation_tables_obey_n_examples_and_order_by_margin(tmp_path: Path) -
         assert (wrong["margin"] < 0).all() and wrong["margin"].is_monotonic_increasing
         close = section(p, "Closest calls").content.df
         assert len(close) == min(n, N_STRINGS - 5) and (close["margin"] > 0).all() and close["margin"].is_monotonic_increasing
-    by_kind = figure(p, "Errors by kind")
+    by_kind = section(p, "Errors by kind").content.df  # 5 errors: a table of counts, not full-height bars
     m = inputs.evaluation.metrics["kind"]
     kinds = ("palindrome", "near1", "near2", "random")
     wrong = inputs.evaluation.predictions.groupby("kind")["correct"].apply(lambda c: int((~c).sum()))
-    assert list(by_kind.data[0].x) == list(kinds)
-    assert list(by_kind.data[0].y) == [wrong[k] for k in kinds] and sum(by_kind.data[0].y) == 5  # counts, not rates
-    assert list(by_kind.data[0].text) == [f"{wrong[k]} of {m[k]['n']}" for k in kinds]
+    assert list(by_kind["kind"]) == list(kinds) and list(by_kind["n"]) == [m[k]["n"] for k in kinds]
+    assert list(by_kind["misclassified"]) == [wrong[k] for k in kinds] and by_kind["misclassified"].sum() == 5
+    assert "Errors by broken pair" in [s.heading for s in p.sections]
+    assert "Errors by length" in [s.heading for s in p.sections]  # two lengths in the synthetic run
+    one = dataclasses.replace(inputs.evaluation, metrics={**inputs.evaluation.metrics, "length": {"5": {"n": 1, "accuracy": 1.0}}})
+    one_length = evaluation_page(one, 3, 7)
+    assert "Errors by length" not in [s.heading for s in one_length.sections]
     confusion = z_of(figure(p, "Confusion matrix").data[0])
     c = inputs.evaluation.metrics["confusion"]
     assert confusion.tolist() == [[c["true_palindrome"], c["false_not_palindrome"]],
@@ -388,7 +395,9 @@ def test_adversarial_page_lists_wrong_edits_worst_first(synthetic: ReportInputs)
     assert wrong["margin"].tolist() == pytest.approx([-0.4, -0.3])
     close = section(p, "Closest calls").content.df
     assert len(close) == 2 and (close["margin"] > 0).all()
-    fooled = figure(p, "Fooling edits by broken pair")
+    few = section(p, "Fooling edits by broken pair").content.df  # a handful of fooling edits: a table, not bars
+    assert few.equals(synthetic.attribution["adversarial_by_position"])
+    fooled = by_position_figure(synthetic.attribution["adversarial_by_position"], "n_wrong", "t", "y", False).fig
     assert [t.name for t in fooled.data] == ["length 4", "length 5"] and fooled.layout.showlegend
     assert list(fooled.data[0].x) == ["0", "1"]  # a centre edit of length 5 stays a palindrome: no pair 2
     by_pos = synthetic.attribution["adversarial_by_position"].set_index(["length", "pair_pos"])

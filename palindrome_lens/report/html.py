@@ -53,7 +53,8 @@ dl.glossary dd { margin: 0; }
 dl.glossary dt:target, dl.glossary dt:target + dd { background: #fff3bf; }
 details.more { margin-top: 0.6rem; }
 details.more summary { cursor: pointer; color: #1c7ed6; }
-.explorer select { font: inherit; max-width: 100%; padding: 0.2rem; }
+.explorer select, .explorer input { font: inherit; max-width: 100%; padding: 0.2rem; }
+.explorer .filters { display: flex; flex-wrap: wrap; gap: 0.4rem 1.2rem; margin-bottom: 0.6rem; }
 .explorer-summary { margin: 0.8rem 0; line-height: 1.6; }
 .explorer-summary .text { font-family: ui-monospace, monospace; font-size: 1.4rem; letter-spacing: 0.15rem; }
 .explorer-summary .broken { background: #ffc9c9; border-bottom: 2px solid #c92a2a; }
@@ -175,6 +176,11 @@ def build_report(out_dir: str | Path, pages: Sequence[Page], site_title: str = S
     documents = [(Path(out_dir) / page.filename, render_page(page, pages, site_title)) for page in pages]
     written = write_assets(out_dir)
     written += write_downloads(out_dir, [d for page in pages for s in page.sections for d in s.data])
+    files = {rel: text for page in pages for s in page.sections
+             for rel, text in getattr(s.content, "files", dict)().items()}  # data a page's script loads
+    for rel, text in sorted(files.items()):
+        write_text(Path(out_dir) / rel, text)
+        written.append(Path(out_dir) / rel)
     for path, document in documents:
         write_text(path, document)
         written.append(path)
