@@ -130,21 +130,23 @@ def patching_page(attribution: Attribution) -> Page:
             "example pairs of every mirrored pair. Heads whose cells are red carry the decision. " + READ), fig,
             data=data))
     first = not sections
-    for length in sorted(int(v) for v in patching["length"].unique()):
+    lengths = sorted(int(v) for v in patching["length"].unique())
+    for length in lengths:
+        tag = f", length {length}" if len(lengths) > 1 else ""
         rows = patching[patching["length"] == length]
         pos = (f"x is the token position: BOS, characters 1..L, EOS; the class is read at {readout}. Pair k "
                "breaks positions k+1 and L−k.")
         for fig, heading, caption in (
             (layer_figure(rows, length, "resid_pre", "Residual stream (hook_resid_pre)"),
-             f"Residual stream by layer and position, length {length}",
+             f"Residual stream by layer and position{tag}",
              "One panel per broken pair; each cell patches the residual stream entering a layer at one position. "
              f"Information about the broken pair starts at its two positions and must reach {readout} by the last "
              "layer. "),
-            (head_figure(rows, length), f"Heads by position, length {length}",
+            (head_figure(rows, length), f"Heads by position{tag}",
              f"One panel per broken pair; each cell patches one head's output (hook_z) at one position. Only {readout} "
              "feeds the answer directly; red cells elsewhere matter through later layers. "),
             (layer_figure(rows, length, "mlp_out", "MLP output (hook_mlp_out)"),
-             f"MLPs by position, length {length}",
+             f"MLPs by position{tag}",
              "One panel per broken pair; each cell patches one MLP's output at one position. "),
         ):
             if fig is not None:
