@@ -522,3 +522,25 @@ def test_stage_fails_cleanly_without_its_inputs(repo_copy: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error in stage report: data/attribution/summary.json: file not found")
     assert not (repo_copy / "reports" / "index.html").exists()
+
+
+def test_patching_sits_beside_ablation_with_a_measured_cause_per_disagreement(synthetic: ReportInputs) -> None:
+    p = page(report_pages(synthetic, 3, 7), "patching.html")
+    assert p.sections[0].anchor == "account"  # the account comes first, before any heatmap
+    table = section(p, "Patching beside ablation, per component").content.df.set_index("component")
+    assert table.loc["L1H0", "margin lost, ablated (resample)"] == pytest.approx(0.4)
+    assert table.loc["L1H0", "patched at every position: recovery"] == pytest.approx(0.1)
+    assert table.loc["L1H1", "median per pair"] == pytest.approx(0.01)
+    assert table.loc["L1H0", "at one position of the broken pair"] == pytest.approx(0.04)
+    text = section(p, "Why patching and ablation differ").content.text
+    said = {block.split(":")[0]: block for block in text.split("\n\n")}
+    assert set(said) == {"L0H0", "L1H0", "L1H1"}  # 0_mlp_out, L0H1 and 1_mlp_out agree within the gap
+    assert "the heads of layer 1 patched together restore 90.0%" in said["L1H0"]
+    assert "at one position of the broken pair it restores 4.0% and at both 10.0%" in said["L1H0"]
+    assert "the median pair recovers only 1.0%" in said["L1H1"] and "one position" not in said["L1H1"]
+    assert "restores 60.0% of the clean answer, yet ablating it loses only 10.0%" in said["L0H0"]
+    assert "carry the decision" not in section(p, "Heads, every position at once").caption
+    bare = dataclasses.replace(synthetic, attribution=dataclasses.replace(
+        synthetic.attribution, summary={**synthetic.attribution.summary, "patching": {
+            k: v for k, v in synthetic.attribution.summary["patching"].items() if k != "sets"}}))
+    assert "account" not in [s.anchor for s in page(report_pages(bare, 3, 7), "patching.html").sections]

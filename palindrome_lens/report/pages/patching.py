@@ -7,9 +7,10 @@ import pandas as pd
 
 from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.downloads import Download
-from palindrome_lens.report.formatting import num
+from palindrome_lens.report.formatting import num, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
+from palindrome_lens.report.pages.ablation import mode_table
 from palindrome_lens.report.plots import Panel, grid, head_order, heatmap_grid, pair_label, position_labels
 
 FILENAME = "patching.html"
@@ -22,6 +23,68 @@ READ = ("Colour is the recovery: 1 (red) restores the clean palindrome's answer,
 AS_ABOVE = "Colours as above: red restores, blue pushes the other way."
 ALL = "every broken pair"
 SOURCE = "data/attribution/patching.parquet"
+
+
+GAP = 0.25  # ablation and patching disagree when the margin lost and the recovery differ by at least this
+
+
+def account(attribution: Attribution) -> tuple[pd.DataFrame, list[str]]:
+    """Per head and MLP (and each layer's heads together): the margin lost when ablated beside the recovery when
+    patched from the clean palindrome (ratio of means, median per pair) at one position of the broken pair, at
+    both and at every position; and a sentence per disagreement naming its measured cause. Empty without the
+    attribute stage's set patching (summary.json patching.sets)."""
+    sets = attribution.summary["patching"].get("sets") or []
+    cells = {(r["component"], r["positions"]): r for r in sets}
+    lost = {mode: mode_table(attribution["ablation"]).set_index("component")[f"margin lost ({mode})"].to_dict()
+            for mode in ("resample", "mean")}
+    rows, sentences = [], []
+    for component in dict.fromkeys(r["component"] for r in sets):
+        every, one, both = (cells.get((component, where), {}) for where in ("all", "one", "both"))
+        rows.append({"component": component, "margin lost, ablated (resample)": lost["resample"].get(component),
+                     "margin lost, ablated (mean)": lost["mean"].get(component),
+                     "patched at every position: recovery": every.get("recovery"),
+                     "median per pair": every.get("median"), "at one position of the broken pair": one.get("recovery"),
+                     "at both": both.get("recovery")})
+        sentence = disagreement(component, lost["resample"].get(component), cells)
+        if sentence:
+            sentences.append(sentence)
+    frame = pd.DataFrame(rows)
+    return frame, sentences
+
+
+def disagreement(component: str, lost: float | None, cells: dict) -> str | None:
+    """The sentence for a component whose ablation and patching disagree by GAP or more, with its causes as
+    measured: the layer's heads patched together, one position of the broken pair against both, the same
+    layer's MLP at the pair's two positions."""
+    every = cells.get((component, "all"), {})
+    recovery = every.get("recovery")
+    if lost is None or recovery is None or abs(lost - recovery) < GAP or component.startswith("layer"):
+        return None
+    layer = int(component[1:].split("H")[0]) if component.startswith("L") else int(component.split("_")[0])
+    if recovery > lost:
+        return (f"{component}: patching it restores {pct(recovery)} of the clean answer, yet ablating it loses only "
+                f"{pct(lost)} of the margin: it carries the broken pair's information, but the model does without it.")
+    causes = []
+    joint = cells.get((f"layer {layer} heads", "all"), {}).get("recovery")
+    if component.startswith("L") and joint is not None:
+        causes.append(f"the heads of layer {layer} patched together restore {pct(joint)}"
+                      + (": they carry the mismatch side by side, so restoring one head leaves the other to signal it"
+                         if joint >= recovery + GAP else ", hardly more: the mismatch reaches the next layer by "
+                         "another route as well"))
+    one, both = (cells.get((component, where), {}).get("recovery") for where in ("one", "both"))
+    if one is not None and both is not None and both >= 1.5 * one and both - one >= 0.05:
+        causes.append(f"patched at one position of the broken pair it restores {pct(one)} and at both {pct(both)}: "
+                      "each of the pair's two positions signals the mismatch")
+    mlp = cells.get((f"{layer}_mlp_out", "both"), {}).get("recovery")
+    if component.startswith("L") and mlp is not None and mlp >= recovery + GAP:
+        causes.append(f"{layer}_mlp_out, which reads this layer's heads, restores {pct(mlp)} patched at the pair's "
+                      "two positions alone: the mismatch is read there from more than this head's output")
+    median = every.get("median")
+    if median is not None and recovery - median >= GAP / 2:
+        causes.append(f"the median pair recovers only {pct(median)}: a few pairs carry the mean")
+    return (f"{component}: ablating it loses {pct(lost)} of the margin, but patching it alone from the clean "
+            f"palindrome restores {pct(recovery)}. Needed, yet not enough on its own"
+            + (": " + "; ".join(causes) if causes else "") + ".")
 
 
 def range_text(lo: float | None, hi: float | None) -> str:
@@ -123,11 +186,28 @@ def patching_page(attribution: Attribution) -> Page:
     readout = str(summary["model"]["readout"]).upper()  # where the class is read (BOS, or EOS)
     data = [Download("patching.csv", patching, SOURCE)]
     sections = []
+    table, sentences = account(attribution)
+    if len(table):
+        sections.append(Section("Why patching and ablation differ", (
+            "One account per component. Ablating a component asks whether the model needs it (margin lost: 100% = "
+            "down to a constant predictor); patching it from the clean palindrome into the corrupted string asks "
+            "whether it alone is enough to restore the answer (recovery: 100% = the clean answer). Patching is shown "
+            "at every position (the recovery is a ratio of means; the median per pair beside it), at one position of "
+            "the broken pair and at both; a layer's heads are also patched together. A component can be needed and "
+            "yet not enough when the mismatch reaches the readout by several routes at once: the sentences below "
+            "name the route, measured."),
+            Text("\n\n".join(sentences) if sentences else "Ablation and patching agree on every component (their "
+                 f"figures differ by less than {pct(GAP, 0)})."),
+            anchor="account"))
+        sections.append(Section("Patching beside ablation, per component", (
+            "The figures behind the sentences, one row per component; the 'layer l heads' rows patch every head of "
+            "a layer together (no ablation is measured for them)."), Table(table, digits=3), anchor="account-table"))
     fig = head_all_positions_figure(patching)
     if fig is not None:
         sections.append(Section("Heads, every position at once", (
             f"Each cell patches one head's output (hook_z) at every position at once; the '{ALL}' column pools the "
-            "example pairs of every mirrored pair. Heads whose cells are red carry the decision. " + READ), fig,
+            "example pairs of every mirrored pair. A pale cell does not mean the head is idle: the account above "
+            "says why a needed head can restore little alone. " + READ), fig,
             data=data))
     first = not sections
     lengths = sorted(int(v) for v in patching["length"].unique())
