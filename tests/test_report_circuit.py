@@ -317,7 +317,7 @@ def test_every_page_opens_offline_and_the_graph_is_drawn(browser: Browser, synth
     for name in PAGE_FILES:
         result = browser.open_page(tmp_path / name)
         assert result.problems() == [], name
-        assert all(result.plots.values()) and all(src.startswith("assets/") for src in result.script_srcs), name
+        assert all(result.plots.values()) and all(src.startswith(("assets/", "data/")) for src in result.script_srcs), name
     result = browser.open_page(tmp_path / "circuit.html")
     assert len(result.plots) == 4  # the graph, the scrubbing losses, composition and the edge heatmap
     drawn = browser.driver.execute_script(_GRAPH_JS)
