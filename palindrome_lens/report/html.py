@@ -26,10 +26,10 @@ _REMOTE_LOAD = re.compile(r"""<(?!a\b)[a-z]+\b[^>]*?\s(?:src|href)\s*=\s*["']?\s
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2933; }
-nav.site { background: #1f2933; padding: 0.6rem 1.5rem; display: flex; flex-wrap: wrap; gap: 1.2rem; }
+nav.site { background: #1f2933; padding: 0.6rem 1rem; display: flex; flex-wrap: wrap; gap: 0.9rem; font-size: 0.95rem; }
 nav.site a { color: #cbd2d9; text-decoration: none; }
 nav.site a[aria-current="page"] { color: #fff; font-weight: 600; border-bottom: 2px solid #fff; }
-nav.site .brand { color: #fff; font-weight: 700; margin-right: 1rem; }
+nav.site .brand { color: #fff; font-weight: 700; margin-right: 0.4rem; }
 main { max-width: 1100px; margin: 0 auto; padding: 1rem 1.5rem 3rem; }
 .intro { font-size: 1.05rem; line-height: 1.5; }
 ul.toc { columns: 2; }
@@ -37,7 +37,9 @@ section { margin-top: 2.5rem; }
 p.caption { color: #52606d; background: #f5f7fa; border-left: 4px solid #9aa5b1; padding: 0.5rem 0.8rem; }
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.9rem; }
-th, td { border-bottom: 1px solid #e4e7eb; padding: 0.3rem 0.7rem; text-align: left; }
+th, td { border-bottom: 1px solid #e4e7eb; padding: 0.3rem 0.7rem; text-align: left; vertical-align: top; }
+td { max-width: 30rem; overflow-wrap: anywhere; }
+td:not(.num) { min-width: 4rem; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f5f7fa; padding: 0.8rem; overflow-x: auto; }
 div.circuitsvis { max-width: 760px; }
