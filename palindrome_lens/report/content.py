@@ -119,9 +119,10 @@ class Steps:
     def to_html(self, div_id: str, where: str) -> str:
         if not self.steps:
             return f'<div id="{div_id}">{paragraphs(self.empty)}</div>'
-        items = [f'<li><span class="sentence">{html.escape(s.sentence)}</span> <span class="evidence">'
-                 f'{html.escape(s.evidence)}.</span> <a href="{local_href(s.href, where)}">See: '
-                 f"{html.escape(s.link_text)}</a></li>" for s in self.steps]
+        page = where.split(",")[0]  # glossary terms link from the page the list is on
+        items = [f'<li><span class="sentence">{link_terms(html.escape(s.sentence), page)}</span> <span '
+                 f'class="evidence">{link_terms(html.escape(s.evidence), page)}.</span> <a href="'
+                 f'{local_href(s.href, where)}">See: {html.escape(s.link_text)}</a></li>' for s in self.steps]
         return f'<ol id="{div_id}" class="steps">\n' + "\n".join(items) + "\n</ol>"
 
 
