@@ -1,4 +1,4 @@
-"""The evaluation page: test errors broken down by kind, distance, length and broken pair (counts, which near
+"""The evaluation page: the training curves dvclive logged, then test errors broken down by kind, distance, length and broken pair (counts, which near
 100% accuracy say what rounded percentages cannot), the confusion matrix, logit differences with every
 misclassified string marked, and the misclassified and closest-call test strings with what they share."""
 
@@ -14,9 +14,9 @@ from palindrome_lens.report.content import Figure, Table
 from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.failures import failure_pattern
 from palindrome_lens.report.figures import label_figure
-from palindrome_lens.report.formatting import count, pct
+from palindrome_lens.report.formatting import count, num, pct
 from palindrome_lens.report.html import Page, Section
-from palindrome_lens.report.inputs import Evaluation
+from palindrome_lens.report.inputs import Evaluation, Training
 from palindrome_lens.report.pages.margins import MARGIN, margin_sections, with_margin
 from palindrome_lens.report.plots import (
     ERROR_COLOR,
@@ -27,12 +27,15 @@ from palindrome_lens.report.plots import (
     error_bars,
     heatmap_grid,
     kind_sorted,
+    lines,
     pair_bars,
 )
 
 FILENAME = "evaluation.html"
-TITLE = "Evaluation"
-SUMMARY = "test accuracy by kind, length, distance and mismatch position; the misclassified strings"
+TITLE = "Training and evaluation"
+NAV = "Evaluation"
+SUMMARY = ("the training curves; test accuracy by kind, length, distance and mismatch position; the misclassified "
+           "strings")
 FEW_ERRORS = 20
 EXAMPLE_COLUMNS = ["text", "kind", "length", "distance", "mismatch_pos", "logit_diff", "prob_palindrome", "margin"]
 
@@ -99,14 +102,39 @@ def logit_histogram(predictions: pd.DataFrame, bins: int) -> Figure:
                                "test strings per bin (log scale)"))
 
 
-def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> Page:
+def training_sections(training: Training) -> tuple[str, list[Section]]:
+    """A sentence on training, and its loss and validation-accuracy curves."""
+    m, loss, acc = training.metrics, training.loss, training.val_accuracy
+    first_perfect = acc[acc["accuracy"] >= 1.0]["step"]
+    said = (f"Training saw {m['n_examples']} examples in {m['step']} optimiser steps; final validation accuracy "
+            f"{pct(m['val']['accuracy'], 2)} (loss {num(m['val']['loss'])}), final training loss "
+            f"{num(m['train']['loss'])}" + (f"; validation first reached 100% at step {int(first_perfect.iloc[0])}."
+                                            if len(first_perfect) else "."))
+    return said, [
+        Section("Training loss", (
+            "The mean cross-entropy of each logged training batch against the optimiser step, on a log axis: a "
+            "straight downward slope is steady progress; a plateau means the model is stuck."),
+            Figure(lines({"train loss": (loss["step"], loss["loss"])}, "Training loss (cross-entropy per batch)",
+                         "optimiser step", "loss (log scale)", log_y=True)),
+            data=[Download("train_loss.csv", loss, "data/train/plots/metrics/train/loss.tsv")]),
+        Section("Validation accuracy", (
+            "Accuracy on the validation split each time it was evaluated (train.eval_every steps)."),
+            Figure(lines({"validation accuracy": (acc["step"], acc["accuracy"])}, "Validation accuracy during "
+                         "training", "optimiser step", "accuracy", percent=True)),
+            data=[Download("val_accuracy.csv", acc, "data/train/plots/metrics/val/accuracy.tsv")]),
+    ]
+
+
+def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int, training: Training) -> Page:
     m, predictions = evaluation.metrics, with_margin(evaluation.predictions)
+    trained, curves = training_sections(training)
     if not m["n"]:
-        return Page(FILENAME, TITLE, "The test split is empty: there is nothing to evaluate.")
+        return Page(FILENAME, TITLE, f"{trained} The test split is empty: there is nothing to evaluate.", curves,
+                    nav_label=NAV)
     wrong = predictions[~predictions["correct"]]
     pattern = failure_pattern(wrong["text"].tolist(), wrong["label"].tolist())
     d1 = m["distance"].get("1", {})
-    intro = (f"The model scored {pct(m['accuracy'], 2)} on {m['n']} held-out test strings"
+    intro = (f"{trained}\n\nThe model scored {pct(m['accuracy'], 2)} on {m['n']} held-out test strings"
              + (f", and {pct(d1['accuracy'], 2)} on the {d1['n']} that differ from a palindrome in exactly one "
                 f"mirrored pair (distance 1), the hardest case." if d1 else ".")
              + f" {count(len(wrong), 'string')} misclassified. {pattern}")
@@ -127,6 +155,7 @@ def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> 
                .agg(n="count", misclassified="sum").reset_index())
     pair_data = [Download("eval_by_pair.csv", by_pair, "data/eval/predictions.parquet")]
     sections = [
+        *curves,
         errors("kind", "Errors by kind", "Misclassified test strings per kind, out of the kind's strings.",
                "Misclassified test strings by kind", "kind of string"),
         errors("distance", "Errors by distance", (
@@ -155,4 +184,4 @@ def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> 
         close_caption=("Correctly classified test strings whose logit difference is closest to the wrong side; "
                        f"margin is the {MARGIN}. Small margins show where the model is least sure."),
         data=("predictions.csv", "data/eval/predictions.parquet"))
-    return Page(FILENAME, TITLE, intro, sections)
+    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

@@ -32,36 +32,26 @@ MODEL_KEYS = ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "attn_only", 
 
 
 def key_numbers(inputs: ReportInputs) -> pd.DataFrame:
+    """The figures the verdict lines do not give, each beside its baseline or check."""
     ev, tr = inputs.evaluation.metrics, inputs.training.metrics
     summary, circuit = inputs.attribution.summary, inputs.attribution.circuit
     d1 = ev.get("distance", {}).get("1")
     adv = summary["adversarial"]
-    gates, runs = circuit["gates"], circuit["ablation"]
     nodes = [n["name"] for n in circuit["nodes"] if n["role"] == "circuit"]
-    full, nothing = runs["model"]["balanced_margin"], runs["nothing"]["balanced_margin"]
     minimal = {name: m["value"] for name, m in circuit["minimality"].items()}
     smallest = min(minimal, key=minimal.__getitem__) if minimal else None
     acc = summary["circuit_accuracy"]
     rows = [
-        ("test accuracy", f"{pct(ev.get('accuracy'), 2)} of {ev['n']} strings"),
         ("test accuracy, distance 1 (one pair broken)", f"{pct(d1['accuracy'], 2)} of {d1['n']}" if d1 else "n/a"),
-        ("worst kind on test", _worst(ev.get("kind", {}))),
         ("final validation accuracy", pct(tr["val"]["accuracy"], 2)),
         ("circuit nodes", (names(nodes) or "none") + ("" if circuit["search"]["reached"] else
                                                       " (weak: no set found reaches the faithfulness target)")),
-        ("faithfulness: margin kept by the circuit alone",
-         f"{pct(circuit['faithfulness'])} (target {pct(gates['faithfulness_target'], 0)}; every node ablated "
-         f"{pct(nothing / full if full else None)}; constant predictor 0%)"),
         ("completeness gap", f"{num(circuit['completeness']['value'])} (worst K "
                              f"{circuit['completeness']['worst_k'] or 'n/a'}; 0 = complete)"),
-        ("minimality, smallest", f"{num(minimal[smallest])} ({smallest}; floor {num(gates['minimality_floor'])})"
-         if smallest else "n/a"),
+        ("minimality, smallest", f"{num(minimal[smallest])} ({smallest}; floor "
+                                 f"{num(circuit['gates']['minimality_floor'])})" if smallest else "n/a"),
         ("balanced accuracy: whole model / circuit only / circuit ablated",
          " / ".join(pct(acc[k].get("balanced_accuracy")) for k in INTERVENTIONS) + f" ({CONSTANT} 50.0%)"),
-        *((f"scrubbing '{r['name']}': loss recovered / accuracy recovered / control / {CONSTANT}",
-           f"{pct(r['recovered'])} / {pct(r.get('accuracy_recovered'))} / {pct(r['control'])} / "
-           f"{pct(r['constant'])}: {r['verdict']}")
-          for r in circuit["scrubbing"]),
         ("single-letter edits misclassified", f"{adv['n_misclassified']} of {adv['n_edits']}"),
         ("DLA check: max |sum of components − logit diff|", num(summary["dla_max_abs_error"], 2)),
         ("patching check: full residual patch recovery", _recovery_range(summary["patching"])),

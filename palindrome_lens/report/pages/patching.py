@@ -108,33 +108,23 @@ def _panels(rows: pd.DataFrame, length: int, row_key: str, row_labels: dict[obje
     return panels
 
 
-def layer_figure(rows: pd.DataFrame, length: int, activation: str, what: str) -> Figure | None:
+def position_figure(rows: pd.DataFrame, length: int, activation: str, what: str) -> Figure | None:
+    """One panel per broken pair: rows = layers (resid_pre, mlp_out) or heads (z), x = token position."""
     rows = rows[rows["activation"] == activation]
     if rows.empty:
         return None
-    layers = sorted(int(v) for v in rows["layer"].unique())
-    hook = {"resid_pre": "blocks.{l}.hook_resid_pre", "mlp_out": "{l}_mlp_out"}[activation]
-    labels = {layer: hook.format(l=layer) for layer in layers}
-    panels = _panels(rows, length, "layer", labels)
+    if activation == "z":
+        heads = sorted({(int(r.layer), int(r.head)) for r in rows.itertuples(index=False)})
+        key, labels = "component", {f"L{layer}H{head}": f"L{layer}H{head}" for layer, head in heads}
+    else:
+        hook = {"resid_pre": "blocks.{l}.hook_resid_pre", "mlp_out": "{l}_mlp_out"}[activation]
+        key, labels = "layer", {layer: hook.format(l=layer) for layer in sorted(int(v) for v in rows["layer"].unique())}
+    panels = _panels(rows, length, key, labels)
     if not panels:
         return None
-    fig = heatmap_grid(panels, f"{what} patched per position, length {length}", "token position", "layer",
-                       "recovery", zmin=-1, zmax=1, zmid=0, panel_height=40 * len(layers))
-    return Figure(fig)
-
-
-def head_figure(rows: pd.DataFrame, length: int) -> Figure | None:
-    rows = rows[rows["activation"] == "z"]
-    if rows.empty:
-        return None
-    heads = sorted({(int(r.layer), int(r.head)) for r in rows.itertuples(index=False)})
-    labels = {f"L{layer}H{head}": f"L{layer}H{head}" for layer, head in heads}
-    panels = _panels(rows, length, "component", labels)
-    if not panels:
-        return None
-    fig = heatmap_grid(panels, f"Head output (hook_z) patched per position, length {length}", "token position",
-                       "head", "recovery", zmin=-1, zmax=1, zmid=0, panel_height=32 * len(heads))
-    return Figure(fig)
+    return Figure(heatmap_grid(panels, f"{what} patched per position, length {length}", "token position",
+                               "head" if activation == "z" else "layer", "recovery", zmin=-1, zmax=1, zmid=0,
+                               panel_height=(32 if activation == "z" else 40) * len(labels)))
 
 
 def head_all_positions_figure(patching: pd.DataFrame) -> Figure | None:
@@ -154,18 +144,6 @@ def head_all_positions_figure(patching: pd.DataFrame) -> Figure | None:
                        "head", "recovery", zmin=-1, zmax=1, zmid=0, cols=2, text_format="%{z:.2f}",
                        panel_height=36 * max(len(p.y) for p in panels))
     return Figure(fig)
-
-
-def recovery_table(patching: pd.DataFrame) -> pd.DataFrame:
-    """Every activation patched at every position at once: recovery beside the per-pair quartiles, for all
-    pairs and for each mismatch pair."""
-    rows = patching[patching["pos"].isna()].copy()
-    rows["pair"] = [ALL if pd.isna(p) else f"pair {p}" for p in rows["mismatch_pos"]]
-    rows = rows.sort_values(["activation", "layer", "head", "length", "mismatch_pos"], na_position="first",
-                            kind="stable")
-    return rows[["activation", "component", "length", "pair", "n", "recovery", "pair_q25", "pair_median",
-                 "pair_q75"]].rename(columns={"n": "pairs", "pair_q25": "pair q25", "pair_median": "pair median",
-                                              "pair_q75": "pair q75"}).reset_index(drop=True)
 
 
 def patching_page(attribution: Attribution) -> Page:
@@ -217,24 +195,19 @@ def patching_page(attribution: Attribution) -> Page:
         pos = (f"x is the token position: BOS, characters 1..L, EOS; the class is read at {readout}. Pair k "
                "breaks positions k+1 and L−k.")
         for fig, heading, caption in (
-            (layer_figure(rows, length, "resid_pre", "Residual stream (hook_resid_pre)"),
+            (position_figure(rows, length, "resid_pre", "Residual stream (hook_resid_pre)"),
              f"Residual stream by layer and position{tag}",
              "One panel per broken pair; each cell patches the residual stream entering a layer at one position. "
              f"Information about the broken pair starts at its two positions and must reach {readout} by the last "
              "layer. "),
-            (head_figure(rows, length), f"Heads by position{tag}",
+            (position_figure(rows, length, "z", "Head output (hook_z)"), f"Heads by position{tag}",
              f"One panel per broken pair; each cell patches one head's output (hook_z) at one position. Only {readout} "
              "feeds the answer directly; red cells elsewhere matter through later layers. "),
-            (layer_figure(rows, length, "mlp_out", "MLP output (hook_mlp_out)"),
+            (position_figure(rows, length, "mlp_out", "MLP output (hook_mlp_out)"),
              f"MLPs by position{tag}",
              "One panel per broken pair; each cell patches one MLP's output at one position. "),
         ):
             if fig is not None:
                 sections.append(Section(heading, caption + (READ if first else AS_ABOVE) + " " + pos, fig, data=data))
                 first, pos = False, ""
-    sections.append(Section("Recovery with its per-pair spread", (
-        "Each row patches one activation at every position at once, over the example pairs of every broken pair or "
-        "of one: the recovery (a ratio of means) beside the quartiles of the per-pair recoveries. A recovery far from "
-        "the median means a few pairs carry it; a wide q25–q75 means the activation matters for some broken pairs "
-        "and not others."), Table(recovery_table(patching), digits=3), data=data))
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
