@@ -45,10 +45,6 @@ def packed_attention(attention: pd.DataFrame, keys: Sequence[int]) -> tuple[list
     return sizes, b"".join(chunks)
 
 
-def broken_pairs(text: str) -> list[int]:
-    return [i for i in range(len(text) // 2) if text[i] != text[-1 - i]]
-
-
 def start_index(strings: pd.DataFrame) -> int:
     """A misclassified string when there is one (test strings first, then edits), else the first near1 string."""
     for mask in (strings["source"] == MISCLASSIFIED, strings["source"] == FOOLING, ~strings["correct"],
