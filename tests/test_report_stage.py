@@ -500,10 +500,10 @@ def test_patching_sits_beside_ablation_with_a_measured_cause_per_disagreement(sy
     p = page(report_pages(synthetic, 3, 7), "patching.html")
     assert p.sections[0].anchor == "account"  # the account comes first, before any heatmap
     table = section(p, "Patching beside ablation, per component").content.df.set_index("component")
-    assert table.loc["L1H0", "margin lost, ablated (resample)"] == pytest.approx(0.4)
-    assert table.loc["L1H0", "patched at every position: recovery"] == pytest.approx(0.1)
-    assert table.loc["L1H1", "median per pair"] == pytest.approx(0.01)
-    assert table.loc["L1H0", "at one position of the broken pair"] == pytest.approx(0.04)
+    assert table.loc["L1H0", "margin lost, ablated (resample)"] == "40.0%"  # the sentences' rounding rule
+    assert table.loc["L1H0", "patched at every position: recovery"] == "10.0%"
+    assert table.loc["L1H1", "median per pair"] == "1.0%" and table.loc["layer 1 heads", "at both"] == "n/a"
+    assert table.loc["L1H0", "at one position of the broken pair"] == "4.0%"
     text = section(p, "Why patching and ablation differ").content.text
     said = {block.split(":")[0]: block for block in text.split("\n\n")}
     assert set(said) == {"L0H0", "L1H0", "L1H1"}  # 0_mlp_out, L0H1 and 1_mlp_out agree within the gap

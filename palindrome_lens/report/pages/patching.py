@@ -48,8 +48,8 @@ def account(attribution: Attribution) -> tuple[pd.DataFrame, list[str]]:
         sentence = disagreement(component, lost["resample"].get(component), cells)
         if sentence:
             sentences.append(sentence)
-    frame = pd.DataFrame(rows)
-    return frame, sentences
+    frame = pd.DataFrame(rows)  # as percentages, the sentences' rounding rule
+    return frame.apply(lambda column: column if column.name == "component" else column.map(pct)), sentences
 
 
 def disagreement(component: str, lost: float | None, cells: dict) -> str | None:
