@@ -80,6 +80,20 @@ STRONG_EDGES = {
     ("L0H1@chars", "L1H0@bos", "v"): 0.40,  # strong, but its sender is not in the circuit: not drawn
     ("0_mlp_out@chars", "L1H1@bos", "v"): 0.30,  # strong, but its receiver is not in the circuit: not drawn
 }
+# patching sets (attribution.reconcile): positions -> (recovery, median per pair). Against the resample ablation
+# losses of `loss` (L0H0 0.1, L0H1 0.2, 0_mlp_out 0.3, L1H0 0.4, L1H1 0.5, 1_mlp_out 0.6): L0H0 restores more than
+# it is needed; L1H0 and L1H1 are needed but restore little alone, the heads of layer 1 together restore 0.9; L1H0
+# restores 0.04 at one position of the broken pair and 0.1 at both; L1H1's median pair is far below its mean.
+SET_PATCHING = {
+    "L0H0": {"one": (0.3, 0.3), "both": (0.6, 0.6), "all": (0.6, 0.55)},
+    "L0H1": {"one": (0.0, 0.0), "both": (0.0, 0.0), "all": (0.01, 0.0)},
+    "0_mlp_out": {"one": (0.2, 0.2), "both": (0.3, 0.3), "all": (0.3, 0.3)},
+    "L1H0": {"one": (0.04, 0.04), "both": (0.1, 0.1), "all": (0.1, 0.08)},
+    "L1H1": {"one": (0.0, 0.0), "both": (0.0, 0.0), "all": (0.15, 0.01)},
+    "1_mlp_out": {"one": (0.0, 0.0), "both": (0.0, 0.0), "all": (0.55, 0.5)},
+    "layer 0 heads": {"all": (0.62, 0.6)},
+    "layer 1 heads": {"all": (0.9, 0.9)},
+}
 SCRUBS = {  # name -> (recovered, control, constant, verdict)
     "pair_flags": (0.95, -0.2, 0.8, "supported"),
     "own_char": (0.4, 0.85, 0.8, "inconclusive"),
@@ -593,7 +607,10 @@ def summary_json(n_edits: int, n_wrong: int, n_examples: int, attn_only: bool, c
                              "others_ablated": run(0.95, 0.75, 0.7, -0.3),
                              "circuit_ablated": run(0.51, 0.25, 0.125, -2.0)},
         "sentences": circuit["sentences"],
-        "patching": {"n_pairs": 6, "full_resid_pre_recovery_min": 1.0, "full_resid_pre_recovery_max": 1.0},
+        "patching": {"n_pairs": 6, "full_resid_pre_recovery_min": 1.0, "full_resid_pre_recovery_max": 1.0,
+                     "sets": [{"component": c, "positions": where, "n": 6, "recovery": r, "median": m}
+                              for c, cells in SET_PATCHING.items() if not attn_only or "mlp" not in c
+                              for where, (r, m) in cells.items()]},
         "adversarial": {"n_palindromes": 2, "n_edits": n_edits, "n_misclassified": n_wrong, "min_margin": -0.1,
                         "misclassified": []},
         "files": sorted([f"{name}.parquet" for name in SCHEMAS] + ["summary.json", "circuit.json"]),

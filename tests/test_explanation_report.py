@@ -91,14 +91,14 @@ def test_the_page_shows_the_gated_sentence_the_program_and_its_tables(written: P
 def test_the_index_ends_its_paragraph_with_the_explain_stage_headline(written: Path, tmp_path: Path) -> None:
     sources = dataclasses.replace(write_all(tmp_path), explanation=written)
     pages = report_pages(load_inputs(sources), n_examples=5, hist_bins=10)
-    paragraph = section(pages[0], "In the attribute stage's words").text
+    paragraph = section(pages[0], "Every finding, in sentences").text
     headline = json.loads((written / "summary.json").read_text())["headline"]
     assert headline[0].startswith("The model runs this program.") and paragraph.endswith(headline[-1])
-    steps = section(pages[0], "What the model does, step by step").steps
-    assert steps[-1].sentence.startswith("The model runs this program: data/explanation/program.py")
-    assert steps[-1].href == "explanation.html#program"
-    assert "explanation.html#program" not in [s.href for s in section(report_pages(load_inputs(write_all(
-        tmp_path / "without")), 5, 10)[0], "What the model does, step by step").steps]
+    lines = section(pages[0], "Verdicts").steps
+    assert lines[-1].sentence == "Program: the model runs the compiled program."
+    assert lines[-1].href == "explanation.html" and "of test strings (the exact palindrome check:" in lines[-1].evidence
+    assert "explanation.html" not in [s.href for s in section(report_pages(load_inputs(write_all(
+        tmp_path / "without")), 5, 10)[0], "Verdicts").steps]
 
 
 def test_a_family_without_template_is_a_page_not_a_failure(tmp_path: Path) -> None:

@@ -21,7 +21,11 @@ from tests.report_outputs import CIRCUIT, COMMIT, write_all
 from tests.test_report_circuit import DRAWN, DRAWN_INPUTS
 
 pytestmark = pytest.mark.slow
-MAX_PAGE_BYTES = 3_000_000
+MAX_PAGE_BYTES = 300_000
+# Edges like the default run's: four nearly parallel edges from 0_mlp_out@chars into two reader heads stacked in one
+# cell, both heads into the logits and the layer-1 MLP (added to the crowded fixture).
+CROWDING = [("0_mlp_out@chars", "L1H1@bos", "k", 0.12), ("L1H1@bos", "logits", "logits", 0.11),
+            ("L1H1@bos", "1_mlp_out@bos", "mlp_in", 0.1), ("embed@chars", "0_mlp_out@chars", "mlp_in", 0.19)]
 
 _GRAPH_JS = """
 const div = document.querySelector(arguments[0] + ' .plotly-graph-div');
@@ -34,6 +38,16 @@ return {nodes: div.data.filter(t => t.meta && t.meta.node).flatMap(t => t.meta.n
         edges: div.data.filter(t => t.meta && t.meta.edge).map(t => t.meta.edge),
         hidden: div.data.filter(t => t.meta && t.meta.below && t.visible === 'legendonly').length,
         labels: named};
+"""
+# Every edge's drawn points and every node marker, in page pixels (plotly's own axis mapping), beside the labels.
+_GEOMETRY_JS = """
+const div = document.querySelector(arguments[0] + ' .plotly-graph-div');
+const box = div.getBoundingClientRect(), L = div._fullLayout, xa = L.xaxis, ya = L.yaxis;
+const px = (x, y) => [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)];
+const edges = div.data.filter(t => t.meta && t.meta.edge).map(t => ({
+  key: t.meta.edge, points: Array.from(t.x).map((x, i) => px(x, t.y[i]))}));
+const nodes = div.data.filter(t => t.meta && t.meta.node).flatMap(t => Array.from(t.x).map((x, i) => px(x, t.y[i])));
+return {edges: edges, nodes: nodes, radius: div.data.find(t => t.meta && t.meta.node).marker.size / 2};
 """
 _EXPLORER_JS = """
 const plot = document.querySelector('[data-view="dla"]'), patch = document.querySelector('[data-view="patching"]');
@@ -63,6 +77,8 @@ def crowded(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           "pair_median": 0.2},
                          {"from": "0_mlp_out@chars", "to": "L1H1@bos", "via": "v", "effect": 0.3, "n_pairs": 6,
                           "pair_median": 0.15}]
+    circuit["edges"] += [{"from": a, "to": b, "via": via, "effect": e, "n_pairs": 6, "pair_median": e / 2}
+                         for a, b, via, e in CROWDING]
     (src.attribution / "circuit.json").write_text(json.dumps(circuit))
     out = tmp_path_factory.mktemp("crowded-report")
     write_report(out, load_inputs(src), n_examples=3, hist_bins=7)
@@ -99,6 +115,33 @@ def test_the_graph_draws_the_circuit_with_one_label_per_edge_and_no_overlapping_
     assert overlapping(nodes) == []
 
 
+def covers(box: list[float], point: list[float], pad: float = 0.0) -> bool:
+    return box[0] - pad < point[0] < box[2] + pad and box[1] - pad < point[1] < box[3] + pad
+
+
+def label_crossings(drawn: dict, geometry: dict) -> list[tuple[str, str]]:
+    """(label, what it covers) for every edge label that covers a node marker or a point of another edge."""
+    out = []
+    for label in drawn["labels"]:
+        if label["name"].startswith("edge:"):
+            box = label["box"]
+            out += [(label["name"], "a node") for p in geometry["nodes"] if covers(box, p, geometry["radius"])]
+            out += [(label["name"], e["key"]) for e in geometry["edges"] if e["key"] != label["name"][5:]
+                    and any(covers(box, p) for p in e["points"])]
+    return out
+
+
+@pytest.mark.parametrize("which", ["report", "crowded"])
+def test_no_edge_label_covers_a_node_or_another_edge(browser: Browser, which: str,
+                                                     request: pytest.FixtureRequest) -> None:
+    folder = request.getfixturevalue(which)
+    assert browser.open_page(folder / "circuit.html").problems() == []
+    drawn = browser.driver.execute_script(_GRAPH_JS, "#graph")
+    geometry = browser.driver.execute_script(_GEOMETRY_JS, "#graph")
+    assert len(geometry["edges"]) == len(drawn["edges"]) > 0 and len(geometry["nodes"]) > 0
+    assert label_crossings(drawn, geometry) == []
+
+
 def test_node_labels_do_not_overlap_when_nodes_share_a_cell(browser: Browser, crowded: Path) -> None:
     assert browser.open_page(crowded / "circuit.html").problems() == []
     drawn = browser.driver.execute_script(_GRAPH_JS, "#graph")
@@ -106,7 +149,7 @@ def test_node_labels_do_not_overlap_when_nodes_share_a_cell(browser: Browser, cr
     assert {"L0H0@chars", "L0H1@chars", "L1H0@bos", "L1H1@bos"} <= set(nodes)
     assert overlapping(nodes) == []
     edges = [label["name"][5:] for label in drawn["labels"] if label["name"].startswith("edge:")]
-    assert sorted(edges) == sorted(drawn["edges"]) and len(edges) == len(DRAWN) + 2
+    assert sorted(edges) == sorted(drawn["edges"]) and len(edges) == len(DRAWN) + 2 + len(CROWDING)
 
 
 def test_every_csv_link_resolves_to_a_file_that_parses(browser: Browser, report: Path) -> None:
@@ -130,15 +173,26 @@ def test_the_explorer_opens_on_a_misclassified_string_and_its_picker_changes_the
     first = driver.execute_script(_EXPLORER_JS)
     assert first["value"] == "0" and "misclassified test string" in first["summary"] and "wrong" in first["summary"]
     assert first["heads"] == 1 and len(first["dla"]) == 9 and len(first["patching"]) > 0
-    option = driver.execute_script(
-        "const s = document.getElementById('explorer-pick');"
-        "const o = Array.from(s.options).find(o => o.parentElement.label.startsWith('analysis strings: palindrome'));"
-        "s.value = o.value; s.dispatchEvent(new Event('change')); return o.value;")
+    option = driver.execute_script(  # filter to one kind: the list and the figures follow
+        "const g = document.getElementById('explorer-group');"
+        "g.value = Array.from(g.options).find(o => o.text === 'kind near2').value;"
+        "g.dispatchEvent(new Event('change'));"
+        "return document.getElementById('explorer-pick').value;")
     driver.execute_script("return new Promise(r => setTimeout(r, 300))")
     after = driver.execute_script(_EXPLORER_JS)
     assert after["value"] == option and after["title"] != first["title"] and after["dla"] != first["dla"]
-    assert after["patching"] != first["patching"] and "analysis string, kind palindrome" in after["summary"]
+    assert after["patching"] != first["patching"] and "kind near2" in after["summary"]
     assert after["heads"] == 1  # the attention view was drawn again, in a fresh element
+    counts = driver.execute_script(  # a broken pair and a margin range narrow the list; every listed string fits
+        "const set = (id, v) => { const e = document.getElementById(id); e.value = v;"
+        " e.dispatchEvent(new Event('change')); };"
+        "set('explorer-group', ''); const all = document.getElementById('explorer-pick').options.length;"
+        "set('explorer-pair', '0'); const pair = Array.from(document.getElementById('explorer-pick').options);"
+        "set('explorer-pair', ''); set('explorer-max', '0');"
+        "const wrong = Array.from(document.getElementById('explorer-pick').options).map(o => o.text);"
+        "return {all: all, pair: pair.map(o => o.text.split(' ')[0]), wrong: wrong};")
+    assert 0 < len(counts["pair"]) < counts["all"] and all(t[0] != t[-1] for t in counts["pair"])
+    assert 0 < len(counts["wrong"]) < counts["all"] and all("WRONG" in t for t in counts["wrong"])
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
 

@@ -5,6 +5,7 @@ once, percentages that differ read differently, the pattern in the failures name
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -18,11 +19,13 @@ import yaml
 from palindrome_lens.report import render_page
 from palindrome_lens.report.algorithm import STEPS, algorithm_steps
 from palindrome_lens.report.content import Steps
+from palindrome_lens.report.explanation_inputs import ExplanationInputs
 from palindrome_lens.report.failures import failure_pattern
 from palindrome_lens.report.formatting import pct, pcts
 from palindrome_lens.report.glossary import TERMS, link_terms
 from palindrome_lens.report.inputs import ReportInputs, load_inputs
 from palindrome_lens.report.pages import PAGE_FILES, report_pages, write_report
+from palindrome_lens.report.pages.index import ladder_algorithm, verdict_lines
 from palindrome_lens.report.provenance import collect_provenance, flatten_params
 from palindrome_lens.report.published import weakest_pair
 from tests.conftest import ROOT, commit_all, run
@@ -99,10 +102,6 @@ def test_each_established_step_says_its_number_and_links_its_figure(synthetic: R
 
 def test_a_step_whose_gate_fails_is_not_written(tmp_path: Path) -> None:
     src = write_all(tmp_path)
-    assert "faithfulness, completeness, minimality" not in steps_of(load_inputs(src))  # minimality 0.04 < 0.05
-    rewrite(src, "circuit.json", lambda c: c["minimality"]["1_mlp_out@bos"].update(value=0.3))
-    circuit_step = steps_of(load_inputs(src))["faithfulness, completeness, minimality"]
-    assert "faithfulness 93.0%" in circuit_step.evidence and "minimality at least 0.3 (floor 0.05)" in circuit_step.evidence
     rewrite(src, "summary.json", lambda s: s["mirror_scores"].update(L0H0=0.49))  # under the mirror gate
     rewrite(src, "circuit.json", lambda c: c["scrubbing"][0].update(verdict="fails"))  # no supported flag
     rewrite(src, "circuit.json", lambda c: c["discovered"]["boundaries"][0]["result"].update(verdict="fails"))
@@ -110,7 +109,52 @@ def test_a_step_whose_gate_fails_is_not_written(tmp_path: Path) -> None:
     by_position.loc[(by_position["component"] == "L1H0") & (by_position["status"] == "matched"), "attention"] = 0.16
     by_position.to_parquet(src.attribution / "readout_by_position.parquet", index=False)  # ratio 1.9 < 2
     left = steps_of(load_inputs(src))
-    assert set(left) == {"the circuit graph", "faithfulness, completeness, minimality"}
+    assert set(left) == {"the circuit graph"}
+
+
+# --- the verdicts on the first screen ----------------------------------------------------------------------
+
+
+def verdicts(inputs: ReportInputs) -> list:
+    return section(page(report_pages(inputs, 3, 7), "index.html"), "Verdicts").content.steps
+
+
+def test_the_first_screen_gives_one_gated_verdict_line_each(tmp_path: Path) -> None:
+    src = write_all(tmp_path, n_wrong=2)
+    lines = verdicts(load_inputs(src))
+    assert [v.href for v in lines] == ["evaluation.html", "circuit.html#faithfulness", "circuit.html#scrubbing"]
+    accuracy, circuit, scrubbing = lines
+    assert accuracy.sentence == "Test accuracy 87.50%." and accuracy.evidence.startswith("2 of 16 held-out strings")
+    # minimality 0.04 < the floor 0.05: the circuit keeps the decision but is not claimed as carrying it
+    assert circuit.sentence == "Circuit: 4 nodes keep the decision, but not every one of them is needed."
+    assert "keep 93.0% of the class-balanced margin (gate ≥ 90%)" in circuit.evidence
+    assert "95.0% balanced accuracy against the whole model's 98.0%" in circuit.evidence
+    rewrite(src, "circuit.json", lambda c: c["minimality"]["1_mlp_out@bos"].update(value=0.3))
+    circuit = verdicts(load_inputs(src))[1]  # every node needed, but the circuit alone is less accurate
+    assert circuit.sentence == ("Circuit: 4 nodes carry most of the decision; the rest of the model adds the accuracy "
+                                "they miss.") and "nothing else is needed" not in circuit.sentence
+    rewrite(src, "summary.json", lambda s: s["circuit_accuracy"]["others_ablated"].update(balanced_accuracy=0.98))
+    assert verdicts(load_inputs(src))[1].sentence.endswith("; nothing else is needed.")
+    rewrite(src, "circuit.json", lambda c: c.update(faithfulness=0.5))
+    assert verdicts(load_inputs(src))[1].sentence == "Circuit: no set of nodes passes the faithfulness gate."
+    assert scrubbing.sentence.startswith("Scrubbing: 1 of 2 hypotheses supported; the first: after layer 0 each")
+    assert "93.6% of the loss from a constant predictor (95.0% from a random scrub)" in scrubbing.evidence
+    assert scrubbing.evidence.endswith("control below −100% (worse than a constant): supported")
+
+
+def test_the_algorithm_hook_shows_the_ladders_text_only_when_there_is_one(tmp_path: Path) -> None:
+    inputs = load_inputs(write_all(tmp_path))
+    assert ladder_algorithm(None) is None
+    assert ladder_algorithm(ExplanationInputs({"program": None})) is None
+    step = ladder_algorithm(ExplanationInputs({"algorithm": {"text": "compare each pair", "evidence": "R^2 0.9"}}))
+    assert step.sentence == "The algorithm: compare each pair" and step.evidence == "R^2 0.9"
+    with_ladder = dataclasses.replace(inputs, explanation=ExplanationInputs({
+        "program": None, "sentences": ["No hypothesis is supported."], "headline": [], "runs_program": False,
+        "algorithm": {"text": "compare each pair", "evidence": "R^2 0.9"}}))
+    lines = verdict_lines(with_ladder)
+    assert [v.link_text for v in lines] == ["the errors", "the explanation ladder", "the circuit", "the scrubbing",
+                                            "the explanation"]
+    assert lines[-1].sentence == "Program: none was built for this run."
 
 
 def test_no_established_step_is_said_plainly(tmp_path: Path) -> None:
@@ -128,10 +172,12 @@ def test_no_established_step_is_said_plainly(tmp_path: Path) -> None:
 
 
 def test_steps_are_a_list_of_builders_that_can_grow(synthetic: ReportInputs) -> None:
-    assert len(STEPS) == 6 and all(callable(build) for build in STEPS)
+    assert len(STEPS) == 5 and all(callable(build) for build in STEPS)
     text = index_html(synthetic)
-    ol = re.search(r'<ol id="steps-1" class="steps">(.*?)</ol>', text, re.S).group(1)
+    ol = re.search(r'<ol id="steps-2" class="steps">(.*?)</ol>', text, re.S).group(1)
     assert ol.count("<li>") == 5 and 'href="attention.html#reader"' in ol and 'href="discovery.html#after-layer-0"' in ol
+    first = re.search(r'<ol id="steps-1" class="steps">(.*?)</ol>', text, re.S).group(1)
+    assert 'class="term"' in first  # the verdicts' terms link to the glossary
 
 
 def index_html(inputs: ReportInputs) -> str:
@@ -143,13 +189,16 @@ def index_html(inputs: ReportInputs) -> str:
 
 
 def test_the_first_screen_says_the_task_and_the_model_in_plain_words(synthetic: ReportInputs) -> None:
-    intro = page(report_pages(synthetic, 3, 7), "index.html").intro
-    assert "Each string has 4 and 5 characters from the 4 characters a b c d" in intro
+    index = page(report_pages(synthetic, 3, 7), "index.html")
+    assert index.intro == ("A 2-layer transformer (2 attention heads per layer and an MLP, residual width 8) tells "
+                           "whether a string of 4 and 5 characters from the 4 characters a b c d is a palindrome.")
+    words = section(index, "The task and the model").caption
+    assert "Each string has 4 and 5 characters from the 4 characters a b c d" in words
     assert ("50% of every split are palindromes; of the rest, 60% break exactly one mirrored pair, 20% break two "
-            "and 20% are random letters.") in intro
-    assert "It trains on 640 strings and is tested on 32 held-out ones" in intro
-    assert "2 layers of 2 attention heads, an MLP of width 16 after each layer's heads, residual width 8" in intro
-    assert "answers at BOS" in intro
+            "and 20% are random letters.") in words
+    assert "It trains on 640 strings and is tested on 32 held-out ones" in words
+    assert "2 layers of 2 attention heads, an MLP of width 16 after each layer's heads, residual width 8" in words
+    assert "answers at BOS" in words
 
 
 def test_provenance_names_the_commit_and_what_each_field_means(synthetic: ReportInputs) -> None:
@@ -254,9 +303,14 @@ def test_every_csv_link_resolves_to_the_table_it_names(written: Path, synthetic:
             if re.fullmatch(r"data/attribution/\w+\.parquet", source):  # the whole table
                 stored = synthetic.attribution[Path(source).stem]
                 assert list(frame.columns) == list(stored.columns) and len(frame) == len(stored), href
-    assert {"data/edges.csv", "data/dla.csv", "data/predictions.csv", "data/readout_by_position.csv",
-            "data/example_patching.csv", "data/scrubbing_losses.csv", "data/train_loss.csv"} <= seen
-    assert sorted(p.name for p in (written / "data").iterdir()) == sorted(Path(h).name for h in seen)
+    assert {"data/edges.csv", "data/dla_means.csv", "data/predictions.csv", "data/readout_by_position.csv",
+            "data/scrubbing_losses.csv", "data/train_loss.csv"} <= seen
+    tables = {href: (written / href).read_text() for href in seen}
+    assert len(set(tables.values())) == len(tables)  # no table written twice under two names
+    shown = pd.read_csv(written / "data/predictions.csv")  # only the rows the page shows, not the whole split
+    assert 0 < len(shown) < len(synthetic.evaluation.predictions)
+    csvs = sorted(p.name for p in (written / "data").iterdir() if p.suffix == ".csv")
+    assert csvs == sorted(Path(h).name for h in seen)
 
 
 # --- precision and patterns ------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ from palindrome_lens.attribution.nodes import (
 from palindrome_lens.attribution.patching import activation_patching, corruption_pairs
 from palindrome_lens.attribution.per_example import example_tables
 from palindrome_lens.attribution.reader import readout_by_position
+from palindrome_lens.attribution.reconcile import set_patching
 from palindrome_lens.attribution.schemas import SCHEMAS
 from palindrome_lens.attribution.scrubbing import DonorPool, Hypothesis, Scrubber
 from palindrome_lens.attribution.summary import FORMAT as CIRCUIT_FORMAT
@@ -152,6 +153,7 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     with out.timed("patching"):
         t["patching"] = activation_patching(model, tokens, cache, examples, bs)
         patch_facts = _check_patching(t["patching"])
+        patch_facts["sets"] = set_patching(model, tokens, cache, examples, bs)  # patching vs ablation, reconciled
 
     # nodes, class-balanced ablation and the circuit
     readout_kind = readout_of(model).kind

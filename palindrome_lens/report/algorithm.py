@@ -1,7 +1,8 @@
 """The algorithm in numbered steps, for the first screen of the index. Each step builder reads the
 attribute stage's outputs and returns a Step (a sentence, the number that backs it with its baseline, and a
 link to the figure behind it) or None when the gate behind it fails: a step that is not established is not
-written as one. To add a step (a discovered hypothesis, an explanation program), append a builder to STEPS.
+written as one. To add a step, append a builder to STEPS. The verdicts on the circuit, the scrubbing and the
+program are the index's own lines (pages/index.py).
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from dataclasses import dataclass
 
 from palindrome_lens import features
 from palindrome_lens.attribution.summary import GROUP_WORDS, carries
-from palindrome_lens.report.explanation_inputs import ExplanationInputs
 from palindrome_lens.report.formatting import names, num, pct
 from palindrome_lens.report.inputs import Attribution
 from palindrome_lens.report.roles import (
-    circuit_nodes,
     flag_hypotheses,
     flags,
     mirror_heads,
@@ -116,49 +115,8 @@ def writer_step(attribution: Attribution) -> Step | None:
                 "circuit.html#graph", "the circuit graph")
 
 
-def circuit_step(attribution: Attribution) -> Step | None:
-    """The same gate as the attribute stage's 'carried by': faithfulness at the target, every node needed."""
-    circuit = attribution.circuit
-    gates, runs = circuit["gates"], circuit["ablation"]
-    faithfulness, minimal = circuit["faithfulness"], [m["value"] for m in circuit["minimality"].values()]
-    nodes = [n["name"] for n in circuit_nodes(circuit)]
-    if (not nodes or faithfulness is None or faithfulness < gates["faithfulness_target"] or not minimal
-            or min(minimal) < gates["minimality_floor"]):
-        return None
-    full = runs["model"]["balanced_margin"]
-    nothing = runs["nothing"]["balanced_margin"] / full if full else None
-    return Step(f"Nothing else is needed: these {len(nodes)} nodes alone carry the decision, and each of them is "
-                "needed.",
-                f"faithfulness {pct(faithfulness)} of the class-balanced margin (target "
-                f"{pct(gates['faithfulness_target'], 0)}; every node ablated {pct(nothing)}; constant predictor 0%); "
-                f"minimality at least {num(min(minimal), 2)} (floor {num(gates['minimality_floor'])})",
-                "circuit.html#faithfulness", "faithfulness, completeness, minimality")
-
-
 STEPS: tuple[Callable[[Attribution], Step | list[Step] | None], ...] = (
-    mirror_step, flag_step, discovered_steps, reader_step, writer_step, circuit_step)
-
-
-def program_step(explanation: ExplanationInputs | None) -> Step | None:
-    """'The model runs this program', only when the explain stage's gates pass (summary.json runs_program)."""
-    if explanation is None or not explanation.summary.get("runs_program"):
-        return None
-    s = explanation.summary
-    test, edits = s["agreement"]["test"], s["agreement"]["edits"]
-    resid = [r for r in s.get("interchange", []) if r["alignment"] == "resid" and r["iia_changed"] is not None]
-    aligned = [r["iia_changed"] for r in resid if r["kind"] == "aligned"]
-    control = [r["iia_changed"] for r in resid if r["kind"] == "control"]
-    program = s["program"]
-    return Step(f"The model runs this program: data/explanation/program.py, {program['logic_lines']} lines of logic "
-                f"with {program['n_read']} numbers read from the model and {program['n_fitted']} fitted.",
-                f"it decides like the model on {pct(test['agreement'])} of test strings and {pct(edits['agreement'])} "
-                f"of single edits (the exact palindrome check: {pct(test['baseline_agreement'])} and "
-                f"{pct(edits['baseline_agreement'])}), follows its logit difference within a class on the edits with "
-                f"R^2 {num(edits['r2'], 2)} (exact check {num(edits['baseline_r2'], 2)}), and patching a pair's "
-                f"residual from another string moves both alike on {pct(min(aligned, default=None))} of the "
-                f"decision-changing pairs for the weakest pair variable (at the wrong pair: "
-                f"{pct(max(control, default=None))} at most)",
-                "explanation.html#program", "the program")
+    mirror_step, flag_step, discovered_steps, reader_step, writer_step)
 
 
 def algorithm_steps(attribution: Attribution) -> list[Step]:

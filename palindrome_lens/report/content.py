@@ -13,8 +13,9 @@ import plotly.graph_objects as go
 
 from palindrome_lens.report.algorithm import Step
 from palindrome_lens.report.assets import CIRCUITSVIS_JS, EXPLORER_JS, PLOTLY_JS
-from palindrome_lens.report.attention import attention_html, script_json
+from palindrome_lens.report.attention import attention_html
 from palindrome_lens.report.errors import ReportError
+from palindrome_lens.report.explorer import DATA_FILE, payload_script
 from palindrome_lens.report.figures import figure_html, require_labels
 from palindrome_lens.report.glossary import Term, link_terms
 from palindrome_lens.report.tables import table_html
@@ -118,9 +119,10 @@ class Steps:
     def to_html(self, div_id: str, where: str) -> str:
         if not self.steps:
             return f'<div id="{div_id}">{paragraphs(self.empty)}</div>'
-        items = [f'<li><span class="sentence">{html.escape(s.sentence)}</span> <span class="evidence">'
-                 f'{html.escape(s.evidence)}.</span> <a href="{local_href(s.href, where)}">See: '
-                 f"{html.escape(s.link_text)}</a></li>" for s in self.steps]
+        page = where.split(",")[0]  # glossary terms link from the page the list is on
+        items = [f'<li><span class="sentence">{link_terms(html.escape(s.sentence), page)}</span> <span '
+                 f'class="evidence">{link_terms(html.escape(s.evidence), page)}.</span> <a href="'
+                 f'{local_href(s.href, where)}">See: {html.escape(s.link_text)}</a></li>' for s in self.steps]
         return f'<ol id="{div_id}" class="steps">\n' + "\n".join(items) + "\n</ol>"
 
 
@@ -139,25 +141,32 @@ class Glossary:
 
 @dataclass(frozen=True, eq=False)
 class ExplorerPicker:
-    """The explorer's string picker (grouped options), the summary line its script fills, and the data of every
-    string as JSON (see report/explorer.py and assets/explorer.js)."""
+    """The explorer's filters (source or kind, broken pair, margin), the string picker its script fills with the
+    strings that pass them, the summary line, and the data file it loads (see report/explorer.py)."""
 
-    groups: Sequence[tuple[str, Sequence[tuple[int, str]]]]  # (group label, [(string index, option label)])
     payload: dict
-    start: int
+    attention: bytes
+    n_pairs: int  # mirrored pairs of the longest string
     kind: ClassVar[str] = "explorer"
     scripts: ClassVar[tuple[str, ...]] = (PLOTLY_JS, CIRCUITSVIS_JS, EXPLORER_JS)
 
+    def files(self) -> dict[str, str]:
+        return {DATA_FILE: payload_script(self.payload, self.attention)}
+
     def to_html(self, div_id: str, where: str) -> str:
-        options = []
-        for label, items in self.groups:
-            entries = "".join(f'<option value="{i}"{" selected" if i == self.start else ""}>{html.escape(text)}</option>'
-                              for i, text in items)
-            options.append(f'<optgroup label="{html.escape(label)}">{entries}</optgroup>')
-        return (f'<div id="{div_id}" class="explorer">\n<label for="explorer-pick">String: </label>'
-                f'<select id="explorer-pick">{"".join(options)}</select>\n'
-                '<div class="explorer-summary" data-view="summary"></div>\n'
-                f'<script type="application/json" id="explorer-data">{script_json(self.payload)}</script>\n</div>')
+        def select(name: str, label: str, options: Sequence[tuple[str, str]]) -> str:
+            items = "".join(f'<option value="{html.escape(v)}">{html.escape(t)}</option>' for v, t in options)
+            return f'<label>{label} <select id="explorer-{name}">{items}</select></label>'
+
+        groups = [("", "any"), *((f"s{i}", s + "s") for i, s in enumerate(self.payload["sources"])),
+                  *((f"k{i}", f"kind {k}") for i, k in enumerate(self.payload["kinds"]))]
+        pairs = [("", "any"), *((str(p), f"pair {p} broken") for p in range(self.n_pairs))]
+        return (f'<div id="{div_id}" class="explorer">\n<div class="filters">{select("group", "Show", groups)} '
+                f'{select("pair", "Broken pair", pairs)} <label>Margin from <input id="explorer-min" type="number" '
+                'step="0.5" size="5"></label> <label>to <input id="explorer-max" type="number" step="0.5" size="5">'
+                '</label> <span id="explorer-count"></span></div>\n<label for="explorer-pick">String: </label>'
+                '<select id="explorer-pick"></select>\n<div class="explorer-summary" data-view="summary"></div>\n'
+                f'<script src="{DATA_FILE}"></script>\n</div>')
 
 
 @dataclass(frozen=True, eq=False)

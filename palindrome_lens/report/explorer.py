@@ -1,66 +1,48 @@
 """The explorer's data: every string of example_strings.parquet with its DLA, per-node patching and attention,
-packed as one JSON payload the page's script (assets/explorer.js) draws from, offline.
+packed column by column into one script (`data/explorer-data.js`) that the page loads beside assets/explorer.js,
+so the page itself stays small and the data loads offline from file://.
 
-Attention patterns travel as one byte per value (round(255 x attention), base64), a quarter of the size of
-JSON numbers: 1/255 is finer than any colour difference the view can show. Other numbers keep 4 decimals.
+Attention patterns travel as one byte per value in steps of 1/63 (finer than any colour difference the view can
+show; at 1/255 they would double the file), all strings in one zlib-compressed block. Logit differences keep 3 decimals, recoveries and DLA 2 or 3 (the view prints 2).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import math
+import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from palindrome_lens.attribution.per_example import ANALYSIS, FOOLING, MISCLASSIFIED
-from palindrome_lens.report.formatting import num
 from palindrome_lens.report.inputs import Attribution
-from palindrome_lens.report.plots import kind_sorted
 
-DECIMALS = 4
 SOURCES = (MISCLASSIFIED, FOOLING, ANALYSIS)
+DATA_FILE = "data/explorer-data.js"
+LEVELS = 63  # attention is stored as round(LEVELS x value)
 
 
-def _round(value: Any) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) else round(value, DECIMALS)
+def _rounded(values: Any, decimals: int) -> list[float | None]:
+    return [None if math.isnan(v) else round(v, decimals) for v in np.asarray(values, dtype=np.float64).ravel()]
 
 
-def packed_attention(attention: pd.DataFrame) -> dict[int, tuple[int, str]]:
-    """{key: (positions, base64 of the uint8 patterns in (layer, head, dest, src) order)}."""
+def packed_attention(attention: pd.DataFrame, keys: Sequence[int]) -> tuple[list[int], bytes]:
+    """(real positions per key, every key's patterns in (layer, head, dest, src) order, one byte per value in
+    steps of 1/LEVELS), keys in the order given; a key without patterns has 0 positions."""
     frame = attention.sort_values(["key", "layer", "head", "dest", "src"], kind="stable")
-    keys = frame["key"].to_numpy()
-    values = np.rint(np.clip(frame["value"].to_numpy(np.float64), 0, 1) * 255).astype(np.uint8)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], len(keys)]
-    out = {}
-    for start, end in zip(starts, ends):
-        key = int(keys[start])
-        n = int(frame["dest"].iat[end - 1]) + 1
-        out[key] = (n, base64.b64encode(values[start:end].tobytes()).decode("ascii"))
-    return out
-
-
-def option_label(row: pd.Series) -> str:
-    truth = "palindrome" if row["label"] else "not a palindrome"
-    verdict = "right" if row["correct"] else "WRONG"
-    return f"{row['text']} · {row['kind']} ({truth}) · logit difference {num(row['logit_diff'])} · {verdict}"
-
-
-def option_groups(strings: pd.DataFrame) -> list[tuple[str, list[tuple[int, str]]]]:
-    """Misclassified test strings, fooling edits, then the analysis strings by kind; (label, [(index, text)])."""
-    groups = []
-    for source in SOURCES:
-        rows = strings[strings["source"] == source]
-        kinds = kind_sorted(rows["kind"].unique().tolist()) if source == ANALYSIS else [None]
-        for kind in kinds:
-            mine = rows if kind is None else rows[rows["kind"] == kind]
-            if len(mine):
-                label = f"{source}s ({len(mine)})" if kind is None else f"{source}s: {kind} ({len(mine)})"
-                groups.append((label, [(int(i), option_label(r)) for i, r in mine.iterrows()]))
-    return groups
+    values = np.rint(np.clip(frame["value"].to_numpy(np.float64), 0, 1) * LEVELS).astype(np.uint8)
+    spans = {int(k): (int(g.index.min()), len(g), int(g["dest"].max()) + 1)
+             for k, g in frame.reset_index(drop=True).groupby("key", sort=False)}
+    sizes, chunks = [], []
+    for key in keys:
+        start, size, n = spans.get(int(key), (0, 0, 0))
+        sizes.append(n)
+        chunks.append(values[start:start + size].tobytes())
+    return sizes, b"".join(chunks)
 
 
 def start_index(strings: pd.DataFrame) -> int:
@@ -72,30 +54,41 @@ def start_index(strings: pd.DataFrame) -> int:
     return 0
 
 
-def explorer_payload(attribution: Attribution) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The JSON payload and the strings (in payload order, index = position in the picker)."""
+def explorer_payload(attribution: Attribution) -> tuple[dict[str, Any], bytes, pd.DataFrame]:
+    """The payload (one list per field, index i = the i-th string of `strings`), the attention bytes, the strings."""
     strings = attribution["example_strings"].sort_values("key", kind="stable").reset_index(drop=True)
     dla, patching = attribution["example_dla"], attribution["example_patching"]
     components = list(dict.fromkeys(dla["component"]))
     nodes = list(attribution.circuit["search"]["candidates"])
-    dla_of = dla.pivot(index="key", columns="component", values="value").reindex(columns=components)
-    recovery = patching.pivot(index="key", columns="node", values="recovery").reindex(columns=nodes)
-    patched = patching.pivot(index="key", columns="node", values="patched_logit_diff").reindex(columns=nodes)
-    attention = packed_attention(attribution["example_attention"])
+    keys = strings["key"]
+    dla_of = dla.pivot(index="key", columns="component", values="value").reindex(index=keys, columns=components)
+    recovery = patching.pivot(index="key", columns="node", values="recovery").reindex(index=keys, columns=nodes)
+    patched = patching.pivot(index="key", columns="node", values="patched_logit_diff").reindex(index=keys,
+                                                                                              columns=nodes)
+    sizes, attention = packed_attention(attribution["example_attention"], keys.tolist())
     model = attribution.summary["model"]
-    rows = []
-    for r in strings.itertuples(index=False):
-        n, attn = attention.get(int(r.key), (0, ""))
-        rows.append({"text": r.text, "source": r.source, "kind": r.kind, "label": bool(r.label),
-                     "diff": _round(r.logit_diff), "correct": bool(r.correct), "cp": r.counterpart,
-                     "cdiff": _round(r.counterpart_logit_diff),
-                     "dla": [_round(v) for v in dla_of.loc[r.key]] if r.key in dla_of.index else [],
-                     "rec": [_round(v) for v in recovery.loc[r.key]] if r.key in recovery.index else [],
-                     "pld": [_round(v) for v in patched.loc[r.key]] if r.key in patched.index else [],
-                     "n": n, "attn": attn})
-    payload = {"readout": str(model.get("readout", "bos")).upper(), "components": components, "nodes": nodes,
-               "circuit": [n["name"] for n in attribution.circuit["nodes"] if n["role"] == "circuit"],
-               "heads": [f"L{layer}H{head}" for layer in range(int(model["n_layers"]))
-                         for head in range(int(model["n_heads"]))],
-               "strings": rows}
-    return payload, strings
+    sources = [s for s in SOURCES if s in set(strings["source"])] + sorted(set(strings["source"]) - set(SOURCES))
+    kinds = list(dict.fromkeys(strings["kind"]))
+    payload = {
+        "readout": str(model.get("readout", "bos")).upper(), "components": components, "nodes": nodes,
+        "circuit": [n["name"] for n in attribution.circuit["nodes"] if n["role"] == "circuit"],
+        "heads": [f"L{layer}H{head}" for layer in range(int(model["n_layers"])) for head in range(int(model["n_heads"]))],
+        "sources": sources, "kinds": kinds, "start": start_index(strings),
+        "text": strings["text"].tolist(), "cp": strings["counterpart"].tolist(),
+        "source": [sources.index(s) for s in strings["source"]], "kind": [kinds.index(k) for k in strings["kind"]],
+        "label": [int(v) for v in strings["label"]], "correct": [int(v) for v in strings["correct"]],
+        "diff": _rounded(strings["logit_diff"], 3), "cdiff": _rounded(strings["counterpart_logit_diff"], 3),
+        "dla": [_rounded(row, 3) for row in dla_of.to_numpy()],
+        "rec": [_rounded(row, 3) for row in recovery.to_numpy()],
+        "pld": [_rounded(row, 2) for row in patched.to_numpy()],
+        "n": sizes, "levels": LEVELS,
+    }
+    return payload, attention, strings
+
+
+def payload_script(payload: dict[str, Any], attention: bytes) -> str:
+    """The data file: one global holding the payload's JSON, zlib-compressed, in base64; the page's script
+    inflates it with the browser's DecompressionStream (a plain script works from file://, where fetch does not)."""
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    packed, attn = (base64.b64encode(zlib.compress(b, 9)).decode("ascii") for b in (text, attention))
+    return f'window.EXPLORER_DATA_Z = "{packed}";\nwindow.EXPLORER_ATTENTION_Z = "{attn}";\n'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import plotly.graph_objects as go
 
 from palindrome_lens.report.errors import ReportError
@@ -69,11 +71,15 @@ def require_labels(fig: go.Figure, where: str) -> None:
         )
 
 
+DIGITS = 6  # significant digits of every number a figure carries: far finer than a pixel or a hover label shows
+_LONG_FLOAT = re.compile(rf"(?<![\w.])-?\d+\.\d{{{DIGITS},}}(?:e[-+]?\d+)?")
+
+
 def figure_html(fig: go.Figure, div_id: str, where: str) -> str:
     """The figure as a `<div>` plus the inline script that draws it; plotly.js is loaded by the page."""
     require_labels(fig, where)
     height = fig.layout.height or DEFAULT_HEIGHT_PX
-    return fig.to_html(
+    document = fig.to_html(
         full_html=False,
         include_plotlyjs=False,
         include_mathjax=False,
@@ -81,3 +87,4 @@ def figure_html(fig: go.Figure, div_id: str, where: str) -> str:
         default_height=f"{height}px",
         config=dict(PLOTLY_CONFIG),
     )
+    return _LONG_FLOAT.sub(lambda m: f"{float(m.group()):.{DIGITS}g}", document)

@@ -24,21 +24,24 @@ from palindrome_lens.report.figures import label_figure
 from palindrome_lens.report.formatting import num
 
 NODE_SIZE = 20
-BAND_PX = 190  # height of one position group (one y unit), exactly: the figure's height is set to fit
-COLUMN_PX = 135  # width of one column (one x unit), exactly: the figure's width is set to fit
-MARGIN = {"l": 90, "r": 150, "t": 70, "b": 220}  # room for the y title, the colour bar, the title, the legend
+BAND_PX = 220  # height of one position group (one y unit), exactly: the figure's height is set to fit
+COLUMN_PX = 150  # width of one column (one x unit), exactly: the figure's width is set to fit
+MARGIN = {"l": 90, "r": 120, "t": 70, "b": 220}  # room for the y title, the colour bar, the title, the legend
 LEGEND_GAP_PX = 100  # from the bottom of the plot to the legend: below the tick labels and the x title
-CELL_STEP = 0.45  # band units between nodes that share a layer column and a position group
+CELL_STEP = 0.6  # band units between nodes that share a layer column and a position group
 # Widths of a character (bold 12 px node names, 10 px roles, 11 px edge labels) and the height of a line, as
 # Chromium draws them, to keep labels apart.
 NAME_CHAR_PX, ROLE_CHAR_PX, EDGE_CHAR_PX, LINE_PX = 7.4, 5.0, 6.0, 16
 NODE_LABEL_PX = NODE_SIZE / 2 + 4  # a node's label starts this far below its centre
 CURVE_POINTS = 60
-LABEL_SPOTS = (0.62, 0.5, 0.72, 0.42, 0.8, 0.34, 0.86)  # where along its curve an edge label may sit
+LABEL_SPOTS = (0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.8)  # along its curve, from the midpoint out
 LABEL_NUDGE_PX = 15  # how far beside its curve a label may sit when no spot on it is free
 WIDTH_MIN, WIDTH_SPAN = 1.5, 7.5  # an edge's width: WIDTH_MIN + WIDTH_SPAN * |effect| / the largest |effect|
-# light at 0, dark at the strongest edge; blue for edges that push the other way
+# light at 0, dark at the strongest edge; blue for edges that push the other way. With no such edge the scale
+# runs from 0 to the strongest edge only (POSITIVE_SCALE), so the colour bar spans the data.
 EDGE_SCALE = [[0.0, "#08306b"], [0.45, "#9ecae1"], [0.5, "#d9d9d9"], [0.55, "#fcae91"], [1.0, "#67000d"]]
+POSITIVE_SCALE = [[0.0, "#d9d9d9"], [0.1, "#fcae91"], [1.0, "#67000d"]]
+ARROW_GAP_PX = NODE_SIZE / 2 + 5  # an arrowhead stops this far from its receiver's centre, outside the marker
 ROLE_COLORS = {"input": "#868e96", "head": "#1c7ed6", "mlp": "#e8590c", LOGITS: "#2b8a3e"}
 ROLE_NAMES = {"input": "input (embedding)", "head": "attention head", "mlp": "MLP", LOGITS: "logits"}
 BELOW = "below the floor"
@@ -185,22 +188,25 @@ def node_boxes(nodes: Sequence[GraphNode], xy: Positions) -> list[Box]:
 
 
 def label_spots(curves: Sequence[np.ndarray], texts: Sequence[str], taken: Sequence[Box]) -> list[np.ndarray]:
-    """Where each edge's label goes: on its own curve, nearer the receiver when it can, at the first spot whose
-    box clears the nodes, their labels and the edge labels already placed; failing that, just beside the curve
-    (LABEL_NUDGE_PX across it); failing that, where it covers least."""
+    """Where each edge's label goes: on its own curve, from its midpoint outwards, at the first spot whose box
+    clears the nodes, their labels, the labels already placed and every other edge; failing that, just beside
+    its curve (LABEL_NUDGE_PX across it); failing that, where it covers least."""
     placed = list(taken)
+    dots = [[(x - 2, y - 2, x + 2, y + 2) for x, y in to_px(points)] for points in curves]  # each edge as boxes
     out = []
-    for points, text in zip(curves, texts):
+    for k, (points, text) in enumerate(zip(curves, texts)):
         n = len(points) - 1
+        others = [b for j, boxes in enumerate(dots) if j != k for b in boxes]
         spots = []
-        for nudge in (0.0, LABEL_NUDGE_PX, -LABEL_NUDGE_PX):
+        for nudge in (0.0, LABEL_NUDGE_PX, -LABEL_NUDGE_PX, 2 * LABEL_NUDGE_PX, -2 * LABEL_NUDGE_PX):
             for t in LABEL_SPOTS:
                 i = round(t * n)
                 tangent = to_px(points[min(n, i + 1)]) - to_px(points[max(0, i - 1)])
                 normal = np.array([-tangent[1], tangent[0]]) / max(1e-9, float(np.hypot(*tangent)))
                 spots.append(points[i] + nudge * normal / np.array([COLUMN_PX, BAND_PX]))
         boxes = [text_box(to_px(s), [EDGE_CHAR_PX * len(text)]) for s in spots]
-        clash = [sum(overlap_area(box, b) for b in placed) for box in boxes]
+        clash = [sum(overlap_area(box, b) for b in placed) + sum(overlap_area(box, b) for b in others)
+                 for box in boxes]
         best = clash.index(min(clash))  # the first free spot, else the one that covers least
         placed.append(boxes[best])
         out.append(spots[best])
@@ -211,8 +217,11 @@ def overlap_area(a: Box, b: Box) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def edge_color(effect: float, limit: float) -> str:
-    return sample_colorscale(EDGE_SCALE, [0.5 + 0.5 * max(-1.0, min(1.0, effect / limit))])[0]
+def edge_color(effect: float, limit: float, signed: bool = True) -> str:
+    """The colour of `effect` on the diverging scale (`signed`) or on the scale from 0 to `limit`."""
+    share = max(-1.0, min(1.0, effect / limit))
+    return sample_colorscale(EDGE_SCALE, [0.5 + 0.5 * share])[0] if signed else \
+        sample_colorscale(POSITIVE_SCALE, [max(0.0, share)])[0]
 
 
 def edge_width(effect: float, limit: float) -> float:
@@ -229,21 +238,21 @@ LABEL_STYLE = {"showarrow": False, "bgcolor": "rgba(255,255,255,0.9)", "borderpa
 
 
 def add_edges(fig: go.Figure, nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], xy: Positions,
-              limit: float) -> None:
+              limit: float, signed: bool) -> None:
     """Each edge as a curve ending in an arrowhead at the receiver's rim, and its label on the curve, framed
     in the edge's colour."""
     bend = bends(edges, xy)
     curves = [curve(xy[e.sender], xy[e.receiver], bend[e.key]) for e in edges]
     for e, points in zip(edges, curves):
-        color, width = edge_color(e.effect, limit), edge_width(e.effect, limit)
-        shown = trimmed(points, NODE_SIZE / 2 + 2)
+        color, width = edge_color(e.effect, limit, signed), edge_width(e.effect, limit)
+        shown = trimmed(points, ARROW_GAP_PX)
         sizes = [0] * (len(shown) - 1) + [9 + 1.5 * width]  # an arrowhead at the end only
         fig.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="lines+markers", line={"width": width, "color": color},
                                  marker={"symbol": "arrow", "angleref": "previous", "size": sizes, "color": color},
                                  hoverinfo="skip", showlegend=False, meta={"edge": e.key}))
     for e, spot in zip(edges, label_spots(curves, [e.label for e in edges], node_boxes(nodes, xy))):
         fig.add_annotation(x=spot[0], y=spot[1], text=e.label, hovertext=edge_hover(e), name=f"edge:{e.key}",
-                           font={"size": 11, "color": "#1f2933"}, bordercolor=edge_color(e.effect, limit),
+                           font={"size": 11, "color": "#1f2933"}, bordercolor=edge_color(e.effect, limit, signed),
                            borderwidth=1.5, **LABEL_STYLE)
 
 
@@ -258,13 +267,13 @@ def add_hidden_edges(fig: go.Figure, edges: Sequence[GraphEdge], xy: Positions) 
                                  hovertext=edge_hover(e), hoverinfo="text", meta={"below": e.key}))
 
 
-def add_width_legend(fig: go.Figure, limit: float) -> None:
+def add_width_legend(fig: go.Figure, limit: float, signed: bool) -> None:
     """Legend entries that show what an edge's width means."""
     for share in (0.25, 0.5, 1.0):
         effect = share * limit
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", legendgroup="width", hoverinfo="skip",
                                  name=f"edge |effect| {effect:.2f}",
-                                 line={"width": edge_width(effect, limit), "color": edge_color(effect, limit)}))
+                                 line={"width": edge_width(effect, limit), "color": edge_color(effect, limit, signed)}))
 
 
 def add_nodes(fig: go.Figure, nodes: Sequence[GraphNode], xy: Positions) -> None:
@@ -295,14 +304,16 @@ def circuit_graph(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge], groups
     limit = max([abs(e.effect) for e in edges] + [1e-12])
     fig = go.Figure()
     add_hidden_edges(fig, hidden, xy)
-    add_edges(fig, nodes, edges, xy, limit)
+    signed = any(e.effect < 0 for e in edges)
+    add_edges(fig, nodes, edges, xy, limit, signed)
     add_nodes(fig, nodes, xy)  # after the edges, so nodes are drawn over them
     if edges:
-        add_width_legend(fig, limit)
+        add_width_legend(fig, limit, signed)
         fig.add_trace(go.Scatter(x=[xy[edges[0].sender][0]], y=[xy[edges[0].sender][1]], mode="markers",
                                  hoverinfo="skip", showlegend=False,  # an invisible point that carries the colour bar
-                                 marker={"size": 0.1, "opacity": 0, "color": [0.0], "colorscale": EDGE_SCALE,
-                                         "cmin": -limit, "cmax": limit, "showscale": True,
+                                 marker={"size": 0.1, "opacity": 0, "color": [0.0],
+                                         "colorscale": EDGE_SCALE if signed else POSITIVE_SCALE,
+                                         "cmin": -limit if signed else 0.0, "cmax": limit, "showscale": True,
                                          "colorbar": {"title": {"text": "edge effect"}, "len": 0.6, "y": 0.65}}))
     # Ranges and size so that one unit is exactly COLUMN_PX wide and BAND_PX high, as the label placement assumes.
     fig.update_xaxes(tickvals=list(range(len(cols))), ticktext=[label for _, label in cols],

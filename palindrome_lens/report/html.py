@@ -26,10 +26,10 @@ _REMOTE_LOAD = re.compile(r"""<(?!a\b)[a-z]+\b[^>]*?\s(?:src|href)\s*=\s*["']?\s
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1f2933; }
-nav.site { background: #1f2933; padding: 0.6rem 1.5rem; display: flex; flex-wrap: wrap; gap: 1.2rem; }
+nav.site { background: #1f2933; padding: 0.6rem 1rem; display: flex; flex-wrap: wrap; gap: 0.9rem; font-size: 0.95rem; }
 nav.site a { color: #cbd2d9; text-decoration: none; }
 nav.site a[aria-current="page"] { color: #fff; font-weight: 600; border-bottom: 2px solid #fff; }
-nav.site .brand { color: #fff; font-weight: 700; margin-right: 1rem; }
+nav.site .brand { color: #fff; font-weight: 700; margin-right: 0.4rem; }
 main { max-width: 1100px; margin: 0 auto; padding: 1rem 1.5rem 3rem; }
 .intro { font-size: 1.05rem; line-height: 1.5; }
 ul.toc { columns: 2; }
@@ -37,7 +37,9 @@ section { margin-top: 2.5rem; }
 p.caption { color: #52606d; background: #f5f7fa; border-left: 4px solid #9aa5b1; padding: 0.5rem 0.8rem; }
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.9rem; }
-th, td { border-bottom: 1px solid #e4e7eb; padding: 0.3rem 0.7rem; text-align: left; }
+th, td { border-bottom: 1px solid #e4e7eb; padding: 0.3rem 0.7rem; text-align: left; vertical-align: top; }
+td { max-width: 30rem; overflow-wrap: anywhere; }
+td:not(.num) { min-width: 4rem; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 pre { background: #f5f7fa; padding: 0.8rem; overflow-x: auto; }
 div.circuitsvis { max-width: 760px; }
@@ -53,7 +55,8 @@ dl.glossary dd { margin: 0; }
 dl.glossary dt:target, dl.glossary dt:target + dd { background: #fff3bf; }
 details.more { margin-top: 0.6rem; }
 details.more summary { cursor: pointer; color: #1c7ed6; }
-.explorer select { font: inherit; max-width: 100%; padding: 0.2rem; }
+.explorer select, .explorer input { font: inherit; max-width: 100%; padding: 0.2rem; }
+.explorer .filters { display: flex; flex-wrap: wrap; gap: 0.4rem 1.2rem; margin-bottom: 0.6rem; }
 .explorer-summary { margin: 0.8rem 0; line-height: 1.6; }
 .explorer-summary .text { font-family: ui-monospace, monospace; font-size: 1.4rem; letter-spacing: 0.15rem; }
 .explorer-summary .broken { background: #ffc9c9; border-bottom: 2px solid #c92a2a; }
@@ -175,6 +178,11 @@ def build_report(out_dir: str | Path, pages: Sequence[Page], site_title: str = S
     documents = [(Path(out_dir) / page.filename, render_page(page, pages, site_title)) for page in pages]
     written = write_assets(out_dir)
     written += write_downloads(out_dir, [d for page in pages for s in page.sections for d in s.data])
+    files = {rel: text for page in pages for s in page.sections
+             for rel, text in getattr(s.content, "files", dict)().items()}  # data a page's script loads
+    for rel, text in sorted(files.items()):
+        write_text(Path(out_dir) / rel, text)
+        written.append(Path(out_dir) / rel)
     for path, document in documents:
         write_text(path, document)
         written.append(path)

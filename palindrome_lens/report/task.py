@@ -57,3 +57,15 @@ def model_words(model: Mapping[str, Any]) -> str:
 def task_words(params: Mapping[str, Any], model: Mapping[str, Any]) -> str:
     lengths = list(params.get("data.lengths") or model.get("lengths") or [])
     return data_words(params, lengths) + "\n\n" + model_words(model)
+
+
+def task_line(params: Mapping[str, Any], model: Mapping[str, Any]) -> str:
+    """The task and the model in one sentence, for the top of the index."""
+    lengths = list(params.get("data.lengths") or model.get("lengths") or [])
+    alphabet = params.get("data.alphabet")
+    layers, heads = model.get("n_layers"), model.get("n_heads")
+    parts = f"{heads} attention head{'s' if heads != 1 else ''} per layer" + ("" if model.get("attn_only") else
+                                                                               " and an MLP")
+    return (f"A {layers}-layer transformer ({parts}, residual width {model.get('d_model')}) tells whether a string "
+            f"of {lengths_words(lengths) if lengths else 'characters'}"
+            + (f" from {alphabet_words(alphabet)}" if alphabet else "") + " is a palindrome.")

@@ -1,14 +1,13 @@
-// The explorer page of palindrome-lens: pick a string, see its logit difference, its direct logit
-// attribution, what patching each node from its counterpart does, and every head's attention.
-// Offline: the data is the page's own JSON (#explorer-data); plotly.js and CircuitsVis come from assets/.
-// The page loads this script in <head>, so it waits for the document before it looks for its elements.
+// The explorer page of palindrome-lens: filter the strings, pick one, see its logit difference, its direct
+// logit attribution, what patching each node from its counterpart does, and every head's attention.
+// Offline: the data is data/explorer-data.js (zlib-compressed JSON, one list per field, in base64), loaded by a
+// plain <script> (fetch does not work from file://); plotly.js and CircuitsVis come from assets/.
 document.addEventListener("DOMContentLoaded", function () {
   "use strict";
-  var data = JSON.parse(document.getElementById("explorer-data").textContent);
   var pick = document.getElementById("explorer-pick");
   var view = function (name) { return document.querySelector('[data-view="' + name + '"]'); };
   var config = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendChartToCloud"]};
-  var rendered = 0;
+  var rendered = 0, data = null, attention = null, offsets = [], shownLimit = 400;
 
   function fmt(x) { return x === null ? "n/a" : (x > 0 ? "+" : "") + x.toFixed(2); }
 
@@ -78,13 +77,12 @@ document.addEventListener("DOMContentLoaded", function () {
   }
 
   function drawAttention(s) {
-    var holder = view("attention");
-    var bytes = atob(s.attn), n = s.n, heads = [];
+    var holder = view("attention"), n = s.n, heads = [];
     for (var h = 0; h < data.heads.length; h++) {
       var rows = [];
       for (var d = 0; d < n; d++) {
         var row = [];
-        for (var k = 0; k < n; k++) { row.push(bytes.charCodeAt((h * n + d) * n + k) / 255); }
+        for (var k = 0; k < n; k++) { row.push(attention[s.offset + (h * n + d) * n + k] / data.levels); }
         rows.push(row);
       }
       heads.push(rows);
@@ -97,14 +95,67 @@ document.addEventListener("DOMContentLoaded", function () {
       {attention: heads, tokens: tokens(s), attentionHeadNames: data.heads, maskUpperTri: false});
   }
 
+  function string(i) {
+    return {text: data.text[i], cp: data.cp[i], source: data.sources[data.source[i]], kind: data.kinds[data.kind[i]],
+            label: data.label[i] === 1, correct: data.correct[i] === 1, diff: data.diff[i], cdiff: data.cdiff[i],
+            dla: data.dla[i], rec: data.rec[i], pld: data.pld[i], n: data.n[i], offset: offsets[i]};
+  }
+
+  function margin(i) { return data.label[i] === 1 ? data.diff[i] : -data.diff[i]; }
+
+  function passes(i) {
+    var group = document.getElementById("explorer-group").value;
+    var pair = document.getElementById("explorer-pair").value;
+    var lo = document.getElementById("explorer-min").value, hi = document.getElementById("explorer-max").value;
+    if (group && group[0] === "s" && data.source[i] !== Number(group.slice(1))) { return false; }
+    if (group && group[0] === "k" && data.kind[i] !== Number(group.slice(1))) { return false; }
+    if (pair !== "" && !broken(data.text[i])[Number(pair)]) { return false; }
+    if (lo !== "" && margin(i) < Number(lo)) { return false; }
+    if (hi !== "" && margin(i) > Number(hi)) { return false; }
+    return true;
+  }
+
+  function fill(keep) {  // the strings that pass the filters, in the data's order (wrong answers first)
+    var chosen = [];
+    for (var i = 0; i < data.text.length; i++) { if (passes(i)) { chosen.push(i); } }
+    var options = chosen.slice(0, shownLimit).map(function (i) {
+      return '<option value="' + i + '">' + escape(data.text[i] + " · " + data.sources[data.source[i]] + " · " +
+        data.kinds[data.kind[i]] + " · margin " + fmt(margin(i)) + (data.correct[i] ? "" : " · WRONG")) + "</option>";
+    });
+    pick.innerHTML = options.join("");
+    document.getElementById("explorer-count").textContent = chosen.length + " of " + data.text.length +
+      " strings" + (chosen.length > shownLimit ? " (the first " + shownLimit + " listed)" : "");
+    if (keep !== undefined && chosen.indexOf(keep) >= 0 && chosen.indexOf(keep) < shownLimit) {
+      pick.value = String(keep);
+    }
+    if (chosen.length) { show(Number(pick.value)); }
+  }
+
   function show(i) {
-    var s = data.strings[i];
+    var s = string(i);
     view("summary").innerHTML = summary(s);
     drawDla(s);
     drawPatching(s);
     drawAttention(s);
   }
 
-  pick.addEventListener("change", function () { show(Number(pick.value)); });
-  show(Number(pick.value));
+  function start(payload, bytes) {
+    data = payload;
+    attention = bytes;
+    for (var i = 0, at = 0; i < data.n.length; i++) { offsets.push(at); at += data.heads.length * data.n[i] * data.n[i]; }
+    pick.addEventListener("change", function () { show(Number(pick.value)); });
+    ["explorer-group", "explorer-pair", "explorer-min", "explorer-max"].forEach(function (id) {
+      document.getElementById(id).addEventListener("change", function () { fill(Number(pick.value)); });
+    });
+    fill(data.start);
+  }
+
+  function inflate(base64) {  // zlib-compressed bytes in base64 -> an ArrayBuffer, with the browser's own inflater
+    var bytes = Uint8Array.from(atob(base64), function (c) { return c.charCodeAt(0); });
+    return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
+  }
+
+  Promise.all([inflate(window.EXPLORER_DATA_Z), inflate(window.EXPLORER_ATTENTION_Z)]).then(function (parts) {
+    start(JSON.parse(new TextDecoder().decode(parts[0])), new Uint8Array(parts[1]));
+  });
 });

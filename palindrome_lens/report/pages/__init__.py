@@ -26,7 +26,6 @@ from palindrome_lens.report.pages import (
     index,
     patching,
     published,
-    training,
 )
 
 # The pages after the index, in nav order: each page module (FILENAME, SUMMARY) with the call that builds it from
@@ -34,8 +33,7 @@ from palindrome_lens.report.pages import (
 # plus reports/assets and reports/data.
 Build = Callable[[ReportInputs, int, int], Page]
 BUILDERS: tuple[tuple[ModuleType, Build], ...] = (
-    (training, lambda inputs, n, bins: training.training_page(inputs.training)),
-    (evaluation, lambda inputs, n, bins: evaluation.evaluation_page(inputs.evaluation, n, bins)),
+    (evaluation, lambda inputs, n, bins: evaluation.evaluation_page(inputs.evaluation, n, bins, inputs.training)),
     (attribution, lambda inputs, n, bins: attribution.attribution_page(inputs.attribution, bins)),
     (patching, lambda inputs, n, bins: patching.patching_page(inputs.attribution)),
     (attention, lambda inputs, n, bins: attention.attention_page(inputs.attribution, inputs.examples)),

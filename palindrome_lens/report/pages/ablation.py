@@ -34,18 +34,6 @@ MODE_LABELS = {"resample": "resample", "mean": "mean (label-balanced)", "zero": 
 INTERVENTIONS = {"unablated": "whole model", "others_ablated": "circuit only (every other node ablated)",
                  "circuit_ablated": "circuit ablated (its nodes ablated)"}
 CONSTANT = "constant predictor"
-EVIDENCE_COLUMNS = {
-    "circuit_nodes": "circuit nodes",
-    "minimality": "minimality",
-    "resample_ablation_margin_loss": "margin lost (resample)",
-    "mean_ablation_margin_loss": "margin lost (mean)",
-    "zero_ablation_margin_loss": "margin lost (zero)",
-    "resample_ablation_lean": "lean (resample)",
-    "patching_recovery": "z patching recovery",
-    "mirror_score": "mirror score",
-}
-
-
 def base_margin(ablation: pd.DataFrame) -> float:
     """The unablated model's class-balanced margin."""
     row = ablation[(ablation["component"] == NONE) & (ablation["kind"] == BALANCED)]
@@ -113,8 +101,8 @@ def node_figure(ablation: pd.DataFrame, circuit_nodes: list[str]) -> Figure | No
     return Figure(fig)
 
 
-def kind_figure(ablation: pd.DataFrame, value: str, title: str, color_title: str, *, percent: bool) -> Figure:
-    """One panel per mode: component rows (the unablated model first) x kind of string (and balanced)."""
+def kind_figure(ablation: pd.DataFrame) -> Figure:
+    """One panel per mode: component rows (the unablated model first) x kind of string (and balanced): accuracy."""
     whole = ablation[ablation["positions"].isin([ALL, NONE])]
     rows = [NONE, *[c for c in components(whole) if c != NONE]]
     kinds = kind_sorted(whole["kind"].unique().tolist())
@@ -122,18 +110,11 @@ def kind_figure(ablation: pd.DataFrame, value: str, title: str, color_title: str
     panels = []
     for mode in [m for m in MODES if (whole["mode"] == m).any()]:
         cells = whole[(whole["mode"] == mode) | (whole["component"] == NONE)]  # 'none' in every panel
-        panels.append(Panel(f"{MODE_LABELS[mode]} ablation", grid(cells, "component", "kind", value, rows, kinds),
-                            kinds, labels))
-    if percent:
-        fig = heatmap_grid(panels, title, "kind of string", "ablated component", color_title, zmin=0, zmax=1,
-                           colorscale="RdYlGn", hover="%{z:.1%}", text_format="%{z:.0%}",
-                           panel_height=32 * len(rows))
-    else:
-        limit = symmetric_limit(np.concatenate([p.z.ravel() for p in panels]))
-        fig = heatmap_grid(panels, title, "kind of string", "ablated component", color_title, zmin=-limit,
-                           zmax=limit, zmid=0, colorscale=DIVERGING, text_format="%{z:.1f}",
-                           panel_height=32 * len(rows))
-    return Figure(fig)
+        panels.append(Panel(f"{MODE_LABELS[mode]} ablation", grid(cells, "component", "kind", "accuracy", rows,
+                                                                  kinds), kinds, labels))
+    return Figure(heatmap_grid(panels, "Accuracy per kind with one component ablated", "kind of string",
+                               "ablated component", "accuracy", zmin=0, zmax=1, colorscale="RdYlGn",
+                               hover="%{z:.1%}", text_format="%{z:.0%}", panel_height=32 * len(rows)))
 
 
 def circuit_figure(accuracy: dict) -> Figure:
@@ -149,21 +130,6 @@ def circuit_figure(accuracy: dict) -> Figure:
     fig.add_hline(y=0.5, line_dash="dash", line_color="#52606d", annotation_position="top right",
                   annotation_text=f"{CONSTANT} (balanced accuracy)")
     return Figure(fig)
-
-
-def evidence_table(summary: dict) -> Table:
-    rows = []
-    for head, facts in summary["evidence"].items():
-        row: dict[str, object] = {"head": head, "in circuit": bool(facts.get("in_circuit"))}
-        row.update({label: facts.get(key) for key, label in EVIDENCE_COLUMNS.items()})
-        row["circuit nodes"] = ", ".join(row["circuit nodes"] or [])
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        loss = frame["margin lost (resample)"].astype(float).fillna(-np.inf)
-        frame = frame.assign(_s=loss).sort_values(["_s", "head"], ascending=[False, True], kind="stable").drop(
-            columns="_s")
-    return Table(frame.reset_index(drop=True), digits=3)
 
 
 def ablation_page(attribution: Attribution) -> Page:
@@ -208,24 +174,11 @@ def ablation_page(attribution: Attribution) -> Page:
             "the model with the circuit's nodes ablated: class-balanced, on palindromes, and on distance-1 strings. "
             "If the circuit is right, the circuit alone keeps the accuracy and ablating it drops the balanced "
             "accuracy to the constant predictor's 50%."), circuit_figure(accuracy)),
-        Section("Evidence per head", (
-            "Per head, every position: the share of the balanced margin lost under each ablation, the lean under "
-            "resample ablation, the z patching recovery (share of the clean logit difference restored when the "
-            "head's output is patched from the clean palindrome at every position, ratio of means), the mirror "
-            "score, and its circuit nodes with their smallest minimality. Sorted by margin lost under resample "
-            "ablation."), evidence_table(summary)),
         Section("Accuracy under ablation, by kind", (
             "Each row ablates one component at every position (L{l}H{h}: that head's hook_z slice; {l}_mlp_out: that "
             "MLP) and shows the accuracy on each kind of string and the class-balanced accuracy; the first row is "
             "the unablated model. Red cells are where a component is needed, green where it is not."),
-            kind_figure(ablation, "accuracy", "Accuracy per kind with one component ablated", "accuracy",
-                        percent=True)),
-        Section("Logit difference under ablation, by kind", (
-            "The same ablations, showing the mean logit difference logit[palindrome] − logit[not palindrome] per "
-            "kind (the 'balanced' column is the lean): palindromes should stay red (positive) and the rest blue "
-            "(negative). A row that turns pale has lost what separates the classes; a row of one colour leans."),
-            kind_figure(ablation, "mean_logit_diff", "Mean logit difference per kind with one component ablated",
-                        "mean logit difference", percent=False)),
+            kind_figure(ablation)),
     ]
     data = [Download("ablation.csv", ablation, "data/attribution/ablation.parquet")]
     sections = [Section(s.heading, s.caption, s.content, data=data) if isinstance(s.content, Figure) else s

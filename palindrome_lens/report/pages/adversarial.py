@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from palindrome_lens.report.content import Figure, Text
+from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.failures import failure_pattern
 from palindrome_lens.report.formatting import num, pcts
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
+from palindrome_lens.report.pages.evaluation import FEW_ERRORS
 from palindrome_lens.report.pages.margins import margin_sections
 from palindrome_lens.report.plots import count_axis, pair_bars
 
@@ -44,10 +45,12 @@ def adversarial_page(attribution: Attribution, n_examples: int) -> Page:
     edits, facts = attribution["adversarial"], attribution.summary["adversarial"]
     by_position = attribution["adversarial_by_position"]
     wrong = edits[~edits["correct"]]
+    odd = bool((edits["text"].str.len() % 2 == 1).any())
     pattern = failure_pattern(wrong["text"].tolist(), wrong["label"].tolist(), noun="edit")
     intro = (f"Every single-character edit of {facts['n_palindromes']} test palindromes ({facts['n_edits']} strings) "
-             f"was scored by the model. An edit breaks exactly one mirrored pair (except at the centre of an odd "
-             f"length, which leaves a palindrome). {facts['n_misclassified']} edits are misclassified; the smallest "
+             f"was scored by the model. An edit breaks exactly one mirrored pair"
+             + (" (except at the centre of an odd length, which leaves a palindrome)" if odd else "")
+             + f". {facts['n_misclassified']} edits are misclassified; the smallest "
              f"margin is {num(facts['min_margin'])} (negative = wrong). {pattern}")
     several = by_position["length"].nunique() > 1
     read = ("pair 0 is the outermost pair" + ("; one bar colour per string length" if several else "")
@@ -58,11 +61,14 @@ def adversarial_page(attribution: Attribution, n_examples: int) -> Page:
     if by_position.empty:
         sections.append(Section("Edits by broken pair", "Per broken pair.", Text("No edits were scored.")))
     else:
+        few = int(by_position["n_wrong"].sum()) <= FEW_ERRORS
         sections += [
             Section("Fooling edits by broken pair", "How many edits breaking each mirrored pair the model calls a "
-                    "palindrome (hover for the count of edits and the accuracy); " + read,
-                    by_position_figure(by_position, "n_wrong", "Fooling single edits by broken pair",
-                                       "edits called a palindrome", False), data=by_data),
+                    "palindrome" + (", out of the edits of that pair; a table: there are too few for a chart" if few
+                                    else " (hover for the count of edits and the accuracy)") + "; " + read,
+                    Table(by_position) if few else by_position_figure(
+                        by_position, "n_wrong", "Fooling single edits by broken pair", "edits called a palindrome",
+                        False), data=by_data),
             Section("Smallest margin by broken pair", "The worst edit per pair: below 0 the model is fooled, just "
                     "above 0 it nearly is; " + read,
                     by_position_figure(by_position, "min_margin", "Smallest margin of single edits by broken pair",
@@ -71,11 +77,11 @@ def adversarial_page(attribution: Attribution, n_examples: int) -> Page:
     table_read = ("source is the palindrome, text the edited string; position is the 0-based index of the changed "
                   "character (old → new) and pair_pos its mirrored pair; 'is palindrome' is the truth (a centre edit "
                   "stays a palindrome).")
-    edit_data = [Download("adversarial.csv", edits, source.format("adversarial"))]
     tables = margin_sections(edits, n_examples, order=["source", "position", "new"], columns=COLUMNS,
                              headers={"label": "is palindrome"}, things="edits", thing="edit",
                              wrong_caption="Most confidently wrong first; the intro says what they share. " + table_read,
                              close_caption="Correct, but nearest to the wrong side. "
-                             + ("The columns are those above." if len(wrong) else table_read))
-    sections += [Section(s.heading, s.caption, s.content, data=edit_data) for s in tables]
+                             + ("The columns are those above." if len(wrong) else table_read),
+                             data=("adversarial.csv", source.format("adversarial")))
+    sections += tables
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

@@ -73,12 +73,13 @@ def mirror_figure(mirror: pd.DataFrame) -> Figure:
     return Figure(fig)
 
 
-def positional_qk_figure(pos_qk: pd.DataFrame, length: int, n_heads: int) -> Figure:
+def positional_qk_figure(pos_qk: pd.DataFrame, length: int, n_heads: int, several: bool = False) -> Figure:
     """Every head's positional QK pattern on strings of `length` characters."""
     rows = pos_qk[pos_qk["length"] == length]
     labels = position_labels(length, int(rows["query_pos"].max()) + 1)
     panels = head_panels(rows, "query_pos", "key_pos", "pattern", labels, lambda component, _: component)
-    fig = heatmap_grid(panels, f"Positional QK pattern per head, strings of length {length} (the longest)",
+    title = f"Positional QK pattern per head, strings of length {length}" + (" (the longest)" if several else "")
+    fig = heatmap_grid(panels, title,
                        "key position", "query position", "attention", cols=n_heads, zmin=0, zmax=1,
                        colorscale=SEQUENTIAL, panel_height=320)
     return Figure(fig)
@@ -187,13 +188,15 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
     attention_dir = str(summary["model"].get("attention_dir", "bidirectional"))
     source = "data/attribution/{}.parquet"
     sections = []
+    several = len(lengths) > 1
     by_position = attribution["readout_by_position"]
     if not by_position.empty:
         sections.append(Section(f"Where the heads look from {readout}", (
             f"Per head (every head above layer 0), the mean attention {readout} puts on each character of the "
             "analysis strings that are not palindromes, split by whether that character's mirrored pair is broken "
             "(red) or matches (grey). The y axis is logarithmic and shared, so a head that reads mismatches shows "
-            "two lines far apart; the panel titles give the ratio over every position and length. The mean "
+            f"two lines far apart; the panel titles give the ratio over every position{' and length' * several}. "
+            "The mean "
             "patterns further down average over strings whose broken pairs sit in different places, which is why "
             "they look nearly uniform."), reader_figure(by_position, readout), anchor="reader",
             data=[Download("readout_by_position.csv", by_position, source.format("readout_by_position"))]))
@@ -207,13 +210,12 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
             data=[Download("mirror_head_string.csv", cells,
                            source.format("example_attention") + ", the rows of this string and head")]))
     pad = any(int(attention[attention["length"] == n]["dest"].max()) + 1 > n + 2 for n in lengths)
-    sections += [Section(f"Mean attention, length {length}", (
+    sections += [Section("Mean attention" + (f", length {length}" if several else ""), (
         "One panel per head (rows of panels = layers). Rows are query positions (BOS, characters 1..L, EOS), "
         "columns the positions they attend to; colour is the mean attention over the analysis strings of this "
         f"length (each row sums to 1). An anti-diagonal means mirror comparison; the {readout} row shows what the "
         "classification position reads on average."), mean_pattern_figure(attention, length, n_heads),
         data=[Download("attention.csv", attention, source.format("attention"))]) for length in lengths]
-    several = len(lengths) > 1
     sections.append(Section("Mirror scores", (
         "Mirror score per head and kind of string (1 = every character attends only to its mirror; uniform "
         "attention gives about 1/(L+2))" + ("; averaged over lengths weighted by their string counts." if several
@@ -233,7 +235,7 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
             + (f". Shown for the longest length, {qk_length}; the data holds every length" if several else "")
             + ". A mirror-comparing head shows an anti-diagonal. Exact for layer 0; in later layers the residual "
             "stream holds more than positions, so read it as a guide."),
-            positional_qk_figure(attribution["pos_qk"], qk_length, n_heads),
+            positional_qk_figure(attribution["pos_qk"], qk_length, n_heads, several),
             data=[Download("pos_qk.csv", attribution["pos_qk"], source.format("pos_qk"))]),
         Section("Positional embeddings", (
             "W_pos, one row per position (BOS, characters, EOS" + ("; later rows are PAD slots of shorter strings"
@@ -243,7 +245,8 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
             data=[Download("pos_embed.csv", attribution["pos_embed"], source.format("pos_embed"))]),
         Section("Positional similarity", (
             "Cosine similarity of every pair of W_pos rows (red: same direction, blue: opposite). Mirrored "
-            "positions i and L+1−i of the longest string lie on the anti-diagonal between 1 and L; a strong colour "
+            f"positions i and L+1−i of the {'longest ' if several else ''}string lie on the anti-diagonal between 1 "
+            "and L; a strong colour "
             "there means W_pos itself pairs each position with its mirror."),
             pos_cosine_figure(attribution["pos_cosine"], max_length),
             data=[Download("pos_cosine.csv", attribution["pos_cosine"], source.format("pos_cosine"))]),

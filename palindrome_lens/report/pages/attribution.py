@@ -70,7 +70,7 @@ def attribution_page(attribution: Attribution, hist_bins: int) -> Page:
         f"On the {n} strings of the analysis set the components add up to the model's logit difference to within "
         f"{num(summary['dla_max_abs_error'], 2)}. Positive values push towards 'palindrome'.")
     table = means.reset_index().rename(columns={"component": "component \\ kind"})
-    dla_data = [Download("dla.csv", dla, "data/attribution/dla.parquet")]
+    dla_data = [Download("dla_means.csv", table, "the means shown; every string's in data/attribution/dla.parquet")]
     return Page(FILENAME, TITLE, intro, [
         Section("Mean contribution per component", (
             "Each group of bars is one component (the glossary lists the names). Bar height is the mean "
@@ -85,5 +85,6 @@ def attribution_page(attribution: Attribution, hist_bins: int) -> Page:
             "whose contributions barely move is a narrow spike at 0 and one that separates the classes spreads its "
             "non-palindromes far from 0 (negative: towards 'not palindrome'). Palindromes centre on 0 by "
             "construction."), class_histograms(attribution["distributions"], order, hist_bins),
-            data=[Download("distributions.csv", attribution["distributions"], "data/attribution/distributions.parquet")]),
+            data=[Download("distribution_stats.csv", attribution["distribution_stats"],
+                           "data/attribution/distribution_stats.parquet; every string's in distributions.parquet")]),
     ], nav_label=NAV)

@@ -1,4 +1,4 @@
-"""The evaluation page: test errors broken down by kind, distance, length and broken pair (counts, which near
+"""The evaluation page: the training curves dvclive logged, then test errors broken down by kind, distance, length and broken pair (counts, which near
 100% accuracy say what rounded percentages cannot), the confusion matrix, logit differences with every
 misclassified string marked, and the misclassified and closest-call test strings with what they share."""
 
@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from palindrome_lens.report.content import Figure
+from palindrome_lens.report.content import Figure, Table
 from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.failures import failure_pattern
 from palindrome_lens.report.figures import label_figure
-from palindrome_lens.report.formatting import count, pct
+from palindrome_lens.report.formatting import count, num, pct
 from palindrome_lens.report.html import Page, Section
-from palindrome_lens.report.inputs import Evaluation
+from palindrome_lens.report.inputs import Evaluation, Training
 from palindrome_lens.report.pages.margins import MARGIN, margin_sections, with_margin
 from palindrome_lens.report.plots import (
     ERROR_COLOR,
@@ -27,12 +27,16 @@ from palindrome_lens.report.plots import (
     error_bars,
     heatmap_grid,
     kind_sorted,
+    lines,
     pair_bars,
 )
 
 FILENAME = "evaluation.html"
-TITLE = "Evaluation"
-SUMMARY = "test accuracy by kind, length, distance and mismatch position; the misclassified strings"
+TITLE = "Training and evaluation"
+NAV = "Evaluation"
+SUMMARY = ("the training curves; test accuracy by kind, length, distance and mismatch position; the misclassified "
+           "strings")
+FEW_ERRORS = 20
 EXAMPLE_COLUMNS = ["text", "kind", "length", "distance", "mismatch_pos", "logit_diff", "prob_palindrome", "margin"]
 
 
@@ -98,38 +102,71 @@ def logit_histogram(predictions: pd.DataFrame, bins: int) -> Figure:
                                "test strings per bin (log scale)"))
 
 
-def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> Page:
+def training_sections(training: Training) -> tuple[str, list[Section]]:
+    """A sentence on training, and its loss and validation-accuracy curves."""
+    m, loss, acc = training.metrics, training.loss, training.val_accuracy
+    first_perfect = acc[acc["accuracy"] >= 1.0]["step"]
+    said = (f"Training saw {m['n_examples']} examples in {m['step']} optimiser steps; final validation accuracy "
+            f"{pct(m['val']['accuracy'], 2)} (loss {num(m['val']['loss'])}), final training loss "
+            f"{num(m['train']['loss'])}" + (f"; validation first reached 100% at step {int(first_perfect.iloc[0])}."
+                                            if len(first_perfect) else "."))
+    return said, [
+        Section("Training loss", (
+            "The mean cross-entropy of each logged training batch against the optimiser step, on a log axis: a "
+            "straight downward slope is steady progress; a plateau means the model is stuck."),
+            Figure(lines({"train loss": (loss["step"], loss["loss"])}, "Training loss (cross-entropy per batch)",
+                         "optimiser step", "loss (log scale)", log_y=True)),
+            data=[Download("train_loss.csv", loss, "data/train/plots/metrics/train/loss.tsv")]),
+        Section("Validation accuracy", (
+            "Accuracy on the validation split each time it was evaluated (train.eval_every steps)."),
+            Figure(lines({"validation accuracy": (acc["step"], acc["accuracy"])}, "Validation accuracy during "
+                         "training", "optimiser step", "accuracy", percent=True)),
+            data=[Download("val_accuracy.csv", acc, "data/train/plots/metrics/val/accuracy.tsv")]),
+    ]
+
+
+def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int, training: Training) -> Page:
     m, predictions = evaluation.metrics, with_margin(evaluation.predictions)
+    trained, curves = training_sections(training)
     if not m["n"]:
-        return Page(FILENAME, TITLE, "The test split is empty: there is nothing to evaluate.")
+        return Page(FILENAME, TITLE, f"{trained} The test split is empty: there is nothing to evaluate.", curves,
+                    nav_label=NAV)
     wrong = predictions[~predictions["correct"]]
     pattern = failure_pattern(wrong["text"].tolist(), wrong["label"].tolist())
     d1 = m["distance"].get("1", {})
-    intro = (f"The model scored {pct(m['accuracy'], 2)} on {m['n']} held-out test strings"
+    intro = (f"{trained}\n\nThe model scored {pct(m['accuracy'], 2)} on {m['n']} held-out test strings"
              + (f", and {pct(d1['accuracy'], 2)} on the {d1['n']} that differ from a palindrome in exactly one "
                 f"mirrored pair (distance 1), the hardest case." if d1 else ".")
              + f" {count(len(wrong), 'string')} misclassified. {pattern}")
     by = {key: breakdown(m[key], kinds=key == "kind") for key in ("kind", "distance", "length")}
     source = "data/eval/metrics.json"
     several = len(m["length"]) > 1
+    few = len(wrong) <= FEW_ERRORS  # a handful of errors reads better as a table than as full-height bars
+
+    def errors(key: str, heading: str, caption: str, title: str, x_title: str) -> Section:
+        cells = by[key]
+        content = Table(cells.rename(columns={"group": key}), digits=4) if few else breakdown_figure(cells, title,
+                                                                                                    x_title)
+        return Section(heading, caption + (" A table: there are too few errors for a chart." if few else ""),
+                       content, data=[Download(f"eval_by_{key}.csv", cells, source)])
+
+    near = predictions[predictions["mismatch_pos"].notna()]
+    by_pair = (near.assign(wrong=~near["correct"]).groupby(["length", "mismatch_pos"])["wrong"]
+               .agg(n="count", misclassified="sum").reset_index())
+    pair_data = [Download("eval_by_pair.csv", by_pair, "data/eval/predictions.parquet")]
     sections = [
-        Section("Errors by kind", (
-            "Misclassified test strings per kind, each bar labelled with its count out of the kind's strings (hover "
-            "for the accuracy). Counts rather than accuracies: near 100% a bar chart of accuracies shows nothing."),
-            breakdown_figure(by["kind"], "Misclassified test strings by kind", "kind of string"),
-            data=[Download("eval_by_kind.csv", by["kind"], source)]),
-        Section("Errors by distance", (
-            "Misclassified test strings by distance. Distance 1 is the hardest: a single pair decides the answer."),
-            breakdown_figure(by["distance"], "Misclassified test strings by distance", "broken mirrored pairs"),
-            data=[Download("eval_by_distance.csv", by["distance"], source)]),
-        Section("Errors by length", "Misclassified test strings per string length (number of characters).",
-                breakdown_figure(by["length"], "Misclassified test strings by length", "characters"),
-                data=[Download("eval_by_length.csv", by["length"], source)]),
+        *curves,
+        errors("kind", "Errors by kind", "Misclassified test strings per kind, out of the kind's strings.",
+               "Misclassified test strings by kind", "kind of string"),
+        errors("distance", "Errors by distance", (
+            "Misclassified test strings by distance (broken mirrored pairs). Distance 1 is the hardest: a single pair "
+            "decides the answer."), "Misclassified test strings by distance", "broken mirrored pairs"),
+        *([errors("length", "Errors by length", "Misclassified test strings per string length (characters).",
+                  "Misclassified test strings by length", "characters")] if several else []),
         Section("Errors by broken pair", (
             "Distance-1 strings only, grouped by which mirrored pair is broken (pair 0 is the outermost)"
             + (", one bar colour per string length" if several else "") + ". A high bar is a pair the model checks "
-            "badly."), mismatch_figure(predictions),
-            data=[Download("predictions.csv", evaluation.predictions, "data/eval/predictions.parquet")]),
+            "badly."), Table(by_pair) if few else mismatch_figure(predictions), data=pair_data),
         Section("Confusion matrix", (
             "Rows are the true class, columns the predicted class; the diagonal counts correct answers. Off-"
             "diagonal cells: top right = palindromes called non-palindromes, bottom left = the reverse."),
@@ -138,13 +175,13 @@ def evaluation_page(evaluation: Evaluation, n_examples: int, hist_bins: int) -> 
             f"How many test strings of each kind fall in each of {hist_bins} bins of the logit difference, one line "
             "per kind, on a log axis so that a single string shows. Palindromes should sit right of 0 and every "
             "other kind left of it; how far from 0 says how sure the model is. Each misclassified string is a "
-            "red × under the lines (hover for its text)."), logit_histogram(predictions, hist_bins),
-            data=[Download("predictions.csv", evaluation.predictions, "data/eval/predictions.parquet")]),
+            "red × under the lines (hover for its text)."), logit_histogram(predictions, hist_bins)),
     ]
     sections += margin_sections(
         predictions, n_examples, order=["text"], columns=EXAMPLE_COLUMNS, things="test strings", thing="string",
         wrong_caption=(f"The most confidently wrong first. margin = {MARGIN} (negative = wrong); mismatch_pos is "
                        "the broken pair of a distance-1 string; the page's intro says what they share."),
         close_caption=("Correctly classified test strings whose logit difference is closest to the wrong side; "
-                       f"margin is the {MARGIN}. Small margins show where the model is least sure."))
-    return Page(FILENAME, TITLE, intro, sections)
+                       f"margin is the {MARGIN}. Small margins show where the model is least sure."),
+        data=("predictions.csv", "data/eval/predictions.parquet"))
+    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

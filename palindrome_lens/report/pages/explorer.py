@@ -1,28 +1,26 @@
-"""The explorer page: one string at a time. A reader picks any analysis string, misclassified test string or
-fooling edit and sees its logit difference, its DLA by component, what patching each node from its
-counterpart does, and every head's attention. Static and offline: the data is in the page, drawn by
-assets/explorer.js with plotly and CircuitsVis."""
+"""The explorer page: one string at a time. A reader filters the analysis strings, misclassified test strings
+and fooling edits by source or kind, broken pair and margin, picks one, and sees its logit difference, its DLA by
+component, what patching each node from its counterpart does, and every head's attention. Static and offline:
+the data is one script under data/, drawn by assets/explorer.js with plotly and CircuitsVis."""
 
 from __future__ import annotations
 
 from palindrome_lens.attribution.per_example import FOOLING, MAX_SHOWN, MISCLASSIFIED
 from palindrome_lens.report.content import ExplorerPicker, ExplorerView
-from palindrome_lens.report.downloads import Download
-from palindrome_lens.report.explorer import explorer_payload, option_groups, start_index
+from palindrome_lens.report.explorer import explorer_payload
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
 
 FILENAME = "explorer.html"
 TITLE = "Explorer: one string at a time"
 NAV = "Explorer"
-SUMMARY = ("pick any analysis string, misclassified test string or fooling edit: its logit difference, DLA, per-node "
-           "patching and every head's attention")
-SOURCE = "data/attribution/{}.parquet"
+SUMMARY = ("filter the analysis strings, misclassified test strings and fooling edits by kind, broken pair and "
+           "margin: each one's logit difference, DLA, per-node patching and every head's attention")
+SOURCE = "data/attribution/example_*.parquet"
 
 
 def explorer_page(attribution: Attribution) -> Page:
-    payload, strings = explorer_payload(attribution)
-    start = start_index(strings)
+    payload, attention, strings = explorer_payload(attribution)
     counts = strings["source"].value_counts()
     n_wrong, n_fooling = int(counts.get(MISCLASSIFIED, 0)), int(counts.get(FOOLING, 0))
     readout = payload["readout"]
@@ -31,29 +29,29 @@ def explorer_page(attribution: Attribution) -> Page:
                "with one broken pair.")
     intro = (f"Every analysis string ({int(counts.get('analysis string', 0))}), the misclassified test strings "
              f"({n_wrong}) and the fooling edits ({n_fooling}; at most {MAX_SHOWN} of each, most confidently wrong "
-             f"first), each with the numbers the other pages average. {opening} Pick another string in the list: "
-             "every figure below follows it.")
-    data = {name: Download(f"{name}.csv", attribution[name], SOURCE.format(name))
-            for name in ("example_strings", "example_dla", "example_patching")}
+             f"first), each with the numbers the other pages average. {opening} Narrow the list by source or kind, "
+             "by a broken pair and by margin (the logit difference signed towards the true class: below 0 = wrong), "
+             "then pick a string: every figure below follows it. The numbers are in data/attribution/"
+             "example_strings.parquet, example_dla.parquet, example_patching.parquet and example_attention.parquet.")
+    longest = int(strings["text"].str.len().max()) if len(strings) else 0
     return Page(FILENAME, TITLE, intro, [
         Section("Pick a string", (
             "The string with its broken mirrored pairs highlighted, the true class, the model's answer (the logit "
             f"difference at {readout}) and the counterpart the patching below starts from."),
-            ExplorerPicker(option_groups(strings), payload, start), anchor="pick", data=[data["example_strings"]]),
+            ExplorerPicker(payload, attention, longest // 2), anchor="pick"),
         Section("What each component writes", (
             f"Direct logit attribution of this one string: each bar is what a component writes towards "
             f"'palindrome' (red, up) or 'not' (blue, down) at {readout}; the bars add up to the logit difference."),
-            ExplorerView("dla"), anchor="dla", data=[data["example_dla"]]),
+            ExplorerView("dla"), anchor="dla"),
         Section("Patching one node at a time", (
             "Each bar replaces one node's activation by its value on the counterpart and shows the recovery: the "
             "share of the way from this string's logit difference to the counterpart's that this node alone moves "
             "it (1 = all the way, 0 = not at all). Dark bars are circuit nodes. For a string the model gets wrong, "
             "the nodes that move it are where the error is carried."),
-            ExplorerView("patching"), anchor="patching", data=[data["example_patching"]]),
+            ExplorerView("patching"), anchor="patching"),
         Section("Attention of every head", (
             "CircuitsVis view of every head on this string: pick a head; rows are query positions, columns the "
             "positions they attend to, darker = more attention. Nothing is masked (the model's own attention "
-            "direction applies). Patterns are stored to 1/255. Data: data/attribution/example_attention.parquet "
-            "(too large for a CSV)."),
+            "direction applies). Patterns are stored in steps of 1/63."),
             ExplorerView("attention"), anchor="attention"),
     ], nav_label=NAV)

@@ -1,6 +1,8 @@
-"""The overview page. Its first screen: the task in plain words, the algorithm in numbered steps (each gated,
-with its number and a link to its figure) and the circuit graph; then the attribute stage's own sentences, the
-key numbers, the model, provenance, the glossary every caption links to, and links to every page."""
+"""The overview page. Its first screen: the task and the model in one line, then one verdict line each for the
+test accuracy, the algorithm (the explanation ladder's, when it is there), the circuit, the scrubbing and the
+program, every one gated by the number beside it and linked to its evidence. Below: the algorithm in numbered
+steps, the circuit graph, every finding in sentences, the key numbers, the task and the model, provenance, the
+glossary every caption links to, and links to every page."""
 
 from __future__ import annotations
 
@@ -8,17 +10,19 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from palindrome_lens.report.algorithm import algorithm_steps, program_step
+from palindrome_lens.report.algorithm import Step, algorithm_steps
 from palindrome_lens.report.content import Glossary, Links, Steps, Table, Text
+from palindrome_lens.report.explanation_inputs import ExplanationInputs
 from palindrome_lens.report.formatting import names, num, pct
 from palindrome_lens.report.glossary import TERMS
 from palindrome_lens.report.html import Page, Section
-from palindrome_lens.report.inputs import ReportInputs
+from palindrome_lens.report.inputs import Attribution, ReportInputs
 from palindrome_lens.report.pages.ablation import CONSTANT, INTERVENTIONS
 from palindrome_lens.report.pages.circuit import graph_section
 from palindrome_lens.report.pages.patching import range_text
+from palindrome_lens.report.pages.scrubbing import floor_pct
 from palindrome_lens.report.provenance import Provenance
-from palindrome_lens.report.task import task_words
+from palindrome_lens.report.task import task_line, task_words
 
 FILENAME = "index.html"
 TITLE = "How this transformer tells palindromes from near misses"
@@ -28,36 +32,26 @@ MODEL_KEYS = ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "attn_only", 
 
 
 def key_numbers(inputs: ReportInputs) -> pd.DataFrame:
+    """The figures the verdict lines do not give, each beside its baseline or check."""
     ev, tr = inputs.evaluation.metrics, inputs.training.metrics
     summary, circuit = inputs.attribution.summary, inputs.attribution.circuit
     d1 = ev.get("distance", {}).get("1")
     adv = summary["adversarial"]
-    gates, runs = circuit["gates"], circuit["ablation"]
     nodes = [n["name"] for n in circuit["nodes"] if n["role"] == "circuit"]
-    full, nothing = runs["model"]["balanced_margin"], runs["nothing"]["balanced_margin"]
     minimal = {name: m["value"] for name, m in circuit["minimality"].items()}
     smallest = min(minimal, key=minimal.__getitem__) if minimal else None
     acc = summary["circuit_accuracy"]
     rows = [
-        ("test accuracy", f"{pct(ev.get('accuracy'), 2)} of {ev['n']} strings"),
         ("test accuracy, distance 1 (one pair broken)", f"{pct(d1['accuracy'], 2)} of {d1['n']}" if d1 else "n/a"),
-        ("worst kind on test", _worst(ev.get("kind", {}))),
         ("final validation accuracy", pct(tr["val"]["accuracy"], 2)),
         ("circuit nodes", (names(nodes) or "none") + ("" if circuit["search"]["reached"] else
                                                       " (weak: no set found reaches the faithfulness target)")),
-        ("faithfulness: margin kept by the circuit alone",
-         f"{pct(circuit['faithfulness'])} (target {pct(gates['faithfulness_target'], 0)}; every node ablated "
-         f"{pct(nothing / full if full else None)}; constant predictor 0%)"),
         ("completeness gap", f"{num(circuit['completeness']['value'])} (worst K "
                              f"{circuit['completeness']['worst_k'] or 'n/a'}; 0 = complete)"),
-        ("minimality, smallest", f"{num(minimal[smallest])} ({smallest}; floor {num(gates['minimality_floor'])})"
-         if smallest else "n/a"),
+        ("minimality, smallest", f"{num(minimal[smallest])} ({smallest}; floor "
+                                 f"{num(circuit['gates']['minimality_floor'])})" if smallest else "n/a"),
         ("balanced accuracy: whole model / circuit only / circuit ablated",
          " / ".join(pct(acc[k].get("balanced_accuracy")) for k in INTERVENTIONS) + f" ({CONSTANT} 50.0%)"),
-        *((f"scrubbing '{r['name']}': loss recovered / accuracy recovered / control / {CONSTANT}",
-           f"{pct(r['recovered'])} / {pct(r.get('accuracy_recovered'))} / {pct(r['control'])} / "
-           f"{pct(r['constant'])}: {r['verdict']}")
-          for r in circuit["scrubbing"]),
         ("single-letter edits misclassified", f"{adv['n_misclassified']} of {adv['n_edits']}"),
         ("DLA check: max |sum of components − logit diff|", num(summary["dla_max_abs_error"], 2)),
         ("patching check: full residual patch recovery", _recovery_range(summary["patching"])),
@@ -115,35 +109,116 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def accuracy_verdict(inputs: ReportInputs) -> Step | None:
+    m = inputs.evaluation.metrics
+    if not m["n"]:
+        return None
+    wrong = round((1 - m["accuracy"]) * m["n"])
+    evidence = (f"{wrong} of {m['n']:,} held-out strings are misclassified (worst kind: {_worst(m.get('kind', {}))})"
+                if wrong else f"none of the {m['n']:,} held-out strings is misclassified")
+    return Step(f"Test accuracy {pct(m['accuracy'], 2)}.", evidence, "evaluation.html", "the errors")
+
+
+def ladder_algorithm(explanation: ExplanationInputs | None) -> Step | None:
+    """HOOK for the explanation ladder (issue 21): the algorithm in plain words, with its numbers, from the
+    ladder's algorithm level in the explain stage's summary.json ('algorithm': {'text', 'evidence'}). Nothing is
+    shown until the explain stage writes it."""
+    level = (explanation.summary.get("algorithm") or {}) if explanation is not None else {}
+    if not level.get("text"):
+        return None
+    return Step(f"The algorithm: {level['text']}", level.get("evidence") or "the explanation ladder's algorithm level",
+                "explanation.html", "the explanation ladder")
+
+
+def circuit_verdict(attribution: Attribution) -> Step:
+    """Gated as the attribute stage's 'carried by': faithfulness at the target and every node needed; 'nothing else
+    is needed' only where the circuit alone also keeps the whole model's balanced accuracy."""
+    circuit, accuracy = attribution.circuit, attribution.summary["circuit_accuracy"]
+    gates, faithfulness = circuit["gates"], circuit["faithfulness"]
+    minimal = [m["value"] for m in circuit["minimality"].values()]
+    n = sum(1 for nd in circuit["nodes"] if nd["role"] == "circuit")
+    alone, whole = (accuracy[k].get("balanced_accuracy") for k in ("others_ablated", "unablated"))
+    numbers = (f"alone they keep {pct(faithfulness)} of the class-balanced margin (gate ≥ "
+               f"{pct(gates['faithfulness_target'], 0)}) and {pct(alone)} balanced accuracy against the whole model's "
+               f"{pct(whole)}; the least needed node's minimality is {num(min(minimal, default=None), 2)} (floor "
+               f"{num(gates['minimality_floor'])})")
+    if not n or faithfulness is None or faithfulness < gates["faithfulness_target"]:
+        return Step("Circuit: no set of nodes passes the faithfulness gate.", numbers if n else
+                    "no candidate set reaches the target", "circuit.html#faithfulness", "the circuit")
+    if not minimal or min(minimal) < gates["minimality_floor"]:
+        return Step(f"Circuit: {n} nodes keep the decision, but not every one of them is needed.", numbers,
+                    "circuit.html#faithfulness", "the circuit")
+    rest = ("; nothing else is needed" if alone is not None and whole is not None and pct(alone) == pct(whole) else
+            "; the rest of the model adds the accuracy they miss")
+    return Step(f"Circuit: {n} nodes carry most of the decision{rest}.", numbers, "circuit.html#faithfulness",
+                "the circuit")
+
+
+def scrubbing_verdict(attribution: Attribution) -> Step | None:
+    scrubs = attribution.circuit["scrubbing"]
+    if not scrubs:
+        return None
+    supported = [r for r in scrubs if r["verdict"] == "supported"]
+    best = supported[0] if supported else max(scrubs, key=lambda r: r.get("recovered_constant") or -1e9)
+    return Step(f"Scrubbing: {len(supported)} of {len(scrubs)} hypotheses supported; "
+                f"{'the first' if supported else 'the closest'}: {best['claim']}.",
+                f"it keeps {pct(best.get('recovered_constant'))} of the loss from a constant predictor "
+                f"({pct(best['recovered'])} from a random scrub) and {pct(best.get('accuracy_recovered'))} of the "
+                f"balanced accuracy; control {floor_pct(best.get('control_constant'))}: {best['verdict']}",
+                "circuit.html#scrubbing", "the scrubbing")
+
+
+def program_verdict(explanation: ExplanationInputs | None) -> Step | None:
+    if explanation is None:
+        return None
+    s = explanation.summary
+    if not s.get("program"):
+        return Step("Program: none was built for this run.", " ".join(s.get("sentences") or []) or "no hypothesis "
+                    "the explain stage can compile is supported", "explanation.html", "the explanation")
+    test, edits = s["agreement"]["test"], s["agreement"]["edits"]
+    return Step("Program: the model runs the compiled program." if s.get("runs_program") else
+                "Program: the compiled program does not pass its gates.",
+                f"it decides like the model on {pct(test['agreement'])} of test strings (the exact palindrome check: "
+                f"{pct(test['baseline_agreement'])}) and follows its logit difference within a class on single edits "
+                f"with R^2 {num(edits['r2'], 2)} (exact check {num(edits['baseline_r2'], 2)})",
+                "explanation.html", "the program")
+
+
+def verdict_lines(inputs: ReportInputs) -> list[Step]:
+    """The first screen's lines: test accuracy, the algorithm (the ladder's hook), circuit, scrubbing, program."""
+    lines = (accuracy_verdict(inputs), ladder_algorithm(inputs.explanation), circuit_verdict(inputs.attribution),
+             scrubbing_verdict(inputs.attribution), program_verdict(inputs.explanation))
+    return [line for line in lines if line is not None]
+
+
 def index_page(inputs: ReportInputs, pages: Sequence[Page], descriptions: dict[str, str]) -> Page:
     attribution = inputs.attribution
-    summary, circuit = attribution.summary, attribution.circuit
-    model = summary["model"]
+    circuit, model = attribution.circuit, attribution.summary["model"]
     config = pd.DataFrame([{"setting": k, "value": str(model.get(k))} for k in MODEL_KEYS if k in model])
     links = [(p.filename, p.title, descriptions.get(p.filename, "")) for p in pages if p.filename != FILENAME]
-    steps = algorithm_steps(attribution)
-    program = program_step(inputs.explanation)
-    steps += [program] if program else []
-    return Page(FILENAME, TITLE, task_words(inputs.provenance.params, model), [
+    return Page(FILENAME, TITLE, task_line(inputs.provenance.params, model), [
+        Section("Verdicts", (
+            "One line each, with the number that decides it and its gate or baseline, and a link to the evidence."),
+            Steps(verdict_lines(inputs), "No verdict: the run has no test strings."), anchor="verdicts"),
         Section("What the model does, step by step", (
             "Each step is one sentence, the number behind it with its baseline, and a link to the figure. A step "
-            "appears only when its number passes the gate the attribute stage or this report applies (the glossary "
-            "and the Circuit page give them); a step that is not established is left out."),
-            Steps(steps, "No step of an algorithm is established for this run: the numbers behind every step "
-                         "failed their gates. The Circuit page shows where the decision runs and what was tested."),
+            "appears only when its number passes its gate (the glossary and the Circuit page give them)."),
+            Steps(algorithm_steps(attribution), "No step of an algorithm is established for this run: the numbers "
+                  "behind every step failed their gates. The Circuit page shows where the decision runs."),
             anchor="algorithm"),
         graph_section(attribution),
-        Section("In the attribute stage's words", (
-            "Written by the attribute stage from the numbers in circuit.json, each claim gated by the number behind "
-            "it; the last paragraph is the explain stage's: 'the model runs this program' only when its agreement, "
-            "error and interchange-intervention gates pass (Explanation page)."),
+        Section("Every finding, in sentences", (
+            "Written from the numbers in circuit.json, each claim gated by the number behind it; the last paragraph "
+            "is the explanation's: 'the model runs this program' only when its agreement, error and "
+            "interchange-intervention gates pass (Explanation page)."),
             Text("\n\n".join(circuit["sentences"] + (inputs.explanation.summary["headline"] if inputs.explanation
                                                       else []))), anchor="sentences"),
         Section("Key numbers", (
-            "Test figures come from the evaluate stage on the whole test split; circuit, scrubbing, edit and check "
-            "figures from the attribute stage on its analysis set and edited palindromes, each beside its "
-            "baseline."), Table(key_numbers(inputs)), anchor="key-numbers"),
-        Section("Model", "The architecture, from summary.json.", Table(config), anchor="model"),
+            "Test figures come from the whole test split; circuit, scrubbing, edit and check figures from the "
+            "analysis set and edited palindromes, each beside its baseline."), Table(key_numbers(inputs)),
+            anchor="key-numbers"),
+        Section("The task and the model", task_words(inputs.provenance.params, model), Table(config),
+                anchor="model"),
         Section("Provenance", (
             "Where this report comes from; each field says what it means. Every source is deterministic, so the "
             "same inputs give the same page."), Table(provenance_table(inputs.provenance)), anchor="provenance"),

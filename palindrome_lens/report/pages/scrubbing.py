@@ -28,14 +28,21 @@ def keeps(result: dict[str, Any]) -> str:
 
 
 def verdict_table(scrubbing: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = [{"hypothesis": r["name"], "claim": r["claim"], "after layer": r["after_layer"], "keeps": keeps(r),
-             "loss recovered": pct(r["recovered"]), "from a constant": pct(r.get("recovered_constant")),
-             "accuracy recovered": pct(r.get("accuracy_recovered")),
+    """Verdict and key figures first (the constant-anchored scale leading, the random-anchored one beside it),
+    the hypothesis's own words last."""
+    rows = [{"hypothesis": r["name"], "verdict": r["verdict"],
+             "loss recovered, from a constant predictor": pct(r.get("recovered_constant")),
+             "from a random scrub": pct(r["recovered"]), "accuracy recovered": pct(r.get("accuracy_recovered")),
              "each pair alone": pct((r.get("local") or {}).get("recovered")),
-             "control": f"{pct(r['control'])} ({pct(r.get('control_constant'))} from a constant)",
-             "constant predictor": pct(r["constant"]), "self draws": pct(r.get("self_draw_share")),
-             "verdict": r["verdict"], "draws": r["n_draws"]} for r in scrubbing]
+             "control, from a constant": floor_pct(r.get("control_constant")),
+             "self draws": pct(r.get("self_draw_share")), "draws": r["n_draws"], "after layer": r["after_layer"],
+             "keeps": keeps(r), "claim": r["claim"]} for r in scrubbing]
     return pd.DataFrame(rows)
+
+
+def floor_pct(value: Any) -> str:
+    """A control's share: below −100% it only says the control is far worse than a constant predictor."""
+    return "below −100% (worse than a constant)" if value is not None and value < -1 else pct(value)
 
 
 def loss_table(scrubbing: list[dict[str, Any]]) -> pd.DataFrame:
@@ -102,8 +109,9 @@ def scrubbing_sections(circuit: dict[str, Any]) -> list[Section]:
             "the loss of the model, of the hypothesis scrub, of its control scrub (strings that disagree: it must "
             "lose the performance), of the random scrub and of a constant predictor. A right hypothesis sits next to "
             "the model, far left of the control, the random scrub and the constant predictor. The loss recovered "
-            "(table below) puts the hypothesis on two scales: from the random scrub (0%) to the model (100%), and "
-            "from the constant predictor (0%) to the model. Averaged "
+            "(table below) puts the hypothesis on two scales: first from the constant predictor (0%) to the model "
+            "(100%), the one that says whether the scrub beats always answering the same; beside it from the random "
+            "scrub (0%) to the model. Averaged "
             f"over {num(scrubbing[0]['n_draws'])} draws."), loss_figure(scrubbing), anchor="scrubbing", data=data),
         Section("Causal scrubbing: verdicts", (
             f"A hypothesis is supported when its scrub keeps {pct(target, 0)} to {pct(2 - target, 0)} of the loss on "
