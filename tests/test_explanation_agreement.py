@@ -49,8 +49,8 @@ def test_errors_are_counted_against_the_label() -> None:
 
 
 def passing() -> tuple[dict, pd.DataFrame]:
-    base = {"n": 100, "agreement": 1.0, "baseline_agreement": 1.0, "model_errors": 10, "program_errors": 10,
-            "errors_reproduced": 9, "error_recall": 0.9, "error_precision": 0.9, "r2": 0.7, "spearman": 0.86,
+    base = {"n": 100, "agreement": 1.0, "baseline_agreement": 1.0, "model_errors": 30, "program_errors": 30,
+            "errors_reproduced": 27, "error_recall": 0.9, "error_precision": 0.9, "r2": 0.7, "spearman": 0.86,
             "baseline_r2": -0.1, "baseline_spearman": 0.0}
     agreement = {"test": dict(base, model_errors=0, program_errors=0, error_recall=None, error_precision=None),
                  "edits": base}
@@ -79,12 +79,21 @@ def test_the_sentence_says_runs_this_program_only_when_every_gate_passes() -> No
         if column is not None:
             i["iia_changed"] = column
         runs, sentence = verdict(a, i, params, PROGRAM)
-        assert not runs and f"({name} below target)" in sentence, name
+        assert not runs and f"({name.strip()} below target)" in sentence, name
         assert sentence.startswith("The program (data/explanation/program.py: 82 lines") and "What it reproduces" in sentence
-    # with no model error, a program that invents errors does not pass either
+    # fewer model errors than explain.min_errors: recall and precision cannot be judged, and the sentence says so
     a = copy.deepcopy(agreement)
-    a["test"]["program_errors"] = 2
+    a["edits"].update({"model_errors": 19, "errors_reproduced": 0, "error_recall": 0.0, "error_precision": None,
+                       "program_errors": 0})
+    runs, sentence = verdict(a, iia, params, PROGRAM)
+    assert runs and "too few to judge recall and precision by: the gate needs at least 20" in sentence
+    a["edits"]["model_errors"] = 20
     assert not verdict(a, iia, params, PROGRAM)[0]
+    # a control that never tested anything (no decision-changing pair) is not a control that passed
+    i = iia.copy()
+    i.loc[i["kind"] == "control", "iia_changed"] = float("nan")
+    runs, sentence = verdict(agreement, i, params, PROGRAM)
+    assert not runs and "(the control below target)" in sentence
 
 
 def test_the_weakest_pair_is_where_the_model_errs_and_the_constants_may_say_why() -> None:

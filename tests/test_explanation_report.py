@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -115,9 +116,7 @@ def test_a_family_without_template_is_a_page_not_a_failure(tmp_path: Path) -> No
 
 def test_corrupt_or_missing_constants_name_the_file(written: Path, tmp_path: Path) -> None:
     copy = tmp_path / "explanation"
-    copy.mkdir()
-    for f in written.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(written, copy)
     (copy / "constants.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(DataFileError, match=r"explanation/constants\.json: key 'family' is missing"):
         load_explanation(copy)

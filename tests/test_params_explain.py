@@ -18,6 +18,13 @@ BOUNDS = {
     "n_fit": ([9, 1_000_001], r"must be (>= 10|<= 1000000)", [10, 1_000_000]),
     "n_fit_edits": ([-1, 100_001], r"must be (>= 0|<= 100000)", [0, 100_000]),
     "n_interchange": ([0, 1_000_001], r"must be (>= 1|<= 1000000)", [1, 1_000_000]),
+    "rank": ([0, 65], r"must be (>= 1|<= 64)", [1, 64]),
+    "n_graded": ([1, 100_001], r"must be (>= 2|<= 100000)", [2, 100_000]),
+    "failure_chars": ([0, 9], r"must be (>= 1|<= 8)", [1, 8]),
+    "failure_proposals": ([0, 1_000_001], r"must be (>= 1|<= 1000000)", [1, 1_000_000]),
+    "min_errors": ([0, 1_000_001], r"must be (>= 1|<= 1000000)", [1, 1_000_000]),
+    "spearman_target": ([-1.1, 1.1], r"must be (>= -1|<= 1)", [-1.0, 1.0]),
+    "r2_target": ([-1.1, 1.1], r"must be (>= -1|<= 1)", [-1.0, 1.0]),
     "batch_size": ([0, (1 << 20) + 1], r"must be (>= 1|<= 1048576)", [1, 1 << 20]),
     "agreement_target": ([0, 1.01], r"must be (> 0|<= 1)", [1e-9, 1.0]),
     "error_recall_target": ([-0.1, 1.1], r"must be (>= 0|<= 1)", [0.0, 1.0]),
@@ -26,7 +33,8 @@ BOUNDS = {
     "iia_control_max": ([-0.01, 1.01], r"must be (>= 0|<= 1)", [0.0, 1.0]),
 }
 FAMILY = ("family", "string_level", r"explain\.family: 'string_level' is not allowed; it must be one of auto, pair_comparison")
-INTEGERS = {"n_contexts", "context_dims", "n_fit", "n_fit_edits", "n_interchange", "batch_size"}
+INTEGERS = {"n_contexts", "context_dims", "n_fit", "n_fit_edits", "n_interchange", "batch_size", "rank", "n_graded",
+            "failure_chars", "failure_proposals", "min_errors"}
 
 
 def with_explain(key: str, value: object) -> dict:

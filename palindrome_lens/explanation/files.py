@@ -6,6 +6,7 @@ import pyarrow as pa
 
 FORMAT = "palindrome-lens/explanation/v1"  # summary.json
 PROGRAM, CONSTANTS, AGREEMENT, SUMMARY = "program.py", "constants.json", "agreement.parquet", "summary.json"
+PROGRAMS, FAILURES = "programs", "failures.parquet"  # programs/<level>.py: the ladder; the failure search's proposals
 
 _STR, _INT, _F64, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 AGREEMENT_SCHEMA = pa.schema([
@@ -13,3 +14,6 @@ AGREEMENT_SCHEMA = pa.schema([
     ("position", _INT), ("source", _STR), ("old", _STR), ("new", _STR), ("model_logit_diff", _F64),
     ("program_logit_diff", _F64), ("model_palindrome", _BOOL), ("program_palindrome", _BOOL),
     ("model_correct", _BOOL), ("program_correct", _BOOL)])
+FAILURES_SCHEMA = pa.schema([
+    ("text", _STR), ("length", _INT), ("label", _BOOL), ("level", _STR), ("pattern", _STR), ("model_logit_diff", _F64),
+    ("program_logit_diff", _F64), ("model_wrong", _BOOL)])

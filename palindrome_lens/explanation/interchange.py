@@ -28,8 +28,8 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from palindrome_lens.attribution.common import forward_logit_diff, parse_head
 from palindrome_lens.data.tokenizer import Tokenizer
-from palindrome_lens.explanation.emulate import Emulator
 from palindrome_lens.explanation.family import CHAR_GROUPS
+from palindrome_lens.explanation.levels import LogitFn
 
 _STREAM = 18
 
@@ -71,9 +71,9 @@ def draw_pairs(test: pd.DataFrame, length: int, n: int, seed: int) -> tuple[list
     return [texts[i] for i in base], [texts[i] for i in source]
 
 
-def patched_decisions(model: TransformerBridge, base: torch.Tensor, source_act: torch.Tensor, align: Alignment,
-                      positions: Sequence[int], batch_size: int) -> np.ndarray:
-    """(n,) the model's decisions on `base` with the node at `positions` taken from the source's run."""
+def patched_logits(model: TransformerBridge, base: torch.Tensor, source_act: torch.Tensor, align: Alignment,
+                   positions: Sequence[int], batch_size: int) -> np.ndarray:
+    """(n,) the model's logit differences on `base` with the node at `positions` taken from the source's run."""
     pos = list(positions)
 
     def hooks(rows: slice) -> list:
@@ -90,7 +90,7 @@ def patched_decisions(model: TransformerBridge, base: torch.Tensor, source_act: 
 
         return [(align.hook, patch)]
 
-    return forward_logit_diff(model, base, batch_size, hooks).cpu().numpy() > 0
+    return forward_logit_diff(model, base, batch_size, hooks).cpu().numpy().astype(np.float64)
 
 
 def source_activations(model: TransformerBridge, tokens: torch.Tensor, hook: str, batch_size: int) -> torch.Tensor:
@@ -103,10 +103,11 @@ def source_activations(model: TransformerBridge, tokens: torch.Tensor, hook: str
     return torch.cat(out)
 
 
-def interchange(model: TransformerBridge, tokenizer: Tokenizer, program: Emulator, test: pd.DataFrame,
+def interchange(model: TransformerBridge, tokenizer: Tokenizer, programs: Mapping[str, LogitFn], test: pd.DataFrame,
                 circuit: Mapping[str, Any], after_layer: int, lengths: Sequence[int], n: int, seed: int,
                 batch_size: int) -> pd.DataFrame:
-    """One row per (length, pair, node, aligned or control): IIA on the decision-changing pairs and on all."""
+    """One row per (program, length, pair, node, aligned or control): IIA on the decision-changing pairs and on
+    all. `programs` {level name: logit_diff(texts, pair, sources)}; the model is patched once for all of them."""
     rows = []
     aligns = alignments(circuit, after_layer)
     for length in lengths:
@@ -114,22 +115,23 @@ def interchange(model: TransformerBridge, tokenizer: Tokenizer, program: Emulato
         if not base:
             continue
         base_tokens, source_tokens = tokenizer.encode(base), tokenizer.encode(source)
-        program_base = program.logit_diff(base) > 0
+        program_base = {name: fn(base) > 0 for name, fn in programs.items()}
         n_pairs = length // 2
         for align in aligns:
             source_act = source_activations(model, source_tokens, align.hook, batch_size)
             for pair in range(n_pairs):
-                told = program.logit_diff(base, pair, source) > 0
-                changed = told != program_base
+                told = {name: fn(base, pair, source) > 0 for name, fn in programs.items()}
                 controls = [("control", (pair + 1) % n_pairs)] if n_pairs > 1 else []
                 for kind, at in [("aligned", pair), *controls]:
-                    model_says = patched_decisions(model, base_tokens, source_act, align, (at + 1, length - at),
-                                                   batch_size)
-                    alike = model_says == told
-                    rows.append({"length": length, "pair": pair, "variable": f"pair {pair}", "alignment": align.name,
-                                 "node": align.node, "kind": kind, "patched_pair": at,
-                                 "positions": f"{at + 1},{length - at}", "n": len(base),
-                                 "n_changed": int(changed.sum()),
-                                 "iia_changed": float(alike[changed].mean()) if changed.any() else float("nan"),
-                                 "iia_all": float(alike.mean())})
+                    model_says = patched_logits(model, base_tokens, source_act, align, (at + 1, length - at),
+                                                batch_size) > 0
+                    for name in programs:
+                        changed = told[name] != program_base[name]
+                        alike = model_says == told[name]
+                        rows.append({"level": name, "length": length, "pair": pair, "variable": f"pair {pair}",
+                                     "alignment": align.name, "node": align.node, "kind": kind, "patched_pair": at,
+                                     "positions": f"{at + 1},{length - at}", "n": len(base),
+                                     "n_changed": int(changed.sum()),
+                                     "iia_changed": float(alike[changed].mean()) if changed.any() else float("nan"),
+                                     "iia_all": float(alike.mean())})
     return pd.DataFrame(rows)

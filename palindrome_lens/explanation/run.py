@@ -29,20 +29,37 @@ from palindrome_lens.explanation.agreement import (
 from palindrome_lens.explanation.constants import FORMAT as CONSTANTS_FORMAT
 from palindrome_lens.explanation.constants import counts, length_entry, provenance
 from palindrome_lens.explanation.emulate import Emulator
+from palindrome_lens.explanation.failures import propose, scores
 from palindrome_lens.explanation.family import FamilyChoice, choose_family
-from palindrome_lens.explanation.files import AGREEMENT, AGREEMENT_SCHEMA, CONSTANTS, FORMAT, PROGRAM, SUMMARY
+from palindrome_lens.explanation.files import (
+    AGREEMENT,
+    AGREEMENT_SCHEMA,
+    CONSTANTS,
+    FAILURES,
+    FAILURES_SCHEMA,
+    FORMAT,
+    PROGRAM,
+    PROGRAMS,
+    SUMMARY,
+)
+from palindrome_lens.explanation.graded import graded_changes, score
 from palindrome_lens.explanation.interchange import interchange
+from palindrome_lens.explanation.ladder import ladder
+from palindrome_lens.explanation.levels import BuiltLevel, build_ladder
 from palindrome_lens.explanation.program import run_program
 from palindrome_lens.explanation.readout import fit_readout, quadratic_terms
 from palindrome_lens.explanation.sentences import (
     forced_sentence,
+    gate_checks,
+    iia_facts,
+    ladder_sentence,
     pair_constants,
     verdict,
     weakest_pair,
     weakest_sentence,
 )
 from palindrome_lens.explanation.tables import read_tables
-from palindrome_lens.explanation.template import logic_lines, render_program
+from palindrome_lens.explanation.template import head_name, logic_lines, render_level
 from palindrome_lens.model.classifier import Classifier
 from palindrome_lens.model.readout import readout_of
 from palindrome_lens.params import ExplainParams
@@ -61,6 +78,8 @@ class Explanation:
     constants: dict[str, Any] | None = None
     agreement: pd.DataFrame | None = None
     interchange: pd.DataFrame | None = None
+    levels: dict[str, str] = field(default_factory=dict)  # programs/<level>.py sources
+    failures: pd.DataFrame | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # per part, printed by the stage, never written
 
     def lap(self, part: str, since: float) -> float:
@@ -136,16 +155,76 @@ def fit_program(clf: Classifier, choice: FamilyChoice, tables: dict[int, Any], t
     return document(clf, choice, tables, fits, params), fit_texts, fit_logits.astype(np.float64)
 
 
-def measure(clf: Classifier, source: str, emulator: Emulator, test: pd.DataFrame, edits: pd.DataFrame,
-            baseline: dict[bool, float], batch_size: int) -> tuple[pd.DataFrame, dict[str, Any], list, float]:
-    """agreement.parquet's rows, the figures per set, per kind, and the check that program.py gives them."""
-    test_model = forward_logit_diff(clf.model, clf.encode(test["text"].tolist()), batch_size).cpu().numpy()
-    test_program, edits_program = emulator.logit_diff(test["text"].tolist()), emulator.logit_diff(edits["text"].tolist())
+def model_size(clf: Classifier) -> int:
+    """The model's number of parameters as its weights file holds them (every tensor of the state dict)."""
+    return int(sum(t.numel() for t in clf.model.state_dict().values()))
+
+
+def measure(built: BuiltLevel, test: pd.DataFrame, test_model: np.ndarray, edits: pd.DataFrame,
+            baseline: dict[bool, float]) -> tuple[pd.DataFrame, dict[str, Any], list, float]:
+    """A level's agreement.parquet rows, its figures per set and per kind, and the check that its program file
+    gives them."""
+    test_program, edits_program = built.logit_diff(test["text"].tolist()), built.logit_diff(edits["text"].tolist())
     sample = test["text"].tolist()[:CHECK_ROWS] + edits["text"].tolist()[:CHECK_ROWS]
-    gap = check_program(source, sample, np.concatenate([test_program[:CHECK_ROWS], edits_program[:CHECK_ROWS]]))
-    table = agreement_table(test, test_model.astype(np.float64), test_program, edits, edits_program)
+    gap = check_program(built.source, sample, np.concatenate([test_program[:CHECK_ROWS], edits_program[:CHECK_ROWS]]))
+    table = agreement_table(test, test_model, test_program, edits, edits_program)
     agreement = {name: figures(table[table["set"] == name], baseline) for name in ("test", "edits")}
-    return table, agreement, by_kind(table[table["set"] == "test"], baseline), gap
+    kinds = [{"set": name, **row} for name in ("test", "edits") for row in by_kind(table[table["set"] == name], baseline)]
+    return table, agreement, kinds, gap
+
+
+def level_row(built: BuiltLevel, agreement: Mapping[str, Any], kinds: list, iia: pd.DataFrame,
+              checks: Mapping[str, bool | None], n_model: int) -> dict[str, Any]:
+    test, edits = agreement["test"], agreement["edits"]
+    resid = iia_facts(iia, "resid")
+    return {"name": built.name, "adds": built.level.adds, "file": f"{PROGRAMS}/{built.filename}",
+            "n_read": built.n_read, "n_fitted": built.n_fitted, "n_total": built.n_read + built.n_fitted,
+            "n_model": n_model, "bytes": len(built.source.encode()), "logic_lines": logic_lines(built.source),
+            "seconds": built.seconds, "agreement_test": test["agreement"], "agreement_edits": edits["agreement"],
+            "model_errors": edits["model_errors"], "program_errors": edits["program_errors"],
+            "errors_reproduced": edits["errors_reproduced"], "error_recall": edits["error_recall"],
+            "error_precision": edits["error_precision"], "r2_edits": edits["r2"], "spearman_edits": edits["spearman"],
+            "r2_test": test["r2"], "spearman_test": test["spearman"], "by_kind": kinds,
+            "iia_min": resid["min"], "iia_control_max": resid["control_max"],
+            "gates": dict(checks), "failed": [name for name, ok in checks.items() if ok is False],
+            "passes": all(ok is not False for ok in checks.values())}
+
+
+def find_failures(clf: Classifier, built: list[BuiltLevel], edits: pd.DataFrame, lengths: list[int],
+                  params: ExplainParams) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Every level's proposals shown to the model, and the scores against uniformly drawn single edits (the
+    attribute stage's edits of test palindromes, with the model's logits)."""
+    proposals = propose([(b.name, b.logit_diff) for b in built if b.level.pairs != "none"], clf.tokenizer.alphabet,
+                        lengths, params.failure_chars, params.failure_proposals)
+    if proposals.empty:
+        return proposals, []
+    model = forward_logit_diff(clf.model, clf.encode(proposals["text"].tolist()), params.batch_size).cpu().numpy()
+    proposals["model_logit_diff"] = model.astype(np.float64)
+    proposals["model_wrong"] = (model > 0) != proposals["label"].to_numpy()
+    random_wrong = (edits["logit_diff"].to_numpy() > 0) != edits["label"].to_numpy(dtype=bool)
+    rate = float(random_wrong.mean()) if len(edits) else None
+    table = proposals[["text", "length", "label", "level", "pattern", "model_logit_diff", "program_logit_diff",
+                       "model_wrong"]].reset_index(drop=True)
+    return table, scores(proposals, rate, len(edits))
+
+
+def algorithm_facts(built: BuiltLevel, row: Mapping[str, Any], n_model: int) -> dict[str, Any]:
+    """The algorithm level in words, with its numbers: what the index's first screen states."""
+    first = built.constants["lengths"][min(built.constants["lengths"], key=int)]
+    parts = []
+    for head in first["heads"]:
+        sal, ev = head["salience"], head["evidence"]
+        parts.append(f"{head_name(head['name'])} attends to a broken pair with salience {np.mean(sal['broken']):+.2f} "
+                     f"against {np.mean(sal['match']):+.2f} for a matched one and reads evidence "
+                     f"{np.mean(ev['broken']):+.2f} from it against {np.mean(ev['match']):+.2f} (means over positions)")
+    text = ("Each character position compares its own character with its mirror's; the readout heads weigh the "
+            "positions by salience and average their evidence, which a broken pair moves: " + "; ".join(parts) +
+            f". {built.n_read} numbers read and {built.n_fitted} fitted ({(built.n_read + built.n_fitted) / n_model:.2%} "
+            f"of the model's {n_model:,} parameters).")
+    evidence = (f"It decides like the model on {row['agreement_test']:.2%} of test strings and {row['agreement_edits']:.2%} "
+                f"of single edits; within a class its logit difference follows the model's with Spearman "
+                f"{row['spearman_edits'] or 0:.2f} on the edits (the exact check: 0).")
+    return {"level": built.name, "text": text, "evidence": evidence, "file": f"{PROGRAMS}/{built.filename}"}
 
 
 def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, test: pd.DataFrame,
@@ -165,34 +244,62 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
               for n in lengths}
     start = out.lap("tables", start)
     doc, fit_texts, fit_logits = fit_program(clf, choice, tables, train, params, seed)
-    source, emulator = render_program(doc), Emulator(doc)
-    start = out.lap("fit", start)
     baseline = class_means(fit_logits, np.array([is_palindrome(t) for t in fit_texts]))
-    table, agreement, kinds, gap = measure(clf, source, emulator, test, edits, baseline, params.batch_size)
+    n_model = model_size(clf)
+    built = build_ladder(ladder(params.rank, params.context_dims), tables, doc, n_model, fit_texts, fit_logits, baseline)
+    start = out.lap("ladder", start)
+    test_model = forward_logit_diff(model, clf.encode(test["text"].tolist()), params.batch_size).cpu().numpy()
+    measured = [measure(b, test, test_model.astype(np.float64), edits, baseline) for b in built]
     start = out.lap("agreement", start)
-    iia = interchange(model, clf.tokenizer, emulator, test, circuit, int(choice.after_layer), lengths,
-                      params.n_interchange, seed, params.batch_size)
-    out.lap("interchange", start)
+    programs = {b.name: b.logit_diff for b in built}
+    iia_all = interchange(model, clf.tokenizer, programs, test, circuit, int(choice.after_layer), lengths,
+                          params.n_interchange, seed, params.batch_size)
+    start = out.lap("interchange", start)
+    changes = graded_changes(model, clf.tokenizer, test, int(choice.after_layer), lengths, params.n_graded, seed,
+                             params.batch_size)
+    graded = score(changes, programs)
+    start = out.lap("graded", start)
+    failures, failure_scores = find_failures(clf, built, edits, lengths, params)
+    start = out.lap("failures", start)
+    rows = []
+    for b, (_, agreement, kinds, _) in zip(built, measured):
+        iia = iia_all[iia_all["level"] == b.name]
+        rows.append(level_row(b, agreement, kinds, iia, gate_checks(agreement, iia, params), n_model))
+    chosen = next((i for i, r in enumerate(rows) if r["passes"]), None)
+    pick = chosen if chosen is not None else len(built) - 1
+    program_level, (table, agreement, kinds, _) = built[pick], measured[pick]
+    source = render_level(program_level.constants)  # the same program, named program.py
+    iia = iia_all[iia_all["level"] == program_level.name].drop(columns="level").reset_index(drop=True)
     first = tables[lengths[0]]
-    program_facts = {"logic_lines": logic_lines(source), "bytes": len(source.encode()), "n_read": doc["counts"]["read"],
-                     "n_fitted": doc["counts"]["fitted"], "readout_heads": [h.name for h in first.heads],
-                     "context_heads": [c.name for c in first.context],
+    program_facts = {"level": program_level.name, "logic_lines": logic_lines(source), "bytes": len(source.encode()),
+                     "n_read": program_level.n_read, "n_fitted": program_level.n_fitted, "n_model": n_model,
+                     "readout_heads": [h.name for h in first.heads], "context_heads": [c.name for c in first.context],
                      "context_dims": int(first.context_directions.shape[0]), "lengths": lengths,
-                     "checked_rows": min(CHECK_ROWS, len(test)) + min(CHECK_ROWS, len(edits)), "check_max_difference": gap, "fit_strings": len(fit_texts)}
+                     "checked_rows": min(CHECK_ROWS, len(test)) + min(CHECK_ROWS, len(edits)),
+                     "check_max_difference": max(m[3] for m in measured), "fit_strings": len(fit_texts)}
     runs, sentence = verdict(agreement, iia, params, program_facts)
+    ladder_text = ladder_sentence(rows, None if chosen is None else program_level.name, n_model)
     weakest = weakest_pair(table[table["set"] == "edits"], pd.concat([pair_constants(doc, n) for n in lengths]))
-    headline = [*forced_sentence(choice), sentence]  # what the index says
+    headline = [*forced_sentence(choice), sentence, ladder_text]  # what the index says
     sentences = [*headline, *([s] if (s := weakest_sentence(weakest)) else [])]
+    algorithm = next((b for b in built if b.name == "algorithm"), None)
     out.summary = finite_or_none({
         "format": FORMAT, "family": family_facts(choice), "program": program_facts, "agreement": agreement,
-        "by_kind": kinds, "interchange": iia.to_dict(orient="records"), "weakest_pair": weakest,
+        "by_kind": kinds,
+        "interchange": iia.to_dict(orient="records"), "weakest_pair": weakest,
+        "levels": rows, "program_level": program_level.name, "passing_level": None if chosen is None else
+        program_level.name, "n_model": n_model, "graded": graded, "failures": failure_scores,
+        "algorithm": None if algorithm is None else algorithm_facts(algorithm, rows[built.index(algorithm)], n_model),
         "baseline": {"name": "exact palindrome check", "logit_by_class": {"palindrome": baseline[True],
                                                                           "not_palindrome": baseline[False]}},
-        "targets": {k: getattr(params, k) for k in ("agreement_target", "error_recall_target",
-                                                    "error_precision_target", "iia_target", "iia_control_max")},
+        "targets": {k: getattr(params, k) for k in ("agreement_target", "error_recall_target", "error_precision_target",
+                                                    "min_errors", "spearman_target", "r2_target", "iia_target",
+                                                    "iia_control_max")},
         "runs_program": runs, "sentences": sentences, "headline": headline,
-        "files": [PROGRAM, CONSTANTS, AGREEMENT, SUMMARY]})
+        "files": [PROGRAM, CONSTANTS, AGREEMENT, SUMMARY, FAILURES, *(f"{PROGRAMS}/{b.filename}" for b in built)]})
     out.program, out.constants, out.agreement, out.interchange = source, doc, table, iia
+    out.levels = {b.filename: b.source for b in built}
+    out.failures = failures
     return out
 
 
@@ -203,4 +310,9 @@ def write_explanation(out_dir: str | os.PathLike[str], result: Explanation) -> N
             write_text(Path(tmp) / PROGRAM, result.program)
             write_json(Path(tmp) / CONSTANTS, result.constants)
             save_table(result.agreement, Path(tmp) / AGREEMENT, AGREEMENT_SCHEMA)
+            (Path(tmp) / PROGRAMS).mkdir()
+            for filename, source in result.levels.items():
+                write_text(Path(tmp) / PROGRAMS / filename, source)
+            if result.failures is not None and len(result.failures):
+                save_table(result.failures, Path(tmp) / FAILURES, FAILURES_SCHEMA)
         write_json(Path(tmp) / SUMMARY, result.summary)

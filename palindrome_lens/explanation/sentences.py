@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,12 +33,38 @@ def num(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
 
 
-def errors_pass(f: Mapping[str, Any], params: ExplainParams) -> bool:
-    """Recall and precision reach their targets; with no errors on either side there is nothing to miss."""
-    if f["model_errors"] == 0:
-        return f["program_errors"] == 0
+def errors_pass(f: Mapping[str, Any], params: ExplainParams) -> bool | None:
+    """Recall and precision reach their targets; None (cannot be judged) when the model makes fewer than
+    `min_errors` errors: a recall of 0 of 2 says nothing."""
+    if f["model_errors"] < params.min_errors:
+        return None
     return (f["error_recall"] or 0) >= params.error_recall_target and \
         (f["error_precision"] or 0) >= params.error_precision_target
+
+
+def fit_pass(f: Mapping[str, Any], params: ExplainParams) -> bool | None:
+    """The graded fit: within each class the program's logit difference follows the model's; None (nothing to
+    judge) when the model gives one value per class."""
+    if f["r2"] is None and f["spearman"] is None:
+        return None
+    return (f["spearman"] if f["spearman"] is not None else -1.0) >= params.spearman_target and \
+        (f["r2"] if f["r2"] is not None else -math.inf) >= params.r2_target
+
+
+def gate_checks(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainParams) -> dict[str, bool | None]:
+    """Every gate of "the model runs this program": True, False, or None where it cannot be judged."""
+    test, edits = agreement["test"], agreement["edits"]
+    resid = iia_facts(iia, "resid")
+    return {
+        "decision agreement on test": (test["agreement"] or 0) >= params.agreement_target,
+        "decision agreement on single edits": (edits["agreement"] or 0) >= params.agreement_target,
+        # on the edits; on test where the model gives every edit of a class one value (nothing to follow there)
+        "the within-class fit": fit if (fit := fit_pass(edits, params)) is not None else fit_pass(test, params),
+        "the model's own errors": errors_pass(edits, params),
+        "alignment": resid["min"] is not None and resid["min"] >= params.iia_target and resid["untested"] == 0,
+        "the control": resid["n_controls"] == 0 or (resid["control_max"] is not None
+                                                    and resid["control_max"] <= params.iia_control_max),
+    }
 
 
 def iia_facts(iia: pd.DataFrame, alignment: str) -> dict[str, Any]:
@@ -45,7 +72,7 @@ def iia_facts(iia: pd.DataFrame, alignment: str) -> dict[str, Any]:
     control = iia[(iia["alignment"] == alignment) & (iia["kind"] == "control")]
     node = aligned["node"].iloc[0] if len(aligned) else None
     return {"node": node, "min": _min(aligned["iia_changed"]), "max": _max(aligned["iia_changed"]),
-            "control_max": _max(control["iia_changed"]), "n_variables": len(aligned),
+            "control_max": _max(control["iia_changed"]), "n_variables": len(aligned), "n_controls": len(control),
             "untested": int(aligned["iia_changed"].isna().sum())}
 
 
@@ -59,11 +86,13 @@ def _max(s: pd.Series) -> float | None:
     return float(s.max()) if len(s) else None
 
 
-def errors_text(f: Mapping[str, Any]) -> str:
+def errors_text(f: Mapping[str, Any], min_errors: int) -> str:
     if f["model_errors"] == 0:
         return (f"the model misclassifies none of them and the program predicts {f['program_errors']} misclassifications"
                 if f["program_errors"] else "the model misclassifies none of them and neither does the program")
-    return (f"it reproduces {f['errors_reproduced']} of the model's {f['model_errors']} misclassifications (recall "
+    few = (f" (too few to judge recall and precision by: the gate needs at least {min_errors})"
+           if f["model_errors"] < min_errors else "")
+    return (f"it reproduces {f['errors_reproduced']} of the model's {f['model_errors']} misclassifications{few} (recall "
             f"{pct(f['error_recall'])}, precision {pct(f['error_precision'])} of the {f['program_errors']} it predicts; "
             "the exact palindrome check reproduces none)")
 
@@ -74,22 +103,17 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
     test, edits = agreement["test"], agreement["edits"]
     resid = iia_facts(iia, "resid")
     writer = iia_facts(iia, "writer")
-    checks = {
-        "decision agreement on test": (test["agreement"] or 0) >= params.agreement_target,
-        "decision agreement on single edits": (edits["agreement"] or 0) >= params.agreement_target,
-        "the model's own errors": errors_pass(edits, params) and errors_pass(test, params),
-        "alignment": resid["min"] is not None and resid["min"] >= params.iia_target and resid["untested"] == 0,
-        "the control": resid["control_max"] is None or resid["control_max"] <= params.iia_control_max,
-    }
-    what = (f"The program (data/explanation/program.py: {program['logic_lines']} lines of logic, "
+    checks = gate_checks(agreement, iia, params)
+    level = f"; ladder level {program['level']}" if program.get("level") else ""
+    what = (f"The program (data/explanation/program.py{level}: {program['logic_lines']} lines of logic, "
             f"{program['n_read']} numbers read from the model and {program['n_fitted']} fitted)")
     figures = (f"it decides like the model on {pct(test['agreement'], 2)} of test strings and {pct(edits['agreement'], 2)} "
                f"of {edits['n']} single edits (target {pct(params.agreement_target, 2)}; the exact palindrome check "
-               f"{pct(test['baseline_agreement'], 2)} and {pct(edits['baseline_agreement'], 2)}); on the edits "
-               f"{errors_text(edits)}; within a class its logit difference follows the model's with R^2 "
-               f"{num(edits['r2'])} and Spearman {num(edits['spearman'])} on the edits and {num(test['r2'])} and "
-               f"{num(test['spearman'])} on test (exact check {num(test['baseline_r2'])} and "
-               f"{num(test['baseline_spearman'])})")
+               f"{pct(test['baseline_agreement'], 2)} and {pct(edits['baseline_agreement'], 2)}); within a class its "
+               f"logit difference follows the model's with Spearman {num(edits['spearman'])} and R^2 {num(edits['r2'])} "
+               f"on the edits (targets {num(params.spearman_target)} and {num(params.r2_target)}) and "
+               f"{num(test['spearman'])} and {num(test['r2'])} on test (exact check {num(test['baseline_spearman'])} and "
+               f"{num(test['baseline_r2'])}); on the edits {errors_text(edits, params.min_errors)}")
     alignment = (f"interchange interventions on {resid['node']} at a pair's two positions agree with the program on "
                  f"{span(resid['min'], resid['max'])} of the decision-changing (base, source) pairs, per "
                  f"variable (target {pct(params.iia_target, 0)}); patched at the wrong pair, "
@@ -97,11 +121,27 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
     if writer["node"]:
         alignment += (f"; {writer['node']} alone: {span(writer['min'], writer['max'])}, control at most "
                       f"{pct(writer['control_max'])}")
-    if all(checks.values()):
+    if all(ok is not False for ok in checks.values()):
         return True, f"The model runs this program. {what}: {figures}; {alignment}."
-    failed = ", ".join(name for name, ok in checks.items() if not ok)
+    failed = ", ".join(name for name, ok in checks.items() if ok is False)
     return False, (f"{what} does not pass as the model's algorithm ({failed} below target). What it reproduces: "
                    f"{figures}; {alignment}.")
+
+
+def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_model: int) -> str:
+    """Which level passes the gates, and what each smaller level misses."""
+    def size(r: Mapping[str, Any]) -> str:
+        return f"{r['n_read']:,} numbers read and {r['n_fitted']:,} fitted"
+
+    misses = "; ".join(f"{r['name']} ({size(r)}) misses {', '.join(r['failed'])}" for r in rows
+                       if r["name"] != chosen and (chosen is None or r["n_total"] <= next(
+                           x["n_total"] for x in rows if x["name"] == chosen)))
+    if chosen is None:
+        return (f"No level of the ladder passes the gates (the model has {n_model:,} parameters): {misses}. "
+                "program.py is the full level, the closest the ladder gets.")
+    row = next(r for r in rows if r["name"] == chosen)
+    return (f"The smallest level that passes every gate is {chosen}: {size(row)}, {row['n_total'] / n_model:.1%} of "
+            f"the model's {n_model:,} parameters" + (f". Smaller levels fail: {misses}." if misses else "."))
 
 
 def forced_sentence(choice: Any) -> list[str]:

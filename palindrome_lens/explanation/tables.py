@@ -41,6 +41,8 @@ class HeadTable:
     evidence: np.ndarray  # (L, A, A)
     special: dict[str, tuple[float, float]]  # "bos"/"eos" -> (salience, evidence)
     direction: np.ndarray  # (d_model,) the evidence direction
+    keys: np.ndarray | None = None  # (L, A, A, d_head) mean key / attention scale (salience = keys @ query)
+    special_keys: dict[str, np.ndarray] | None = None  # "bos"/"eos" -> (d_head,)
 
 
 @dataclass
@@ -183,7 +185,9 @@ def readout_head_tables(model: TransformerBridge, tokenizer: Tokenizer, length: 
         salience, evidence = (_fill_centre(x.reshape(length, n_alpha, n_alpha), length) for x in (salience, evidence))
         special = {name: (float(s["k"][h].numpy() @ q_mean[h] / n / scale), float(s["v"][h].numpy() @ direction / n))
                    for name, s in special_sums.items()}
-        out.append(HeadTable(f"L{last}H{h}", salience, evidence, special, direction))
+        head_keys = _fill_centre(keys[:, h].reshape(length, n_alpha, n_alpha, -1), length) / scale
+        special_keys = {name: s["k"][h].numpy() / n / scale for name, s in special_sums.items()}
+        out.append(HeadTable(f"L{last}H{h}", salience, evidence, special, direction, head_keys, special_keys))
     return out
 
 

@@ -1,8 +1,9 @@
-"""The fixed program template of the pair-comparison family, and its rendering from a constants document.
+"""The fixed program templates of the pair-comparison family (one for every level of the ladder, one for its
+floor, the exact check), and their rendering from a level's constants.
 
 Only numbers go into the code: every constant is written as a number literal, the alphabet as its code
-points, head names are rebuilt from their layer and head numbers, and the readout is one of two fixed
-words. No text from any input is pasted into the program.
+points, head names are rebuilt from their layer and head numbers, table forms use fixed keys, and the readout
+is one of two fixed words. No text from any input is pasted into the program.
 """
 
 from __future__ import annotations
@@ -17,20 +18,21 @@ from palindrome_lens.errors import DataFileError
 CONSTANTS_MARKER = "# ---- constants"
 READOUT_WORDS = {"bos": "BOS", "eos": "EOS"}
 _HEAD = re.compile(r"^L(\d+)H(\d+)$")
+FORM_KEYS = ("full", "match", "match_char", "broken", "own", "mirror", "cp_weight", "position", "char")
+_LEVEL = re.compile(r"^[a-z_]+$")
 
-PAIR_COMPARISON = '''"""How this palindrome classifier decides, as a program (family: pair comparison), compiled by
-palindrome-lens from the trained model; standard library only. `python program.py TEXT` prints the decision
-and the logit difference; `from program import logit_diff, is_palindrome` gives them to Python.
+PAIR_COMPARISON = '''"""How this palindrome classifier decides, as a program (family: pair comparison; level: {level}),
+compiled by palindrome-lens from the trained model; standard library only. `python {filename} TEXT` prints
+the decision and the logit difference; `from {module} import logit_diff, is_palindrome` gives them to Python.
 
 1. Up to layer {after_layer}, each character position compares its own character with its mirror's.
-2. The readout heads {heads} at {readout} weigh position i by softmax(SALIENCE) and average its EVIDENCE:
-   a broken pair draws the readout's attention and carries evidence against "palindrome".
+2. The readout heads {heads} at {readout} weigh position i by softmax(salience) and average its evidence,
+   both looked up in the head's table for (position, own, mirror): pair_entry says how this level builds it.
 3. {readout}'s own layer-0 reading of the characters (CONTEXT, {n_context} numbers) shifts the readout.
 4. A GATE says which side the evidence is on, a quadratic per side (READOUT) gives the logit difference,
    and the string is a palindrome when it is above THRESHOLD.
-Every table was read from the model's own components on controlled strings (constants.json says which
-component, which inputs and how); only GATE and READOUT ({n_fitted} numbers) are FITTED, to the model's
-logits on the train split.
+This level: {adds}. {n_read} numbers read from the model's own components (the model has {n_model}
+parameters); GATE and READOUT ({n_fitted} numbers) are FITTED to the model's logits on the train split.
 """
 import math
 import sys
@@ -41,6 +43,29 @@ def weighted_mean(scores, values):
     top = max(scores)
     weights = [math.exp(s - top) for s in scores]
     return sum(w * v for w, v in zip(weights, values)) / sum(weights)
+
+
+def pair_entry(form, cp, i, a, b):
+    """A readout head's salience or evidence at position i for own character a and mirror character b."""
+    if "full" in form:
+        return form["full"][i][a][b]
+    if a == b:  # a matched pair: its position, and which character it is
+        return form["match"][i] + (form["match_char"][a] if "match_char" in form else 0.0)
+    value = form["broken"][i]  # a broken pair: its position, then each character
+    if "own" in form:
+        value += form["own"][a] + form["mirror"][b]
+    if "cp_weight" in form:  # how the two characters combine: factors shared by positions and tables
+        value += sum(w * p * x * y for w, p, x, y in zip(form["cp_weight"], cp["position"][i], cp["own"][a],
+                                                         cp["mirror"][b]))
+    return value
+
+
+def context_entry(form, i, c):
+    """A layer-0 head's salience (a number) or value (a list) at position i for character c."""
+    if "full" in form:
+        return form["full"][i][c]
+    p, q = form["position"][i], form["char"][c]
+    return [x + y for x, y in zip(p, q)] if isinstance(p, list) else p + q
 
 
 def compared(text, pairs=None):
@@ -56,13 +81,14 @@ def features(text, pairs=None):
     """The readout's inputs: each readout head's evidence, then the readout's context."""
     table, seen, out = table_of(text), compared(text, pairs), []
     for head in table["heads"]:
-        marks = head["before"] + [(head["salience"][i][a][b], head["evidence"][i][a][b])
+        marks = head["before"] + [(pair_entry(head["salience"], table["cp"], i, a, b),
+                                   pair_entry(head["evidence"], table["cp"], i, a, b))
                                   for i, (a, b) in enumerate(seen)] + head["after"]
         out.append(weighted_mean([s for s, _ in marks], [e for _, e in marks]))
     context = [0.0] * N_CONTEXT
     for head in table["context"]:
-        marks = head["before"] + [(head["salience"][i][INDEX[c]], head["value"][i][INDEX[c]])
-                                  for i, c in enumerate(text)] + head["after"]
+        marks = head["before"] + [(context_entry(head["salience"], i, INDEX[c]),
+                                   context_entry(head["value"], i, INDEX[c])) for i, c in enumerate(text)] + head["after"]
         for k in range(N_CONTEXT):
             context[k] += weighted_mean([s for s, _ in marks], [v[k] for _, v in marks])
     return out + context
@@ -96,7 +122,7 @@ def main(argv):
         print(f"error: {{exc}}", file=sys.stderr)
         return 2
     if value is None:
-        print("usage: python program.py TEXT", file=sys.stderr)
+        print("usage: python {filename} TEXT", file=sys.stderr)
         return 2
     print(f"{{'palindrome' if value > THRESHOLD else 'not a palindrome'}} (logit difference {{value:.4f}})")
     return 0
@@ -109,6 +135,51 @@ THRESHOLD = 0.0
 N_CONTEXT = {n_context}
 TABLES = {{
 {tables}}}
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+'''
+
+EXACT = '''"""The floor of the ladder (level: exact): the exact palindrome check, compiled by palindrome-lens beside the
+model's programs; standard library only. It decides by the text alone and gives the model's mean logit
+difference on each class (MEANS: 2 numbers FITTED to the model's logits on the train split). Every level of
+the ladder is scored beside this one: what a level adds must beat it.
+"""
+import sys
+
+
+def logit_diff(text, pairs=None):
+    """The model's mean logit difference on the string's class; `pairs` {{k: (left, right)}} sets pair k."""
+    if not isinstance(text, str) or not text or any(c not in ALPHABET for c in text):
+        raise ValueError(f"{{text!r}}: use the alphabet {{ALPHABET!r}}")
+    n = len(text)
+    seen = [(text[i], text[n - 1 - i]) for i in range(n)]
+    for k, (left, right) in (pairs or {{}}).items():
+        seen[k], seen[n - 1 - k] = (left, right), (right, left)
+    return MEANS[0] if all(a == b for a, b in seen) else MEANS[1]
+
+
+def is_palindrome(text, pairs=None):
+    return logit_diff(text, pairs) > THRESHOLD
+
+
+def main(argv):
+    try:
+        value = logit_diff(*argv) if len(argv) == 1 else None
+    except ValueError as exc:
+        print(f"error: {{exc}}", file=sys.stderr)
+        return 2
+    if value is None:
+        print("usage: python {filename} TEXT", file=sys.stderr)
+        return 2
+    print(f"{{'palindrome' if value > THRESHOLD else 'not a palindrome'}} (logit difference {{value:.4f}})")
+    return 0
+
+
+{marker} (numbers only) -----------------------------------------------------------------------------------
+ALPHABET = "".join(map(chr, {alphabet}))
+THRESHOLD = 0.0
+MEANS = {means}  # FITTED: the model's mean on palindromes, then on the rest
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
@@ -135,42 +206,45 @@ def head_name(name: Any) -> str:
     return f"L{int(match[1])}H{int(match[2])}"
 
 
-def nested(values: Sequence[Any], indent: int) -> str:
-    """A nested list of numbers, one innermost list per line."""
-    if not isinstance(values[0], list | tuple):
-        return numbers(values)
-    if not isinstance(values[0][0], list | tuple):
+def literal(value: Any, indent: int) -> str:
+    """Numbers, nested lists of them, or a table form (a dict with fixed keys) as a Python literal."""
+    if isinstance(value, Mapping):
+        unknown = [k for k in value if k not in FORM_KEYS]
+        if unknown:
+            raise DataFileError(f"table form key {unknown[0]!r} is not one of {FORM_KEYS}")
         pad = " " * (indent + 4)
-        return "[\n" + "".join(f"{pad}{numbers(row)},\n" for row in values) + " " * indent + "]"
+        return "{\n" + "".join(f'{pad}"{key}": {literal(v, indent + 4)},\n' for key, v in value.items()) + \
+            " " * indent + "}"
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if not isinstance(value, list | tuple):
+        return number(value)
+    if not value or not isinstance(value[0], list | tuple):
+        return numbers(value)
     pad = " " * (indent + 4)
-    return "[\n" + "".join(f"{pad}{nested(row, indent + 4)},\n" for row in values) + " " * indent + "]"
+    return "[\n" + "".join(f"{pad}{literal(row, indent + 4)},\n" for row in value) + " " * indent + "]"
 
 
-def specials(marks: Mapping[str, Any], which: Sequence[str]) -> str:
-    """`before`/`after` lists of (salience, value) for the special positions present."""
-    items = []
-    for name in which:
-        if name in marks:
-            salience, value = marks[name]
-            items.append(f"({number(salience)}, {numbers(value) if isinstance(value, list) else number(value)})")
-    return "[" + ", ".join(items) + "]"
+def marks(pairs: Sequence[Any]) -> str:
+    """`before`/`after`: (salience, value) of the special positions present."""
+    return "[" + ", ".join(f"({number(s)}, {literal(v, 0)})" for s, v in pairs) + "]"
 
 
-def render_head(head: Mapping[str, Any], value: str, axes: str) -> str:
-    """One head's tables: its special positions, `salience` and `value` (`evidence` or `value`)."""
+def render_head(head: Mapping[str, Any], value: str) -> str:
     pad = " " * 12
-    return (f'{pad}{{"name": "{head_name(head["name"])}",\n'
-            f'{pad} "before": {specials(head["special"], ["bos"])}, "after": {specials(head["special"], ["eos"])},\n'
-            f'{pad} "salience": {nested(head["salience"], 13)},  # {axes}\n'
-            f'{pad} "{value}": {nested(head[value], 13)}}},\n')
+    return (f'{pad}{{"name": "{head_name(head["name"])}", "before": {marks(head["before"])}, '
+            f'"after": {marks(head["after"])},\n'
+            f'{pad} "salience": {literal(head["salience"], 13)},\n'
+            f'{pad} "{value}": {literal(head[value], 13)}}},\n')
 
 
 def render_length(length: int, tables: Mapping[str, Any]) -> str:
     lines = [f"    {int(length)}: {{\n", '        "heads": [\n']
-    lines += [render_head(head, "evidence", "[position][own][mirror]") for head in tables["heads"]]
+    lines += [render_head(head, "evidence") for head in tables["heads"]]
     lines.append("        ],\n        \"context\": [\n")
-    lines += [render_head(head, "value", "[position][character]") for head in tables["context"]]
+    lines += [render_head(head, "value") for head in tables["context"]]
     lines.append("        ],\n")
+    lines.append(f'        "cp": {literal(tables.get("cp", {}), 8)},  # CP factors shared by the readout tables\n')
     lines.append(f'        "gate": {numbers(tables["gate"])},  # FITTED: weight per readout head, then the bias\n')
     lines.append('        "readout": {  # FITTED: 1, features, then their products f[i] * f[j] (i <= j)\n')
     for side in ("palindrome", "not_palindrome"):
@@ -179,17 +253,53 @@ def render_length(length: int, tables: Mapping[str, Any]) -> str:
     return "".join(lines)
 
 
-def render_program(doc: Mapping[str, Any]) -> str:
-    """program.py from a constants document (constants.load_constants checks its shape first)."""
-    lengths = doc["lengths"]
+def level_filename(name: str) -> str:
+    if not _LEVEL.match(str(name)):
+        raise DataFileError(f"level name {name!r} is not a lower-case word")
+    return f"{name}.py"
+
+
+def render_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
+    """A level's program from its compact constants: {name, adds, after_layer, readout, alphabet, n_read,
+    n_model, n_fitted, n_context, lengths: {L: {heads, context, gate, readout}}}, or {name: exact, alphabet,
+    means} for the floor."""
+    if not _LEVEL.match(filename.removesuffix(".py")):
+        raise DataFileError(f"program file name {filename!r} is not a lower-case word")
+    common = {"filename": filename, "marker": CONSTANTS_MARKER,
+              "alphabet": "(" + ", ".join(str(int(c)) for c in level["alphabet"]) + ",)"}
+    if level["name"] == "exact":
+        return EXACT.format(means=numbers(level["means"]), **common)
+    lengths = level["lengths"]
     first = lengths[min(lengths, key=int)]
-    heads = ", ".join(head_name(h["name"]) for h in first["heads"])
-    n_context = len(first["context"][0]["value"][0][0]) if first["context"] else 0
-    alphabet = "(" + ", ".join(str(int(c)) for c in doc["alphabet"]) + ",)"
     return PAIR_COMPARISON.format(
-        after_layer=int(doc["after_layer"]), heads=heads, readout=READOUT_WORDS[doc["readout"]],
-        n_context=int(n_context), n_fitted=int(doc["counts"]["fitted"]), marker=CONSTANTS_MARKER,
-        alphabet=alphabet, tables="".join(render_length(int(k), lengths[k]) for k in sorted(lengths, key=int)))
+        level=level_filename(level["name"]).removesuffix(".py"), module=filename.removesuffix(".py"),
+        adds=str(level["adds"]).replace('"', "'"), after_layer=int(level["after_layer"]),
+        heads=", ".join(head_name(h["name"]) for h in first["heads"]), readout=READOUT_WORDS[level["readout"]],
+        n_context=int(level["n_context"]), n_read=int(level["n_read"]), n_model=int(level["n_model"]),
+        n_fitted=int(level["n_fitted"]),
+        tables="".join(render_length(int(k), lengths[k]) for k in sorted(lengths, key=int)), **common)
+
+
+def full_level(doc: Mapping[str, Any], n_model: int = 0) -> dict[str, Any]:
+    """A constants document (constants.json: every table whole) as the compact constants of the `full` level."""
+    def head(h: Mapping[str, Any], value: str) -> dict[str, Any]:
+        special = h["special"]
+        return {"name": h["name"], "before": [special["bos"]] if "bos" in special else [],
+                "after": [special["eos"]] if "eos" in special else [],
+                "salience": {"full": h["salience"]}, value: {"full": h[value]}}
+
+    lengths = {k: {"heads": [head(h, "evidence") for h in e["heads"]], "context": [head(c, "value") for c in e["context"]],
+                   "gate": e["gate"], "readout": e["readout"]} for k, e in doc["lengths"].items()}
+    first = doc["lengths"][min(doc["lengths"], key=int)]
+    n_context = len(first["context"][0]["value"][0][0]) if first["context"] else 0
+    return {"name": "full", "adds": "every table whole", "after_layer": doc["after_layer"], "readout": doc["readout"],
+            "alphabet": doc["alphabet"], "n_read": doc["counts"]["read"], "n_model": n_model, "n_context": n_context,
+            "n_fitted": doc["counts"]["fitted"], "lengths": lengths}
+
+
+def render_program(doc: Mapping[str, Any]) -> str:
+    """program.py from a constants document (constants.load_constants checks its shape first): the full level."""
+    return render_level(full_level(doc))
 
 
 def logic_lines(source: str) -> int:

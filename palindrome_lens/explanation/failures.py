@@ -1,0 +1,104 @@
+"""Failures found from the mechanism: strings a level's program says the model gets wrong, proposed from the
+program's own numbers (the model is never run on a candidate) and only then shown to the model.
+
+What the mechanism says about where it breaks: a broken pair is noticed by the readout heads, which average
+every position's evidence, and by the readout position's own layer-0 reading of the characters. So an edit is
+weakest where the rest of the string dilutes it: the string is made of the characters whose context the
+program leans most towards "palindrome", and the edited (position, own, mirror) is one the tables score weak.
+The pool per length: every single edit of a one-character string, and every single edit of the palindromes
+made of the `n_chars` characters whose one-character strings' edits the program scores most palindrome-like;
+each candidate is ranked by how far the program puts it on the wrong side (its logit difference towards the
+other class), and the top `n_proposals` distinct strings are proposed. The exact check proposes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from palindrome_lens.explanation.levels import LogitFn
+
+MAX_POOL = 200_000  # candidates scored per length and level (the palindromes' edits are cut beyond)
+
+
+def single_edits_of(bases: Sequence[str], alphabet: str) -> tuple[list[str], list[int]]:
+    """Every single-character substitution of each base, with the index of its base."""
+    texts, origin = [], []
+    for row, base in enumerate(bases):
+        for position, old in enumerate(base):
+            for new in alphabet:
+                if new != old:
+                    texts.append(base[:position] + new + base[position + 1:])
+                    origin.append(row)
+    return texts, origin
+
+
+def palindromes_over(chars: str, length: int) -> list[str]:
+    """Every palindrome of `length` made of `chars` only."""
+    half = length // 2
+    out = []
+    for left in itertools.product(chars, repeat=half + length % 2):
+        text = "".join(left)
+        out.append(text + text[:half][::-1])
+    return out
+
+
+def wrong_side(logits: np.ndarray, palindrome: np.ndarray) -> np.ndarray:
+    """How far a logit difference lies towards the other class (positive: the program predicts an error)."""
+    return np.where(palindrome, -logits, logits)
+
+
+def candidates(fn: LogitFn, alphabet: str, length: int, n_chars: int) -> pd.DataFrame:
+    """The pool for one length, each candidate with the pattern it comes from and the program's score."""
+    uniform = [c * length for c in alphabet]
+    texts, origin = single_edits_of(uniform, alphabet)
+    lean = pd.Series(fn(texts)).groupby(np.array(origin)).mean().to_numpy()  # per character: its edits' mean
+    chars = "".join(alphabet[i] for i in np.argsort(-lean, kind="stable")[:n_chars])
+    pool = pd.DataFrame({"text": texts, "pattern": [f"one edit of a one-character string ({uniform[o][0]})"
+                                                    for o in origin]})
+    bases = [p for p in palindromes_over(chars, length) if len(set(p)) > 1]
+    if bases:
+        edited, where = single_edits_of(bases, alphabet)
+        keep = np.linspace(0, len(edited) - 1, num=min(len(edited), MAX_POOL)).astype(int)
+        pool = pd.concat([pool, pd.DataFrame({
+            "text": [edited[i] for i in keep],
+            "pattern": f"one edit of a palindrome of the characters {chars}"})], ignore_index=True)
+    pool = pool.drop_duplicates("text", ignore_index=True)
+    pool = pool[pool["text"] != pool["text"].str[::-1]].reset_index(drop=True)  # an edit that stays a palindrome
+    pool["program_logit_diff"] = fn(pool["text"].tolist())
+    return pool
+
+
+def propose(levels: Sequence[tuple[str, LogitFn]], alphabet: str, lengths: Sequence[int], n_chars: int,
+            n_proposals: int) -> pd.DataFrame:
+    """Every level's proposals (text, level, pattern, program_logit_diff, label), each level's best first."""
+    frames = []
+    for name, fn in levels:
+        per_length = max(1, n_proposals // max(1, len(lengths)))
+        for length in lengths:
+            pool = candidates(fn, alphabet, length, n_chars)
+            pool["label"] = pool["text"].map(lambda t: t == t[::-1])
+            pool["program_wrong_side"] = wrong_side(pool["program_logit_diff"].to_numpy(), pool["label"].to_numpy())
+            top = pool.sort_values("program_wrong_side", ascending=False, kind="stable").head(per_length)
+            frames.append(top.assign(level=name, length=length))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def scores(proposals: pd.DataFrame, random_rate: float | None, random_n: int) -> list[dict[str, Any]]:
+    """Per level: proposals, the model's misclassifications among them, hit rate against random single edits,
+    distinct strings found, and how many of the program's predicted errors these are."""
+    rows = []
+    for name, group in proposals.groupby("level", sort=False):
+        wrong = group["model_wrong"].to_numpy()
+        rate = float(wrong.mean()) if len(group) else None
+        rows.append({"level": str(name), "proposals": len(group), "model_wrong": int(wrong.sum()),
+                     "distinct_wrong": int(group.loc[wrong, "text"].nunique()), "hit_rate": rate,
+                     "predicted_wrong": int((group["program_wrong_side"] > 0).sum()),
+                     "random_rate": random_rate, "random_n": random_n,
+                     "times_random": (rate / random_rate) if rate is not None and random_rate else None,
+                     "patterns": group.loc[wrong, "pattern"].value_counts().head(5).to_dict()})
+    return rows
