@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-CP_STEPS = 100
+CP_STEPS = 200
 BACKFIT_STEPS = 20
 
 
@@ -70,11 +70,11 @@ def pair_masks(length: int, n_alpha: int) -> tuple[np.ndarray, np.ndarray]:
     return same, broken
 
 
-def joint_cp(residual: np.ndarray, mask: np.ndarray, rank: int) -> list[np.ndarray]:
+def joint_cp(residual: np.ndarray, mask: np.ndarray, rank: int, start: list[np.ndarray] | None = None,
+             steps: int = CP_STEPS) -> list[np.ndarray]:
     """Rank-`rank` CP factors [table (T, R), position (L, R), own (A, R), mirror (A, R)] of `residual`
     (T, L, A, A), fitted by alternating least squares on the `mask`ed entries only (the others filled with the
-    current fit at every step), started from each mode's leading singular vectors (deterministic)."""
-    n_tables, length, n_alpha, _ = residual.shape
+    current fit at every step), started from `start` or each mode's leading singular vectors (deterministic)."""
     mask = np.broadcast_to(mask, residual.shape)
     filled = np.where(mask, residual, 0.0)
 
@@ -82,23 +82,26 @@ def joint_cp(residual: np.ndarray, mask: np.ndarray, rank: int) -> list[np.ndarr
         u = np.linalg.svd(matrix, full_matrices=False)[0][:, :rank]
         return np.pad(u, ((0, 0), (0, rank - u.shape[1])))
 
-    factors = [lead(np.moveaxis(filled, mode, 0).reshape(filled.shape[mode], -1)) for mode in range(4)]
+    factors = [f.copy() for f in start] if start is not None else \
+        [lead(np.moveaxis(filled, mode, 0).reshape(filled.shape[mode], -1)) for mode in range(4)]
     subscripts = "tr,ir,ar,br->tiab"
-    for _ in range(CP_STEPS):
-        target = np.where(mask, residual, np.einsum(subscripts, *factors))
+    for _ in range(steps):
+        target = np.where(mask, residual, np.einsum(subscripts, *factors, optimize=True))
         for mode in range(4):
             others = [f for m, f in enumerate(factors) if m != mode]
             gram = np.ones((rank, rank))
             for f in others:
                 gram = gram * (f.T @ f)
             inputs = "".join("tiab"[m] + "r," for m in range(4) if m != mode)
-            factors[mode] = np.einsum(f"tiab,{inputs[:-1]}->{'tiab'[mode]}r", target, *others) @ np.linalg.pinv(gram)
+            rhs = np.einsum(f"tiab,{inputs[:-1]}->{'tiab'[mode]}r", target, *others, optimize=True)
+            factors[mode] = np.linalg.lstsq(gram, rhs.T, rcond=None)[0].T  # gram is symmetric
     return factors
 
 
-def additive(table: np.ndarray, pairs: str) -> dict[str, np.ndarray]:
+def additive(table: np.ndarray, pairs: str, start: dict[str, np.ndarray] | None = None,
+             steps: int = BACKFIT_STEPS) -> dict[str, np.ndarray]:
     """A pair table's per-position means (matched, broken) and, from `characters` on, per-character offsets
-    shared by every position (two-way additive least squares)."""
+    shared by every position (two-way additive least squares; backfitting from `start` when given)."""
     length, n_alpha, _ = table.shape
     same, broken = pair_masks(length, n_alpha)
     diag = np.diagonal(table, axis1=1, axis2=2)  # (L, A)
@@ -108,7 +111,9 @@ def additive(table: np.ndarray, pairs: str) -> dict[str, np.ndarray]:
         return {"match": diag.mean(axis=1), "broken": mean_broken}
     match_char = (diag - diag.mean(axis=1, keepdims=True)).mean(axis=0)
     own, mirror, base = np.zeros(n_alpha), np.zeros(n_alpha), mean_broken
-    for _ in range(BACKFIT_STEPS):  # backfitting: the broken entries are not a balanced design
+    if start is not None:
+        own, mirror, base = start["own"], start["mirror"], start["broken"]
+    for _ in range(steps):  # backfitting: the broken entries are not a balanced design
         r = np.where(broken, table - base[:, None, None] - mirror[None, None, :], 0.0)
         own = r.sum(axis=(0, 2)) / np.maximum(broken.sum(axis=(0, 2)), 1)
         r = np.where(broken, table - base[:, None, None] - own[None, :, None], 0.0)
@@ -121,7 +126,9 @@ def additive(table: np.ndarray, pairs: str) -> dict[str, np.ndarray]:
 
 
 def compress_pair_tables(tables: list[np.ndarray], level: Level) -> tuple[list[dict[str, np.ndarray]], dict]:
-    """The readout heads' pair tables (each (L, A, A)) in the level's forms, and the CP factors they share."""
+    """The readout heads' pair tables (each (L, A, A)) in the level's forms, and the CP factors they share.
+    For `combination` the additive part and the CP term are fitted jointly (backfitting: each refitted to what
+    the other leaves), so a table that is additive plus rank R is recovered whole."""
     if level.pairs == "full":
         return [{"full": t.copy()} for t in tables], {}
     forms = [additive(t, level.pairs) for t in tables]
@@ -129,14 +136,22 @@ def compress_pair_tables(tables: list[np.ndarray], level: Level) -> tuple[list[d
         return forms, {}
     length, n_alpha, _ = tables[0].shape
     _, broken = pair_masks(length, n_alpha)
-    residual = np.stack([np.where(broken, t - expand_pair_table(f, {}, length, n_alpha), 0.0)
-                         for t, f in zip(tables, forms)])
-    scale = np.array([max(float(r[broken].std()), 1e-12) for r in residual])  # each table counts alike
-    weight, position, own, mirror = joint_cp(residual / scale[:, None, None, None], broken, level.rank)
-    shared = {"position": position, "own": own, "mirror": mirror}
+    stacked = np.stack(tables)
+    scale = np.ones(len(tables))
+    cp, factors = np.zeros_like(stacked), None
+    for step in range(CP_STEPS):  # one backfitting pass of the additive part, then one ALS sweep of the CP term
+        forms = [additive(t - c, level.pairs, f if step else None, 2 if step else BACKFIT_STEPS)
+                 for t, c, f in zip(stacked, cp, forms)]
+        residual = np.stack([np.where(broken, t - expand_pair_table(f, {}, length, n_alpha), 0.0)
+                             for t, f in zip(stacked, forms)])
+        if step == 0:  # each table counts alike, whatever its units
+            scale = np.array([max(float(r[broken].std()), 1e-12) for r in residual])
+        factors = joint_cp(residual / scale[:, None, None, None], broken, level.rank, factors, 1)
+        cp = np.where(broken, np.einsum("tr,ir,ar,br->tiab", *factors, optimize=True), 0.0) * scale[:, None, None, None]
+    weight, position, own, mirror = factors
     for t, form in enumerate(forms):
         form["cp_weight"] = weight[t] * scale[t]
-    return forms, shared
+    return forms, {"position": position, "own": own, "mirror": mirror}
 
 
 def expand_pair_table(form: Mapping[str, Any], shared: Mapping[str, Any], length: int, n_alpha: int) -> np.ndarray:
@@ -185,11 +200,17 @@ def _specials(special: Mapping[str, Any]) -> tuple[list, list]:
     return ([list(special["bos"])] if "bos" in special else []), ([list(special["eos"])] if "eos" in special else [])
 
 
-def level_tables(level: Level, tables: Any, rounded: Any) -> dict[str, Any]:
+def level_tables(level: Level, tables: Any, rounded: Any, cache: dict | None = None) -> dict[str, Any]:
     """One length's compact tables for `level` (gate and readout still empty), from the read LengthTables;
-    `rounded` is constants.rounded (what the program holds)."""
+    `rounded` is constants.rounded (what the program holds); `cache` keeps compressions levels share."""
     pair_tables = [t for h in tables.heads for t in (h.salience, h.evidence)]
-    forms, shared = compress_pair_tables(pair_tables, level)
+    key = (tables.length, level.pairs, level.rank)
+    if cache is None or key not in cache:
+        compressed = compress_pair_tables(pair_tables, level)
+        if cache is None:
+            cache = {}
+        cache[key] = compressed
+    forms, shared = cache[key]
     forms = [{k: rounded(v) for k, v in f.items()} for f in forms]
     heads = []
     for n, h in enumerate(tables.heads):

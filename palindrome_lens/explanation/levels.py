@@ -78,14 +78,14 @@ def _blank(entry: dict[str, Any], n_features: int) -> dict[str, Any]:
 
 
 def build_compact(level: Level, tables: Mapping[int, Any], header: Mapping[str, Any], fit_texts: Sequence[str],
-                  fit_logits: np.ndarray) -> BuiltLevel:
+                  fit_logits: np.ndarray, cache: dict | None = None) -> BuiltLevel:
     """A level below `full`: per length, the compact tables, then its own readout fitted on the fit strings."""
     start = time.perf_counter()
     alphabet = "".join(map(chr, header["alphabet"]))
     lengths = np.array([len(t) for t in fit_texts])
     entries, expanded, fitted = {}, {}, 0
     for n, t in sorted(tables.items()):
-        entry = level_tables(level, t, rounded)
+        entry = level_tables(level, t, rounded, cache)
         n_context = int(t.context_directions.shape[0]) if entry["context"] else 0
         n_features = len(entry["heads"]) + n_context
         emu = emulation_entry(entry, n, len(alphabet))
@@ -121,12 +121,12 @@ def build_ladder(levels: Sequence[Level], tables: Mapping[int, Any], doc: Mappin
     """Every level, smallest first. `doc` is constants.json (the full tables with their fitted readout)."""
     header = {"after_layer": doc["after_layer"], "readout": doc["readout"], "alphabet": doc["alphabet"],
               "n_model": n_model}
-    out = []
+    out, cache = [], {}  # the context level reuses the combination level's decomposition
     for level in levels:
         if level.pairs == "none":
             out.append(build_exact(level, "".join(map(chr, doc["alphabet"])), baseline))
         elif level.pairs == "full":
             out.append(build_full(level, doc, n_model))
         else:
-            out.append(build_compact(level, tables, header, fit_texts, fit_logits))
+            out.append(build_compact(level, tables, header, fit_texts, fit_logits, cache))
     return out
