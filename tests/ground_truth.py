@@ -41,6 +41,26 @@ string (at least 16 x 17.3% x 1 for the lightest pair, positions 4 and 5). L1H0'
 exactly 20 KEY[p] and its evidence for (own a, mirror b) is STRENGTH[a] x |(-16, 1)| = STRENGTH[a] x 257^0.5
 when a != b, 0 when a == b. Its components, decoys and information-carrying edges are those above; the edges'
 effects (EDGES) and the logit differences of broken strings are not.
+
+The counting variant (`planted_classifier(tokenizer, counting=True)`; the failure search's known answer) makes
+errors that depend on context. Its decoy L0H1 becomes a context head: at BOS (the readout position) it attends
+evenly to the eight characters (score 20, BOS and EOS 0), reads "is the letter d" (V) and writes COUNT_WEIGHT =
+32/9 x the share of d's into LOGIT (elsewhere its query is 0 and what it writes to LOGIT is never read). With
+n_d the number of d's and f the mean flag (2 x the number of broken pairs / 8):
+
+    logit difference = 2 - 16 f + (32/9) n_d / 8 = 2 - 16 f + 4 n_d / 9
+    palindrome (f = 0):          2 + 4 n_d / 9 >= 2                         right
+    one broken pair (f = 1/4):  -2 + 4 n_d / 9 > 0  iff  n_d >= 5 (n_d = 4: -2/9, n_d = 5: +2/9)
+    two or more broken pairs:   -6 + 4 n_d / 9 <= -6 + 24/9 < 0 (each broken pair holds a non-d)   right
+
+So the model's only errors are strings with exactly one broken pair and at least five d's, all called
+palindromes. Among the single edits of the 256 palindromes of length 8 (each edit breaks exactly one pair):
+five or more d's needs the three matched pairs all dd (48 strings: 4 pairs x 12 ordered broken pairs) or two of
+them dd, the third xx (x in abc) and a d in the broken pair (216: 4 x 3 x 3 x 6), 264 distinct strings, each
+the edit of two palindromes, so 528 of the 6144 edits (8.6%). A program that cannot see the count of d's cannot
+tell them from the other 2808 one-broken-pair strings. Its decoys are L1H1 and 1_mlp_out (DEC stays empty).
+It counts d, the last letter, because a context-blind program scores every one-broken-pair string alike and the
+failure search then keeps its candidates' order (edits of aaaaaaaa first): counting a would hand it the errors.
 """
 
 from __future__ import annotations
@@ -61,6 +81,7 @@ TOK, MIR, POS, FLAG, DEC, BOSD, LOGIT, AGG, DEC2, EOSD = 0, 4, 8, 18, 19, 23, 24
 SHARP = 20.0 * D_HEAD**0.5  # attention scores of 20 after TransformerLens divides by sqrt(d_head)
 KEY = {p: 1.0 + 0.02 * (p - 1) for p in range(1, LENGTH + 1)}  # the lopsided variant's L1H0 key per position
 STRENGTH = (1.0, 1.5, 2.0, 2.5)  # the lopsided variant's FLAG per own letter of a broken pair
+COUNTED, COUNT_WEIGHT, COUNT_THRESHOLD = "d", 32.0 / 9.0, 5  # the counting variant: one broken pair + >= 5 d's
 
 CIRCUIT = {"L0H0@chars", "0_mlp_out@chars", "L1H0@bos"}
 DECOYS = {"L0H1", "L1H1", "1_mlp_out"}
@@ -75,7 +96,7 @@ PARAMS = ModelParams(n_layers=2, d_model=D_MODEL, n_heads=N_HEADS, d_head=D_HEAD
                      normalization="none", attn_only=False, n_ctx=None)
 
 
-def _weights(tokenizer: Tokenizer, lopsided: bool = False) -> dict[str, torch.Tensor]:
+def _weights(tokenizer: Tokenizer, lopsided: bool = False, counting: bool = False) -> dict[str, torch.Tensor]:
     """TransformerLens-shaped weights: W_Q[layer, head] is (d_model, d_head), and so on."""
     n_letters, width = len(ALPHABET), tokenizer.width
     w_e, w_pos = one_hot_embeddings(tokenizer, D_MODEL, TOK, POS, BOSD, EOSD)
@@ -91,6 +112,14 @@ def _weights(tokenizer: Tokenizer, lopsided: bool = False) -> dict[str, torch.Te
         for k in range(n_letters):
             w["W_V"][0, head, TOK + k, k] = 1.0
             w["W_O"][0, head, k, (MIR if head == 0 else DEC) + k] = 1.0 if head == 0 else 10.0
+    if counting:  # L0H1 from BOS: even attention over the characters, the share of d's into LOGIT
+        for name in ("W_Q", "W_K", "W_V", "W_O"):
+            w[name][0, 1] = 0.0
+        w["W_Q"][0, 1, POS + 0, 0] = SHARP
+        for p in range(1, LENGTH + 1):
+            w["W_K"][0, 1, POS + p, 0] = 1.0
+        w["W_V"][0, 1, TOK + ALPHABET.index(COUNTED), 0] = 1.0
+        w["W_O"][0, 1, 0, LOGIT] = COUNT_WEIGHT
     # L1H0: from BOS, even attention over the characters; reads FLAG, writes the drop to LOGIT and AGG
     w["W_Q"][1, 0, POS + 0, 0] = SHARP
     for p in range(1, LENGTH + 1):
@@ -159,9 +188,9 @@ def to_state_dict(w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return sd
 
 
-def state_dict(tokenizer: Tokenizer, lopsided: bool = False) -> dict[str, torch.Tensor]:
-    """The planted model's weights (or its lopsided variant's) under the bridge's state-dict names."""
-    return to_state_dict(_weights(tokenizer, lopsided))
+def state_dict(tokenizer: Tokenizer, lopsided: bool = False, counting: bool = False) -> dict[str, torch.Tensor]:
+    """The planted model's weights (or its lopsided or counting variant's) under the bridge's state-dict names."""
+    return to_state_dict(_weights(tokenizer, lopsided, counting))
 
 
 def run_planted(repo: Path, stages: Sequence[str]) -> None:
@@ -178,12 +207,12 @@ def run_planted(repo: Path, stages: Sequence[str]) -> None:
         run(["python", "-m", f"stages.{stage}"], repo)
 
 
-def planted_classifier(tokenizer: Tokenizer, lopsided: bool = False) -> Classifier:
-    """The hand-built model (or its lopsided variant) as the pipeline would save it (config from our schema,
-    weights loaded strictly)."""
+def planted_classifier(tokenizer: Tokenizer, lopsided: bool = False, counting: bool = False) -> Classifier:
+    """The hand-built model (or its lopsided or counting variant) as the pipeline would save it (config from our
+    schema, weights loaded strictly)."""
     from palindrome_lens.model.config import model_config
 
     if tokenizer.alphabet != ALPHABET or tokenizer.width != LENGTH + 2:
         raise ValueError(f"the planted model needs alphabet {ALPHABET!r} and strings of length {LENGTH} with [EOS]")
     config = model_config(PARAMS, tokenizer, seed=0, lengths=[LENGTH])
-    return Classifier(build_bridge(config, state_dict(tokenizer, lopsided)), tokenizer, config)
+    return Classifier(build_bridge(config, state_dict(tokenizer, lopsided, counting)), tokenizer, config)
