@@ -1,5 +1,5 @@
 """What the explain stage adds to `dvc repro`: the stage itself (a fresh interpreter, imports included, as DVC
-runs it) and the report's explanation page, from the workspace's outputs (run `dvc repro` first).
+runs it), each ladder level's build, and the report's explanation page, from the workspace's outputs (run `dvc repro` first).
 
 Runs `python -m stages.explain` `--rounds` times into a temp copy of data/explanation's place (the workspace's
 own outputs are left alone), printing the median wall time and the stage's own parts, then times rendering
@@ -11,6 +11,7 @@ the explanation page in this process.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ NEEDED = ("data/model", "data/raw/train.parquet", "data/raw/test.parquet", "data
 PART = re.compile(r"(\w[\w ]*?) (\d+\.\d) s")
 
 
-def stage_once(work: Path) -> tuple[float, dict[str, float]]:
+def stage_once(work: Path) -> tuple[float, dict[str, float], dict[str, float]]:
     env = {**os.environ, "PALINDROME_LENS_QUIET": "1"}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "stages.explain"], cwd=work, env=env, capture_output=True, text=True,
@@ -36,7 +37,9 @@ def stage_once(work: Path) -> tuple[float, dict[str, float]]:
     wall = time.perf_counter() - start
     first = proc.stdout.splitlines()[0]
     parts = {name.strip(): float(value) for name, value in PART.findall(first[first.find("("):])}
-    return wall, parts
+    summary = json.loads((work / "data" / "explanation" / "summary.json").read_text())
+    levels = {row["name"]: row["seconds"] for row in summary.get("levels", [])}  # each level's build (fit included)
+    return wall, parts, levels
 
 
 def main() -> None:
@@ -46,16 +49,18 @@ def main() -> None:
     missing = [p for p in NEEDED if not (ROOT / p).exists()]
     if missing:
         sys.exit(f"missing {missing[0]}: run `dvc repro attribute` first")
-    walls, parts = [], defaultdict(list)
+    walls, parts, levels = [], defaultdict(list), defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "repo"
         shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", ".git", ".dvc", "reports", "activations",
                                                                   "explanation", "__pycache__"))
         for _ in range(args.rounds):
-            wall, seconds = stage_once(work)
+            wall, seconds, built = stage_once(work)
             walls.append(wall)
             for name, value in seconds.items():
                 parts[name].append(value)
+            for name, value in built.items():
+                levels[name].append(value)
         from palindrome_lens.report.explanation_inputs import load_explanation
         from palindrome_lens.report.html import render_page
         from palindrome_lens.report.pages.explanation import explanation_page
@@ -70,6 +75,8 @@ def main() -> None:
     print(f"{'explain stage, wall (python -m stages.explain)':<52}{statistics.median(walls):>8.1f} s")
     for name, values in parts.items():
         print(f"{'  of which ' + name:<52}{statistics.median(values):>8.1f} s")
+    for name, values in levels.items():
+        print(f"{'    ladder level ' + name + ' (build and readout fit)':<52}{statistics.median(values):>8.2f} s")
     print(f"{'report: load and render explanation.html':<52}{statistics.median(renders):>8.1f} s")
     print(f"{'added to dvc repro':<52}{statistics.median(walls) + statistics.median(renders):>8.1f} s")
 
