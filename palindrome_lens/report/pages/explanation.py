@@ -145,13 +145,22 @@ def error_tables(agreement: pd.DataFrame, n: int) -> list[Section]:
     return out
 
 
+def kind_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    columns = {"set": "set", "kind": "kind", "class": "class", "n": "n", "model_std": "model's std",
+               "agreement": "decisions alike", "model_errors": "model's errors",
+               "errors_reproduced": "reproduced", "spearman": "Spearman", "r2": "R^2",
+               "baseline_spearman": "exact check Spearman", "baseline_r2": "exact check R^2"}
+    frame = pd.DataFrame(rows)
+    return frame[[c for c in columns if c in frame]].rename(columns=columns)
+
+
 def iia_table(interchange: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(interchange)
     if frame.empty:
         return frame
-    return frame[["length", "variable", "alignment", "node", "kind", "positions", "n", "n_changed", "iia_changed",
-                  "iia_all"]].rename(columns={"iia_changed": "IIA (decision-changing)", "iia_all": "IIA (all pairs)",
-                                              "n_changed": "decision-changing pairs", "positions": "patched positions"})
+    shown = ["variable", "node", "kind", "positions", "n", "n_changed", "iia_changed", "iia_all"]
+    return frame[(["length"] if frame["length"].nunique() > 1 else []) + shown].rename(columns={
+        "iia_changed": "IIA, changing", "iia_all": "IIA, all", "n_changed": "changing", "positions": "patched positions"})
 
 
 def weakest_table(weakest: dict[str, Any] | None, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -195,36 +204,46 @@ def ladder_figure(levels: list[dict[str, Any]], graded: list[dict[str, Any]], ta
     frame = pd.DataFrame(graded)
     if len(frame):
         by = frame.pivot(index="level", columns="kind", values="spearman").reindex(text)
-        panels.append(("graded interventions: Spearman", {f"{k} pairs": by[k].tolist() for k in by.columns}, None))
+        title = "graded interventions: Spearman (" + ", ".join(f"{k} pairs {c}" for k, c in zip(by.columns, (
+            "blue", "orange"))) + ")"
+        panels.append((title, {k: by[k].tolist() for k in by.columns}, None))
     fig = subplot_grid(len(panels), 2, [t for t, _, _ in panels], 260)
     for i, (_, series, target) in enumerate(panels):
         where = {"row": i // 2 + 1, "col": i % 2 + 1}
         for j, (name, y) in enumerate(series.items()):
             fig.add_trace(go.Scatter(
-                x=x, y=y, mode="lines+markers+text", text=text if j == 0 else None, textposition="top center",
-                name=name or "level", showlegend=bool(name), line={"color": SERIES[j]},
+                x=x, y=y, mode="lines+markers+text", text=text if j == 0 else None, name=name or "level",
+                textposition=["top center", "bottom center"] * len(x),  # alternate: neighbours on a log axis crowd
+                line={"color": SERIES[j]},
                 marker={"size": 9, "symbol": ["diamond"] + ["circle"] * (len(x) - 1)},
                 hovertemplate="%{text}: %{y:.4f}<extra></extra>" if j == 0 else None), **where)
         if target is not None:
-            fig.add_hline(y=target, line={"dash": "dash", "color": ERROR_COLOR}, annotation_text="gate", **where)
-        fig.add_vline(x=n_model, line={"dash": "dot", "color": "#868e96"}, annotation_text="the model", **where)
+            fig.add_hline(y=target, line={"dash": "dash", "color": ERROR_COLOR}, annotation_text="gate",
+                          annotation_position="top left", **where)
+        fig.add_vline(x=n_model, line={"dash": "dot", "color": "#868e96"}, **where)
     fig.update_xaxes(type="log", exponentformat="power")
+    fig.update_layout(showlegend=False)
     return label_figure(fig, "The ladder: each level's numbers against its scores", "numbers read + fitted (log)",
                         "score")
 
 
 def ladder_table(levels: list[dict[str, Any]], n_model: int) -> pd.DataFrame:
-    def gates(r: dict[str, Any]) -> str:
-        unjudged = [g for g, ok in r["gates"].items() if ok is None]
-        said = "passes every gate" if r["passes"] else f"fails {', '.join(r['failed'])}"
-        return said + (f" (not judged: {', '.join(unjudged)})" if unjudged else "")
+    def pair(a: Any, b: Any) -> str:
+        return f"{num(a, 2)} / {num(b, 2)}"
     return pd.DataFrame([{
-        "level": r["name"], "what it adds": r["adds"], "read": r["n_read"], "fitted": r["n_fitted"],
-        "% of the model": pct(r["n_total"] / n_model, 2), "decisions alike (test / edits)":
-        f"{pct(r['agreement_test'], 2)} / {pct(r['agreement_edits'], 2)}", "Spearman edits": r["spearman_edits"],
-        "R^2 edits": r["r2_edits"], "Spearman test": r["spearman_test"], "R^2 test": r["r2_test"],
-        "model's errors reproduced": f"{r['errors_reproduced']} of {r['model_errors']}", "gates": gates(r)}
-        for r in levels])
+        "level": r["name"], "what it adds": r["adds"], "read + fitted": f"{r['n_read']:,} + {r['n_fitted']}",
+        "% of the model": pct(r["n_total"] / n_model, 2), "decisions alike, test / edits":
+        f"{pct(r['agreement_test'], 2)} / {pct(r['agreement_edits'], 2)}",
+        "Spearman / R^2, edits": pair(r["spearman_edits"], r["r2_edits"]),
+        "Spearman / R^2, test": pair(r["spearman_test"], r["r2_test"]),
+        "model's errors reproduced": f"{r['errors_reproduced']} of {r['model_errors']}",
+        "gates": "passes" if r["passes"] else f"fails: {', '.join(r['failed'])}"} for r in levels])
+
+
+def unjudged(levels: list[dict[str, Any]]) -> str:
+    """The gates some level could not judge (null), said once for the table's caption."""
+    gates = sorted({g for r in levels for g, ok in r["gates"].items() if ok is None})
+    return f" Not judged (too few cases): {names(gates)}." if gates else ""
 
 
 def patterns_in_words(patterns: Counter[str]) -> str:
@@ -351,13 +370,14 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
             Code(explanation.algorithm or logic_part(explanation.source)), anchor="algorithm"),
         *([Section("The ladder", (
             "Each level adds one kind of detail to the one below. Left to right: more numbers read from the model "
-            "and fitted (log scale); the dotted line is the model's parameter count, the dashed one the gate. The "
-            "exact check (the diamond) decides by the label and predicts one logit difference per class."),
+            f"and fitted (log scale); the dotted line is the model's {n_model:,} parameters, the dashed one the gate. "
+            "The exact check (the diamond) decides by the label and predicts one logit difference per class."),
             Figure(ladder_figure(levels, summary.get("graded") or [], summary["targets"], n_model)), anchor="ladder"),
            Section("The ladder, level by level", (
             "What each level adds, its numbers (read from the model's own components; fitted to its logits on the "
             "train split) and share of the model's parameters, and its scores; R^2 and Spearman compare the logit "
-            "differences within each class."), Table(ladder_table(levels, n_model), digits=3))] if levels else []),
+            f"differences within each class.{unjudged(levels)}"), Table(ladder_table(levels, n_model)))] if levels
+          else []),
         *breaks_section(summary, explanation.failures, n_examples),
         *graded_section(summary.get("graded") or []),
         Section(f"program.py ({program['level']}) against the model", (
@@ -370,7 +390,7 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
         Section("Within each class", "R^2 and Spearman of the program's logit difference against the model's, per "
                 "class; the model's standard deviation says how much there is to explain.", Table(class_table(agreement))),
         Section("By kind", "The same figures per set (test or the single edits), kind of string and class.",
-                Table(pd.DataFrame(summary["by_kind"]))),
+                Table(kind_table(summary["by_kind"]))),
         Section("Program against model", (
             f"Each point is a string (at most {SCATTER_POINTS} per panel, evenly spaced): on the diagonal the program "
             f"predicts the model's logit difference exactly. {scatter_said}"), Figure(scatter)),
@@ -387,8 +407,8 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
             "Per program variable (a pair's comparison): the program runs on a base test string with that pair "
             "comparing a source string's characters, the model with the node patched at that pair's positions from "
             "the source's run; IIA is the share of (base, source) pairs where they then decide alike, on the pairs "
-            "where the intervention changes the program's decision and on all. 'resid' is the residual stream after "
-            "the hypothesis' layer, 'writer' the circuit's component there; 'control' patches the next pair's "
+            "where the intervention changes the program's decision ('changing' counts them) and on all. The node is "
+            "the residual stream after the hypothesis' layer or the circuit's component there; 'control' patches the next pair's "
             f"positions instead and must score far lower (target {pct(summary['targets']['iia_target'], 0)}, control "
             f"at most {pct(summary['targets']['iia_control_max'], 0)})."), Table(iia_table(summary["interchange"]))),
         Section("The weakest pair", (
