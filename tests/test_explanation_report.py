@@ -165,6 +165,8 @@ def test_the_index_ends_its_paragraph_with_the_explain_stage_headline(written: P
     lines = section(pages[0], "Verdicts").steps
     assert lines[-1].sentence == "Program: the model runs the compiled program."
     assert lines[-1].href == "explanation.html" and "of test strings (the exact palindrome check:" in lines[-1].evidence
+    ladder = next(v for v in lines if v.link_text == "the explanation ladder")  # straight to the algorithm's section
+    assert ladder.href == "explanation.html#algorithm" and ladder.sentence.startswith("The algorithm: Each character")
     assert "explanation.html" not in [s.href for s in section(report_pages(load_inputs(write_all(
         tmp_path / "without")), 5, 10)[0], "Verdicts").steps]
 

@@ -127,7 +127,7 @@ def ladder_algorithm(explanation: ExplanationInputs | None) -> Step | None:
     if not level.get("text"):
         return None
     return Step(f"The algorithm: {level['text']}", level.get("evidence") or "the explanation ladder's algorithm level",
-                "explanation.html", "the explanation ladder")
+                "explanation.html#algorithm", "the explanation ladder")
 
 
 def circuit_verdict(attribution: Attribution) -> Step:
