@@ -1,7 +1,9 @@
 """The explain stage's library on the hand-built model (tests/ground_truth.py) in memory, written to disk with the
-stage's writer and shown by the report: the page carries the gated sentence, the program, one heatmap per pair
-and the interchange table; a family with no template is a page that says so, not a failure; a corrupt or
-missing constants.json is an error naming the file."""
+stage's writer and shown by the report: the page says first which ladder level program.py is and why, prints the
+algorithm level whole, draws the ladder and tabulates it, shows where the mechanism says the model breaks and the
+graded interventions, one heatmap per pair with its takeaway, and the interchange table; a family with no template
+is a page that says so, not a failure; a corrupt or missing constants.json or algorithm level is an error naming
+the file."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from palindrome_lens.report.explanation_inputs import load_explanation
 from palindrome_lens.report.html import build_report, render_page
 from palindrome_lens.report.inputs import load_inputs
 from palindrome_lens.report.pages import report_pages
-from palindrome_lens.report.pages.explanation import explanation_page
+from palindrome_lens.report.pages.explanation import explanation_page, graded_section
 from tests.conftest import tiny_params
 from tests.report_outputs import write_all
 
@@ -68,25 +70,90 @@ def test_in_memory_the_planted_model_runs_its_program_and_every_variable_aligns(
 
 
 def section(page, start: str):
-    (found,) = [s for s in page.sections if s.heading.startswith(start)]
+    (found,) = [s for s in page.sections if s.heading == start] or [
+        s for s in page.sections if s.heading.startswith(start)]
     return found.content
 
 
-def test_the_page_shows_the_gated_sentence_the_program_and_its_tables(written: Path) -> None:
+def test_the_page_says_which_level_and_why_then_prints_the_algorithm_whole(written: Path) -> None:
     page = explanation_page(load_explanation(written), n_examples=5)
-    lead = section(page, "The explanation in one paragraph")
-    assert isinstance(lead, Text) and lead.text.startswith("The model runs this program.")
-    code = section(page, "The program")
-    assert isinstance(code, Code) and "def logit_diff(text, pairs=None):" in code.source
-    assert "TABLES = {" not in code.source  # the tables are shown as heatmaps, not as numbers
-    heatmaps = section(page, "Mismatch evidence per pair")
-    assert isinstance(heatmaps, Figure) and len(heatmaps.fig.data) == LENGTH // 2  # one panel per mirrored pair
-    iia = section(page, "Interchange interventions")
-    assert isinstance(iia, Table) and set(iia.df["node"]) == {"blocks.0.hook_resid_post", "0_mlp_out"}
-    figures = section(page, "Agreement with the model").df.set_index("figure")
-    assert figures.loc["decisions alike", "test: program"] == "100.0%"
+    assert page.sections[0].heading == "Which program, and why"
+    lead = section(page, "Which program, and why")
+    assert isinstance(lead, Text) and lead.text.startswith(
+        "program.py is the algorithm level of the ladder: the smallest of its 6 levels that passes every gate. It "
+        "reads 72 numbers from the model and fits 15, 0.9% of the model's 10,162 parameters.\n\nThe model runs this "
+        "program.")
+    code = section(page, "The algorithm, as a program")
+    assert isinstance(code, Code) and code.source == (written / "programs" / "algorithm.py").read_text()
+    assert "def logit_diff(text, pairs=None):" in code.source and "TABLES = {" in code.source  # whole, numbers too
     html = render_page(page, [page])
     assert '<span style="color: #008000; font-weight: bold">def</span>' in html  # highlighted, inline styles
+    assert "<pre" in html and len(html.encode()) < 300_000
+    heatmaps = section(page, "Mismatch evidence per pair")
+    assert isinstance(heatmaps, Figure) and len(heatmaps.fig.data) == LENGTH // 2  # one panel per mirrored pair
+    caption = next(s.caption for s in page.sections if s.heading == "Mismatch evidence per pair")
+    assert "Matched pairs (the diagonal) average 0 and broken ones 16;" in caption  # the planted evidence
+    iia = section(page, "Interchange interventions")
+    assert isinstance(iia, Table) and set(iia.df["node"]) == {"blocks.0.hook_resid_post", "0_mlp_out"}
+    figures = section(page, "program.py (algorithm) against the model").df.set_index("figure")
+    assert figures.loc["decisions alike", "test: program"] == "100.0%"
+
+
+def test_the_ladder_is_a_figure_on_a_log_axis_and_a_table(written: Path) -> None:
+    summary = json.loads((written / "summary.json").read_text())
+    page = explanation_page(load_explanation(written), n_examples=5)
+    fig = section(page, "The ladder").fig
+    sizes = [r["n_read"] + r["n_fitted"] for r in summary["levels"]]
+    assert fig.layout.xaxis.type == "log" and all(list(t.x) == sizes for t in fig.data)
+    assert len(fig.data) == 5  # three scores, then the graded Spearman of broken and of matched pairs
+    assert list(fig.data[1].y) == [r["spearman_edits"] for r in summary["levels"]]
+    lines = [(sh.x0, sh.y0) for sh in fig.layout.shapes]
+    assert lines.count((summary["n_model"], 0)) == 4  # the model's parameter count, in every panel
+    targets = summary["targets"]
+    assert {y for _, y in lines} >= {targets["agreement_target"], targets["spearman_target"], targets["r2_target"]}
+    table = section(page, "The ladder, level by level").df.set_index("level")
+    assert list(table.index) == ["exact", "algorithm", "characters", "combination", "context", "full"]
+    assert table.loc["exact", "gates"] == "fails: the within-class fit"
+    assert table.loc["algorithm", "gates"] == "passes" and table.loc["algorithm", "read + fitted"] == "72 + 15"
+    assert table.loc["algorithm", "what it adds"] == summary["levels"][1]["adds"]
+
+
+def test_where_it_breaks_lists_the_search_and_the_strings_that_fool_the_model(written: Path, tmp_path: Path) -> None:
+    page = explanation_page(load_explanation(written), n_examples=5)
+    search = next(s for s in page.sections if s.heading == "Where it breaks: the failure search")
+    assert search.caption.endswith("None of the proposals fools the model.")
+    assert list(search.content.df["level"]) == ["algorithm", "characters", "combination", "context", "full"]
+    assert not any(s.heading.startswith("Where it breaks: the model's worst") for s in page.sections)
+    copy = tmp_path / "explanation"
+    shutil.copytree(written, copy)
+    failures = pd.read_parquet(copy / "failures.parquet")
+    wrong = [3, 130, 500]  # two patterns, one string proposed by two levels
+    failures.loc[wrong, "model_wrong"] = True
+    failures.loc[wrong, "model_logit_diff"] = [1.0, 3.0, 2.0]
+    failures.to_parquet(copy / "failures.parquet")
+    page = explanation_page(load_explanation(copy), n_examples=5)
+    search = next(s for s in page.sections if s.heading == "Where it breaks: the failure search")
+    texts = failures.loc[wrong, "text"].tolist()
+    assert f"The model misclassifies {len(set(texts))} distinct proposed strings: " in search.caption
+    top = section(page, "Where it breaks: the model's worst misclassified proposals").df
+    assert top["text"].tolist()[0] == texts[1] and set(top["text"]) == set(texts)
+    assert top.columns.tolist() == ["text", "true class", "model's logit diff", "program's logit diff", "proposed by",
+                                    "pattern"]
+
+
+def test_graded_interventions_say_which_level_follows_the_model(written: Path) -> None:
+    page = explanation_page(load_explanation(written), n_examples=5)
+    assert next(s for s in page.sections if s.heading == "Graded interventions").caption.startswith(
+        "No level can be scored")  # the planted model ignores which characters a pair holds
+    rows = [{"level": level, "kind": kind, "n": 100, "n_above_noise": 40, "noise": 0.1, "spearman": rho,
+             "sign_agreement": sign, "control_spearman": 0.02}
+            for level, rho, sign in (("exact", 0.0, 0.0), ("characters", 0.5, 0.8), ("full", 0.9, 0.95))
+            for kind in ("broken", "matched")]
+    (graded,) = graded_section(rows)
+    assert "The exact level scores 0 by construction" in graded.caption
+    assert ("The full level follows the model best: broken pairs Spearman 0.9, the same sign on 95.0% of the 40 "
+            "changes above noise") in graded.caption
+    assert len(graded.content.df) == 6
 
 
 def test_the_index_ends_its_paragraph_with_the_explain_stage_headline(written: Path, tmp_path: Path) -> None:
@@ -98,6 +165,8 @@ def test_the_index_ends_its_paragraph_with_the_explain_stage_headline(written: P
     lines = section(pages[0], "Verdicts").steps
     assert lines[-1].sentence == "Program: the model runs the compiled program."
     assert lines[-1].href == "explanation.html" and "of test strings (the exact palindrome check:" in lines[-1].evidence
+    ladder = next(v for v in lines if v.link_text == "the explanation ladder")  # straight to the algorithm's section
+    assert ladder.href == "explanation.html#algorithm" and ladder.sentence.startswith("The algorithm: Each character")
     assert "explanation.html" not in [s.href for s in section(report_pages(load_inputs(write_all(
         tmp_path / "without")), 5, 10)[0], "Verdicts").steps]
 
@@ -109,7 +178,7 @@ def test_a_family_without_template_is_a_page_not_a_failure(tmp_path: Path) -> No
     write_explanation(tmp_path / "explanation", result)
     assert sorted(p.name for p in (tmp_path / "explanation").iterdir()) == ["summary.json"]
     page = explanation_page(load_explanation(tmp_path / "explanation"), 5)
-    assert section(page, "The explanation in one paragraph").text == (
+    assert section(page, "Which program, and why").text == (
         "No program: no program template for the string_level family yet.")
     render_page(page, [page])
 
@@ -123,6 +192,10 @@ def test_corrupt_or_missing_constants_name_the_file(written: Path, tmp_path: Pat
     (copy / "constants.json").unlink()
     with pytest.raises(DataFileError, match=r"explanation/constants\.json: the explanation's constants .*not found"):
         load_explanation(copy)
+    shutil.copy(written / "constants.json", copy / "constants.json")
+    (copy / "programs" / "algorithm.py").unlink()
+    with pytest.raises(DataFileError, match=r"explanation/programs/algorithm\.py: cannot read the program"):
+        load_explanation(copy)
 
 
 @pytest.mark.slow  # a browser
@@ -131,4 +204,4 @@ def test_the_page_with_a_program_opens_offline_with_every_figure_drawn(written: 
     build_report(tmp_path, [page])
     result = browser.open_page(tmp_path / page.filename)
     assert result.problems() == [] and result.network_requests == []
-    assert len(result.plots) == 3 and all(result.plots.values())  # the scatter and the two per-pair heatmaps
+    assert len(result.plots) == 4 and all(result.plots.values())  # the ladder, the scatter, two per-pair heatmaps

@@ -146,8 +146,8 @@ def test_the_algorithm_hook_shows_the_ladders_text_only_when_there_is_one(tmp_pa
     inputs = load_inputs(write_all(tmp_path))
     assert ladder_algorithm(None) is None
     assert ladder_algorithm(ExplanationInputs({"program": None})) is None
-    step = ladder_algorithm(ExplanationInputs({"algorithm": {"text": "compare each pair", "evidence": "R^2 0.9"}}))
-    assert step.sentence == "The algorithm: compare each pair" and step.evidence == "R^2 0.9"
+    step = ladder_algorithm(ExplanationInputs({"algorithm": {"text": "compare each pair", "evidence": "R^2 0.9."}}))
+    assert step.sentence == "The algorithm: compare each pair" and step.evidence == "R^2 0.9"  # the list adds the stop
     with_ladder = dataclasses.replace(inputs, explanation=ExplanationInputs({
         "program": None, "sentences": ["No hypothesis is supported."], "headline": [], "runs_program": False,
         "algorithm": {"text": "compare each pair", "evidence": "R^2 0.9"}}))

@@ -1,6 +1,7 @@
 """Read data/explanation/ for the report: summary.json always; with a program, its source, constants.json
-(checked by the explain package's own loader) and agreement.parquet. Every missing or malformed file is a
-DataFileError naming it."""
+(checked by the explain package's own loader), agreement.parquet, the ladder's algorithm level
+(programs/algorithm.py) and the failure search's proposals (failures.parquet; absent when it proposed nothing).
+Every missing or malformed file is a DataFileError naming it."""
 
 from __future__ import annotations
 
@@ -14,11 +15,21 @@ import pandas as pd
 from palindrome_lens.data.parquet import read_table
 from palindrome_lens.errors import DataFileError
 from palindrome_lens.explanation.constants import RERUN, load_constants, read_checked
-from palindrome_lens.explanation.files import AGREEMENT, AGREEMENT_SCHEMA, CONSTANTS, FORMAT, PROGRAM, SUMMARY
+from palindrome_lens.explanation.files import (
+    AGREEMENT,
+    AGREEMENT_SCHEMA,
+    CONSTANTS,
+    FAILURES,
+    FAILURES_SCHEMA,
+    FORMAT,
+    PROGRAM,
+    SUMMARY,
+)
 
 SUMMARY_KEYS = ("format", "family", "program", "sentences", "headline", "runs_program")
 PROGRAM_KEYS = ("agreement", "by_kind", "interchange", "weakest_pair", "targets", "baseline")
 AGREEMENT_COLUMNS = {f.name: f.type for f in AGREEMENT_SCHEMA}
+FAILURES_COLUMNS = {f.name: f.type for f in FAILURES_SCHEMA}
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,8 @@ class ExplanationInputs:
     source: str | None = None  # program.py
     constants: dict[str, Any] | None = None
     agreement: pd.DataFrame | None = None
+    algorithm: str | None = None  # programs/algorithm.py, when the ladder has that level
+    failures: pd.DataFrame | None = None  # failures.parquet (every proposal), empty when none was written
 
     @property
     def has_program(self) -> bool:
@@ -40,12 +53,19 @@ def load_explanation(directory: str | os.PathLike[str]) -> ExplanationInputs:
     if summary["program"] is None:
         return ExplanationInputs(summary)
     read_checked(path, "the explanation's summary", PROGRAM_KEYS, None)
-    program = directory / PROGRAM
-    try:
-        source = program.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"{program}: cannot read the program ({exc}){RERUN}") from exc
+    source = read_source(directory / PROGRAM)
     constants = load_constants(directory / CONSTANTS)
     agreement = read_table(directory / AGREEMENT, AGREEMENT_COLUMNS).select(list(AGREEMENT_COLUMNS))
     frame = agreement.to_pandas().astype({"pair_pos": "Int64", "position": "Int64"})
-    return ExplanationInputs(summary, source, constants, frame)
+    algorithm = summary.get("algorithm") or {}
+    failures = (read_table(directory / FAILURES, FAILURES_COLUMNS).select(list(FAILURES_COLUMNS)).to_pandas()
+                if (directory / FAILURES).exists() else pd.DataFrame(columns=list(FAILURES_COLUMNS)))
+    return ExplanationInputs(summary, source, constants, frame,
+                             read_source(directory / algorithm["file"]) if algorithm.get("file") else None, failures)
+
+
+def read_source(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: cannot read the program ({exc}){RERUN}") from exc

@@ -40,7 +40,7 @@ table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { border-bottom: 1px solid #e4e7eb; padding: 0.3rem 0.7rem; text-align: left; vertical-align: top; }
 td { max-width: 30rem; overflow-wrap: anywhere; }
 td:not(.num) { min-width: 4rem; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; overflow-wrap: normal; }
 pre { background: #f5f7fa; padding: 0.8rem; overflow-x: auto; }
 div.circuitsvis { max-width: 760px; }
 ul.links li { margin: 0.3rem 0; }

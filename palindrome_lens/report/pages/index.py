@@ -126,8 +126,9 @@ def ladder_algorithm(explanation: ExplanationInputs | None) -> Step | None:
     level = (explanation.summary.get("algorithm") or {}) if explanation is not None else {}
     if not level.get("text"):
         return None
-    return Step(f"The algorithm: {level['text']}", level.get("evidence") or "the explanation ladder's algorithm level",
-                "explanation.html", "the explanation ladder")
+    evidence = (level.get("evidence") or "the explanation ladder's algorithm level").rstrip(".")  # Steps adds one
+    return Step(f"The algorithm: {level['text']}", evidence,
+                "explanation.html#algorithm", "the explanation ladder")
 
 
 def circuit_verdict(attribution: Attribution) -> Step:
