@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,10 +22,12 @@ from palindrome_lens.data.generate import generate_splits
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.explanation import explain
 from palindrome_lens.explanation.program import run_program
-from palindrome_lens.explanation.run import Explanation, fit_strings
+from palindrome_lens.explanation.run import Explanation, fit_strings, write_explanation
 from palindrome_lens.explanation.string_run import build_string_level
 from palindrome_lens.explanation.string_template import render_string_level
 from palindrome_lens.params import validate
+from palindrome_lens.report.explanation_inputs import load_explanation
+from palindrome_lens.report.pages.explanation import explanation_page
 from tests.conftest import tiny_params
 
 LOGIT_TOLERANCE = 1e-3  # the fitted gate's logistic never reaches exactly 0 or 1 (the model's logits are +-2)
@@ -110,3 +113,13 @@ def test_a_program_with_one_heads_value_table_zeroed_misses_every_break_at_its_p
     zeroed = run_program(render_string_level(constants), broken_at_3 + palindromes)
     assert (zeroed[:4] > 0).all()  # called palindromes: the break is invisible
     assert (zeroed[4:] > 0).all()
+
+
+def test_the_string_level_files_are_written_read_back_and_shown(tmp_path: Path) -> None:
+    _, result, _, _ = explained("label")
+    write_explanation(tmp_path / "explanation", result)
+    assert sorted(p.name for p in (tmp_path / "explanation" / "programs").iterdir()) == ["exact.py", "string_level.py"]
+    inputs = load_explanation(tmp_path / "explanation")
+    assert inputs.has_program and inputs.constants["family"] == "string_level"
+    page = explanation_page(inputs, 3)
+    assert "string-level family" in page.intro
