@@ -173,13 +173,13 @@ def test_the_index_ends_its_paragraph_with_the_explain_stage_headline(written: P
 
 def test_a_family_without_template_is_a_page_not_a_failure(tmp_path: Path) -> None:
     params, splits, clf = params_and_data()
-    circuit = {"scrubbing": [{"name": "counts", "after_layer": 0, "keep": {"chars": "label"}, "verdict": "supported"}]}
+    circuit = {"scrubbing": [{"name": "chars", "after_layer": 0, "keep": {"chars": "char"}, "verdict": "supported"}]}
     result = explain(clf, circuit, splits["train"], splits["test"], pd.DataFrame(), params.explain, seed=0)
     write_explanation(tmp_path / "explanation", result)
     assert sorted(p.name for p in (tmp_path / "explanation").iterdir()) == ["summary.json"]
     page = explanation_page(load_explanation(tmp_path / "explanation"), 5)
     assert section(page, "Which program, and why").text == (
-        "No program: no program template for the string_level family yet.")
+        "No program: no program template for the characters family yet.")
     render_page(page, [page])
 
 

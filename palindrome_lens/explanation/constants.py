@@ -94,6 +94,7 @@ def counts(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
 # --- reading it back ------------------------------------------------------------------------------------
 
 TOP_KEYS = ("format", "family", "alphabet", "readout", "after_layer", "lengths", "counts", "provenance")
+STRING_KEYS = ("format", "family", "alphabet", "readout", "after_layer", "string_level", "counts", "provenance")
 
 
 def _shape(path: Path, where: str, value: Any, shape: tuple[int, ...]) -> None:
@@ -119,6 +120,12 @@ def read_checked(path: Path, what: str, keys: tuple[str, ...], fmt: str | None) 
 def load_constants(path: str | os.PathLike[str]) -> dict[str, Any]:
     """constants.json, checked: a missing, corrupt or malformed file is a DataFileError naming the file."""
     path = Path(path)
+    doc = read_checked(path, "the explanation's constants (constants.json)", ("family",), FORMAT)
+    if doc["family"] == "string_level":  # the string-level program's constants (explanation/string_run.py)
+        doc = read_checked(path, "the explanation's constants (constants.json)", STRING_KEYS, FORMAT)
+        if not isinstance(doc["string_level"], Mapping) or not isinstance(doc["string_level"].get("lengths"), Mapping):
+            raise DataFileError(f"{path}: string_level.lengths must be a mapping{RERUN}")
+        return doc
     doc = read_checked(path, "the explanation's constants (constants.json)", TOP_KEYS, FORMAT)
     if doc["readout"] not in ("bos", "eos") or not isinstance(doc["lengths"], Mapping) or not doc["lengths"]:
         raise DataFileError(f"{path}: readout must be bos or eos and lengths a non-empty mapping{RERUN}")

@@ -4,8 +4,10 @@ The family comes from circuit.json: the hypothesis search's result (`discovered`
 else the hand-written scrubbing hypotheses (`scrubbing`). A supported hypothesis whose character positions
 keep a pair-local feature (`pair_match`, `pair_diff`, `pair_chars`, or their `visible_` forms for causal
 models) is the pair-comparison algorithm: each character compares itself with its mirror and the readout
-reads the comparisons. Other supported features name a family that has no template yet (said in the
-report, not an error); with nothing supported there is no family.
+reads the comparisons. A string-level feature (`label`, `n_mismatches`, `mismatch_set`) is the string-level
+family: the answer is computed at every position at once (its template: string_level.py). Other supported
+features name a family that has no template yet (said in the report, not an error); with nothing supported there
+is no family. Where several are supported, pair comparison is preferred.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ PAIR_COMPARISON = "pair_comparison"
 PAIR_LOCAL = ("pair_match", "pair_diff", "pair_chars")
 STRING_LEVEL = ("mismatch_set", "n_mismatches", "label")
 CHAR_GROUPS = ("chars", "first_half", "centre", "second_half")
-TEMPLATES = (PAIR_COMPARISON,)
+STRING_LEVEL_FAMILY = "string_level"
+TEMPLATES = (PAIR_COMPARISON, STRING_LEVEL_FAMILY)  # in order of preference when several are supported
 SUPPORTED = "supported"
 
 
@@ -51,7 +54,7 @@ def feature_family(keep: Mapping[str, str]) -> str | None:
     if any(f in PAIR_LOCAL for f in kept):
         return PAIR_COMPARISON
     if any(f in STRING_LEVEL for f in kept):
-        return "string_level"
+        return STRING_LEVEL_FAMILY
     if "char" in kept:
         return "characters"
     return None
@@ -74,7 +77,8 @@ def choose_family(circuit: Mapping[str, Any], wanted: str = "auto") -> FamilyCho
     source, rows = _candidates(circuit)
     supported = [r for r in rows if r.get("verdict") == SUPPORTED and isinstance(r.get("keep"), Mapping)]
     named = [(feature_family(r["keep"]), r) for r in supported]
-    for name, row in [*[(n, r) for n, r in named if n in TEMPLATES], *[(n, r) for n, r in named if n]]:
+    preferred = [(n, r) for t in TEMPLATES for n, r in named if n == t]
+    for name, row in [*preferred, *[(n, r) for n, r in named if n]]:
         if wanted in ("auto", name):
             return FamilyChoice(name, source, str(row.get("name")), int(row["after_layer"]), dict(row["keep"]),
                                 "" if name in TEMPLATES else f"no program template for the {name} family yet",

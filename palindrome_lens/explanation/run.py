@@ -30,7 +30,7 @@ from palindrome_lens.explanation.constants import FORMAT as CONSTANTS_FORMAT
 from palindrome_lens.explanation.constants import counts, length_entry, provenance
 from palindrome_lens.explanation.emulate import Emulator
 from palindrome_lens.explanation.failures import propose, scores
-from palindrome_lens.explanation.family import FamilyChoice, choose_family
+from palindrome_lens.explanation.family import STRING_LEVEL_FAMILY, FamilyChoice, choose_family
 from palindrome_lens.explanation.files import (
     AGREEMENT,
     AGREEMENT_SCHEMA,
@@ -235,6 +235,11 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
     choice = choose_family(circuit, params.family)
     if not choice.has_template:
         return no_program(choice, choice.reason)
+    if choice.name == STRING_LEVEL_FAMILY:
+        from palindrome_lens.explanation.string_run import (
+            explain_string_level,  # it imports this module's parts
+        )
+        return explain_string_level(clf, choice, train, test, edits, params, seed)
     if choice.after_layer >= model.cfg.n_layers - 1:
         return no_program(choice, f"the hypothesis puts the comparison after layer {choice.after_layer}, the last "
                                   "layer; the pair-comparison template needs a later layer to read it")

@@ -128,7 +128,7 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
                    f"{figures}; {alignment}.")
 
 
-def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_model: int) -> str:
+def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_model: int, top: str = "full") -> str:
     """Which level passes the gates, and what each smaller level misses."""
     def size(r: Mapping[str, Any]) -> str:
         return f"{r['n_read']:,} numbers read and {r['n_fitted']:,} fitted"
@@ -138,7 +138,7 @@ def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_mod
                            x["n_total"] for x in rows if x["name"] == chosen)))
     if chosen is None:
         return (f"No level of the ladder passes the gates (the model has {n_model:,} parameters): {misses}. "
-                "program.py is the full level, the closest the ladder gets.")
+                f"program.py is the {top} level, the closest the ladder gets.")
     row = next(r for r in rows if r["name"] == chosen)
     return (f"The smallest level that passes every gate is {chosen}: {size(row)}, {row['n_total'] / n_model:.1%} of "
             f"the model's {n_model:,} parameters" + (f". Smaller levels fail: {misses}." if misses else "."))

@@ -345,6 +345,8 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
         return Page(FILENAME, TITLE, "No program was compiled for this run.", [
             lead, Section("Hypothesis family", "What circuit.json supports and why no template applies.", Table(facts))],
             nav_label=NAV)
+    if family["name"] == "string_level":
+        return string_level_page(explanation, lead, n_examples)
     program, agreement = summary["program"], summary["agreement"]
     constants, table = explanation.constants, explanation.agreement
     length = max(program["lengths"])
@@ -419,5 +421,36 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
         Section("Where each constant comes from", (
             f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted (constants.json holds "
             "them all with this provenance)."), Table(provenance)),
+    ]
+    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
+
+
+def string_level_page(explanation: ExplanationInputs, lead: Section, n_examples: int) -> Page:
+    """The string-level family: its program, agreement and provenance (no pair tables, no interchange)."""
+    summary, table = explanation.summary, explanation.agreement
+    program, family = summary["program"], summary["family"]
+    intro = (f"The attribute stage's supported hypothesis '{family['hypothesis']}' ({family['source']}) is the "
+             f"string-level family: the answer is computed at every character position in layer 0. The explain stage "
+             f"compiled data/explanation/program.py (ladder level {program['level']}): {program['logic_lines']} lines "
+             f"of logic, {program['n_read']} numbers read from the model and {program['n_fitted']} fitted. Run it with "
+             "`python data/explanation/program.py TEXT`.")
+    sections = [
+        lead,
+        Section("The program", (
+            "The logic of program.py, up to its constants. The stage checks that the file gives the measured numbers "
+            f"on {program['checked_rows']} strings (largest difference {num(program['check_max_difference'], 2)})."),
+            Code(logic_part(explanation.source)), anchor="program"),
+        Section("Agreement with the model", "On the test split and on every single edit of the test palindromes, "
+                "beside the exact palindrome check.", Table(figures_table(summary["agreement"]))),
+        Section("Within each class", "R^2 and Spearman of the program's logit difference against the model's, per "
+                "class.", Table(class_table(summary["agreement"]))),
+        Section("By kind (test split)", "The same figures per kind of string and class.",
+                Table(pd.DataFrame(summary["by_kind"]))),
+        Section("Program against model", "Each point is a string: on the diagonal the program predicts the model's "
+                "logit difference exactly.", Figure(scatter_figure(table))),
+        *error_tables(table, n_examples),
+        Section("Where each constant comes from", (
+            f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted."),
+            Table(pd.DataFrame(explanation.constants["provenance"]))),
     ]
     return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
