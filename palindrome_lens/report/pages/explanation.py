@@ -428,6 +428,7 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
 def string_level_page(explanation: ExplanationInputs, lead: Section, n_examples: int) -> Page:
     """The string-level family: its program, agreement and provenance (no pair tables, no interchange)."""
     summary, table = explanation.summary, explanation.agreement
+    scatter, scatter_said = scatter_figure(table)
     program, family = summary["program"], summary["family"]
     intro = (f"The attribute stage's supported hypothesis '{family['hypothesis']}' ({family['source']}) is the "
              f"string-level family: the answer is computed at every character position in layer 0. The explain stage "
@@ -447,7 +448,7 @@ def string_level_page(explanation: ExplanationInputs, lead: Section, n_examples:
         Section("By kind (test split)", "The same figures per kind of string and class.",
                 Table(pd.DataFrame(summary["by_kind"]))),
         Section("Program against model", "Each point is a string: on the diagonal the program predicts the model's "
-                "logit difference exactly.", Figure(scatter_figure(table))),
+                "logit difference exactly. " + scatter_said, Figure(scatter)),
         *error_tables(table, n_examples),
         Section("Where each constant comes from", (
             f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted."),
