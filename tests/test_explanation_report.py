@@ -164,6 +164,9 @@ def test_the_index_ends_its_paragraph_with_the_explain_stage_headline(written: P
     assert headline[0].startswith("The model runs this program.") and paragraph.endswith(headline[-1])
     lines = section(pages[0], "Verdicts").steps
     assert lines[-1].sentence == "Program: the model runs the compiled program."
+    program = json.loads((written / "summary.json").read_text())["program"]
+    assert f"it is the ladder's {program['level']} level, {program['n_read'] + program['n_fitted']:,} numbers" \
+        in lines[-1].evidence
     assert lines[-1].href == "explanation.html" and "of test strings (the exact palindrome check:" in lines[-1].evidence
     ladder = next(v for v in lines if v.link_text == "the explanation ladder")  # straight to the algorithm's section
     assert ladder.href == "explanation.html#algorithm" and ladder.sentence.startswith("The algorithm: Each character")

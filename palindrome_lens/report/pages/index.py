@@ -177,11 +177,17 @@ def program_verdict(explanation: ExplanationInputs | None) -> Step | None:
         return Step("Program: none was built for this run.", " ".join(s.get("sentences") or []) or "no hypothesis "
                     "the explain stage can compile is supported", "explanation.html", "the explanation")
     test, edits = s["agreement"]["test"], s["agreement"]["edits"]
+    program, n_model = s["program"], s.get("n_model")
+    size = ""
+    if program.get("level") and n_model:  # the ladder: which level, and whether it is smaller than the model at all
+        total = program["n_read"] + program["n_fitted"]
+        size = (f"; it is the ladder's {program['level']} level, {total:,} numbers for a model of {n_model:,} "
+                f"parameters{' (larger than the model: no smaller level passes)' if total > n_model else ''}")
     return Step("Program: the model runs the compiled program." if s.get("runs_program") else
                 "Program: the compiled program does not pass its gates.",
                 f"it decides like the model on {pct(test['agreement'])} of test strings (the exact palindrome check: "
                 f"{pct(test['baseline_agreement'])}) and follows its logit difference within a class on single edits "
-                f"with R^2 {num(edits['r2'], 2)} (exact check {num(edits['baseline_r2'], 2)})",
+                f"with R^2 {num(edits['r2'], 2)} (exact check {num(edits['baseline_r2'], 2)}){size}",
                 "explanation.html", "the program")
 
 
