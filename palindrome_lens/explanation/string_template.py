@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from palindrome_lens.errors import DataFileError
-from palindrome_lens.explanation.template import CONSTANTS_MARKER, level_filename, literal, number, numbers
+from palindrome_lens.explanation.template import (
+    CONSTANTS_MARKER,
+    MAIN,
+    READOUT,
+    level_filename,
+    literal,
+    number,
+    numbers,
+)
 
 ACTIVATION_BODIES = {
     "relu": "    return max(x, 0.0)",
@@ -89,37 +97,12 @@ def logit_diff(text, pairs=None):
     """logit[palindrome] - logit[not] for `text` (characters only, no [BOS]/[EOS]); `pairs` is not supported."""
     if pairs:
         raise ValueError("the string-level program has no per-pair variable to intervene on")
-    table, f = table_of(text), features(text)
-    gate = table["gate"]
-    z = gate[-1] + sum(w * x for w, x in zip(gate[:-1], f))
-    side = 0.5 * (1.0 + math.tanh(z / 2.0))  # logistic(z): how far the string is on the palindrome side
-    terms = [1.0, *f] + [f[i] * f[j] for i in range(len(f)) for j in range(i, len(f))]
-    value = {{name: sum(c * t for c, t in zip(coefs, terms)) for name, coefs in table["readout"].items()}}
-    return side * value["palindrome"] + (1.0 - side) * value["not_palindrome"]
+    return readout(table_of(text), features(text))
 
 
-def is_palindrome(text, pairs=None):
-    return logit_diff(text, pairs) > THRESHOLD
+{readout_code}
 
-
-def table_of(text):
-    if not isinstance(text, str) or any(c not in INDEX for c in text) or len(text) not in TABLES:
-        raise ValueError(f"{{text!r}}: use lengths {{sorted(TABLES)}} of the alphabet {{ALPHABET!r}}")
-    return TABLES[len(text)]
-
-
-def main(argv):
-    try:
-        value = logit_diff(*argv) if len(argv) == 1 else None
-    except ValueError as exc:
-        print(f"error: {{exc}}", file=sys.stderr)
-        return 2
-    if value is None:
-        print("usage: python {filename} TEXT", file=sys.stderr)
-        return 2
-    print(f"{{'palindrome' if value > THRESHOLD else 'not a palindrome'}} (logit difference {{value:.4f}})")
-    return 0
-
+{main}
 
 {marker} (numbers only: read from the model unless marked FITTED) -----------------------------------
 ALPHABET = "".join(map(chr, {alphabet}))
@@ -170,6 +153,7 @@ def render_string_level(level: Mapping[str, Any], filename: str = "program.py") 
         act=str(level["act_fn"]).upper(), n_dims=len(first["directions"]), n_read=int(level["n_read"]),
         n_model=int(level["n_model"]), n_fitted=int(level["n_fitted"]),
         activation=ACTIVATION_BODIES[level["act_fn"]], marker=CONSTANTS_MARKER,
+        main=MAIN.format(filename=filename), readout_code=READOUT.format(),
         alphabet="(" + ", ".join(str(int(c)) for c in level["alphabet"]) + ",)",
         causal="True" if level["causal"] else "False", b_o=numbers(level["b_o"]), ln2=ln2_text,
         w_in=literal(level["w_in"], 0), b_in=numbers(level["b_in"]),

@@ -21,6 +21,41 @@ _HEAD = re.compile(r"^L(\d+)H(\d+)$")
 FORM_KEYS = ("full", "match", "match_char", "broken", "own", "mirror", "cp_weight", "position", "char")
 _LEVEL = re.compile(r"^[a-z_]+$")
 
+# What every table-driven program shares (each program is a standalone file, so these are pasted in): the fitted
+# readout (a gate on the first features, one quadratic per side), the length's tables, and the two entry points.
+READOUT = '''def readout(table, f):
+    """The logit difference from the features f: GATE says which side, a quadratic per side (READOUT) how far."""
+    gate = table["gate"]
+    z = gate[-1] + sum(w * e for w, e in zip(gate[:-1], f))
+    side = 0.5 * (1.0 + math.tanh(z / 2.0))  # logistic(z): how far the string is on the palindrome side
+    terms = [1.0, *f] + [f[i] * f[j] for i in range(len(f)) for j in range(i, len(f))]
+    value = {{name: sum(c * t for c, t in zip(coefs, terms)) for name, coefs in table["readout"].items()}}
+    return side * value["palindrome"] + (1.0 - side) * value["not_palindrome"]
+
+
+def table_of(text):
+    if not isinstance(text, str) or any(c not in INDEX for c in text) or len(text) not in TABLES:
+        raise ValueError(f"{{text!r}}: use lengths {{sorted(TABLES)}} of the alphabet {{ALPHABET!r}}")
+    return TABLES[len(text)]
+'''
+
+MAIN = '''def is_palindrome(text, pairs=None):
+    return logit_diff(text, pairs) > THRESHOLD
+
+
+def main(argv):
+    try:
+        value = logit_diff(*argv) if len(argv) == 1 else None
+    except ValueError as exc:
+        print(f"error: {{exc}}", file=sys.stderr)
+        return 2
+    if value is None:
+        print("usage: python {filename} TEXT", file=sys.stderr)
+        return 2
+    print(f"{{'palindrome' if value > THRESHOLD else 'not a palindrome'}} (logit difference {{value:.4f}})")
+    return 0
+'''
+
 PAIR_COMPARISON = '''"""How this palindrome classifier decides, as a program (family: pair comparison; level: {level}),
 compiled by palindrome-lens from the trained model; standard library only. `python {filename} TEXT` prints
 the decision and the logit difference; `from {module} import logit_diff, is_palindrome` gives them to Python.
@@ -96,37 +131,13 @@ def features(text, pairs=None):
 
 def logit_diff(text, pairs=None):
     """logit[palindrome] - logit[not] for `text` (characters only, no [BOS]/[EOS]); `pairs` intervenes."""
-    table, f = table_of(text), features(text, pairs)
-    gate = table["gate"]
-    z = gate[-1] + sum(w * e for w, e in zip(gate[:-1], f))  # the heads' evidence comes first in f
-    side = 0.5 * (1.0 + math.tanh(z / 2.0))  # logistic(z): how far the string is on the palindrome side
-    terms = [1.0, *f] + [f[i] * f[j] for i in range(len(f)) for j in range(i, len(f))]
-    value = {{name: sum(c * t for c, t in zip(coefs, terms)) for name, coefs in table["readout"].items()}}
-    return side * value["palindrome"] + (1.0 - side) * value["not_palindrome"]
+    table = table_of(text)
+    return readout(table, features(text, pairs))
 
 
-def is_palindrome(text, pairs=None):
-    return logit_diff(text, pairs) > THRESHOLD
+{readout_code}
 
-
-def table_of(text):
-    if not isinstance(text, str) or any(c not in INDEX for c in text) or len(text) not in TABLES:
-        raise ValueError(f"{{text!r}}: use lengths {{sorted(TABLES)}} of the alphabet {{ALPHABET!r}}")
-    return TABLES[len(text)]
-
-
-def main(argv):
-    try:
-        value = logit_diff(*argv) if len(argv) == 1 else None
-    except ValueError as exc:
-        print(f"error: {{exc}}", file=sys.stderr)
-        return 2
-    if value is None:
-        print("usage: python {filename} TEXT", file=sys.stderr)
-        return 2
-    print(f"{{'palindrome' if value > THRESHOLD else 'not a palindrome'}} (logit difference {{value:.4f}})")
-    return 0
-
+{main}
 
 {marker} (numbers only: read from the model unless marked FITTED) -----------------------------------
 ALPHABET = "".join(map(chr, {alphabet}))
@@ -159,22 +170,7 @@ def logit_diff(text, pairs=None):
     return MEANS[0] if all(a == b for a, b in seen) else MEANS[1]
 
 
-def is_palindrome(text, pairs=None):
-    return logit_diff(text, pairs) > THRESHOLD
-
-
-def main(argv):
-    try:
-        value = logit_diff(*argv) if len(argv) == 1 else None
-    except ValueError as exc:
-        print(f"error: {{exc}}", file=sys.stderr)
-        return 2
-    if value is None:
-        print("usage: python {filename} TEXT", file=sys.stderr)
-        return 2
-    print(f"{{'palindrome' if value > THRESHOLD else 'not a palindrome'}} (logit difference {{value:.4f}})")
-    return 0
-
+{main}
 
 {marker} (numbers only) -----------------------------------------------------------------------------------
 ALPHABET = "".join(map(chr, {alphabet}))
@@ -265,13 +261,13 @@ def render_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
     means} for the floor."""
     if not _LEVEL.match(filename.removesuffix(".py")):
         raise DataFileError(f"program file name {filename!r} is not a lower-case word")
-    common = {"filename": filename, "marker": CONSTANTS_MARKER,
+    common = {"filename": filename, "marker": CONSTANTS_MARKER, "main": MAIN.format(filename=filename),
               "alphabet": "(" + ", ".join(str(int(c)) for c in level["alphabet"]) + ",)"}
     if level["name"] == "exact":
         return EXACT.format(means=numbers(level["means"]), **common)
     lengths = level["lengths"]
     first = lengths[min(lengths, key=int)]
-    return PAIR_COMPARISON.format(
+    return PAIR_COMPARISON.format(readout_code=READOUT.format(),
         level=level_filename(level["name"]).removesuffix(".py"), module=filename.removesuffix(".py"),
         adds=str(level["adds"]).replace('"', "'"), after_layer=int(level["after_layer"]),
         heads=", ".join(head_name(h["name"]) for h in first["heads"]), readout=READOUT_WORDS[level["readout"]],
