@@ -276,8 +276,9 @@ def ladder_table(runs: list[Run]) -> pd.DataFrame:
             continue
         pick, levels = _ladder_pick(explanation), explanation.get("levels") or []
         if pick is None:  # no program, or a summary written before the ladder existed
-            rows.append({"run": run.name, "passing level": "n/a: " + ("no ladder in this run's summary"
-                                                                      if explanation.get("program") else "no program")})
+            family = (explanation.get("family") or {}).get("name")
+            rows.append({"run": run.name, "passing level": "n/a: " + (
+                "no ladder in this run's summary" if explanation.get("program") else f"no program (family {family})")})
             continue
         passing = explanation.get("passing_level")
         n_model = explanation.get("n_model") or pick.get("n_model")

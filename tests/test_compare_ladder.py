@@ -38,9 +38,11 @@ def test_ladder_rows_per_run() -> None:
     runs = [Run("seed0", "a" * 40, {}, {}, explanation=explanation("characters")),
             Run("seed1", "b" * 40, {}, {}, explanation=explanation(None)),
             Run("seed2", "c" * 40, {}, {}, explanation=old),
-            Run("seed3", "d" * 40, {}, {})]  # no explain output at all
+            Run("seed3", "d" * 40, {}, {}),  # no explain output at all
+            Run("seed4", "e" * 40, {}, {}, explanation={"family": {"name": "string_level"}, "program": None,
+                                                        "sentences": ["No program: no template."]})]
     table = ladder_table(runs).set_index("run")
-    assert table.index.tolist() == ["seed0", "seed1", "seed2"]
+    assert table.index.tolist() == ["seed0", "seed1", "seed2", "seed4"]
     first = table.loc["seed0"]
     assert first["passing level"] == "characters"
     assert first["size: read + fitted (of the model's parameters)"] == "400 + 15 (0.41x of 1,000)"
@@ -53,6 +55,7 @@ def test_ladder_rows_per_run() -> None:
     assert second["size: read + fitted (of the model's parameters)"] == "2,000 + 33 (2.03x of 1,000)"
     assert second["graded Spearman, broken (level)"] == "0.86 (full; control 0.05)"
     assert table.loc["seed2", "passing level"] == "n/a: no ladder in this run's summary"
+    assert table.loc["seed4", "passing level"] == "n/a: no program (family string_level)"
 
     levels = level_table(runs)
     assert levels["run"].tolist() == ["seed0"] * 3 + ["seed1"] * 3
