@@ -2,7 +2,7 @@
 runs learn the same circuit, judged on the circuit graph (its nodes and edges) up to the naming of heads
 within a layer, with each run's faithfulness, scrubbing verdicts and per-head evidence.
 
-    python -m palindrome_lens.compare [--repo .] [--out reports/experiments.html]
+    python -m palindrome_lens.compare [--repo .] [--out reports/experiments.html] [--rev BASELINE]
 
 Runs are listed by `dvc exp show --json` (params and metrics); each run's `data/attribution/summary.json`
 and `circuit.json` are read at its revision through `dvc.api`.
@@ -80,14 +80,14 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def exp_show(repo: Path) -> list[dict[str, Any]]:
-    """`dvc exp show --json`: the workspace, the baseline commit(s) and their experiments.
+def exp_show(repo: Path, rev: str | None = None) -> list[dict[str, Any]]:
+    """`dvc exp show --json`: the workspace, the baseline commit (HEAD, or `rev`) and its experiments.
 
     Not dvc.api.exp_show(): its flat rows lose param types, the baseline's commit and which file each metric
     came from (tests/test_experiments.py shows how)."""
     # `python -m dvc` from this interpreter: works when the venv is not on PATH
-    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, capture_output=True,
-                          text=True)
+    command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--rev", rev] if rev else [])]
+    proc = subprocess.run(command, cwd=repo, capture_output=True, text=True)
     if proc.returncode != 0:
         raise PalindromeLensError(f"`dvc exp show --json` failed in {repo}: {proc.stderr.strip()}")
     return json.loads(proc.stdout)
@@ -123,10 +123,10 @@ def read_output(repo: Path, rev: str, path: str = SUMMARY) -> dict[str, Any] | N
         return None
 
 
-def collect_runs(repo: Path) -> list[Run]:
+def collect_runs(repo: Path, rev: str | None = None) -> list[Run]:
     keys = set(known_keys())
     runs = []
-    entries = list_runs(exp_show(repo))
+    entries = list_runs(exp_show(repo, rev))
     for name, rev, data in tqdm(entries, desc="reading experiments", disable=tqdm_disabled() or len(entries) < 4):
         params = {k: v for k, v in _flatten(data.get("params", {}).get("params.yaml", {}).get("data", {})).items()
                   if k in keys}
@@ -563,9 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m palindrome_lens.compare", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--repo", type=Path, default=Path("."), help="the DVC project (default: .)")
     parser.add_argument("--out", type=Path, default=Path("reports/experiments.html"), help="the page to write")
+    parser.add_argument("--rev", help="the baseline commit whose experiments to compare (default: HEAD); experiments "
+                        "queued before a later commit are listed under the commit they were queued on")
     args = parser.parse_args(argv)
     try:
-        runs = collect_runs(args.repo.resolve())
+        runs = collect_runs(args.repo.resolve(), args.rev)
         page = build_page(runs)
         page = Page(args.out.name, page.title, page.intro, page.sections, page.nav_label)
         build_report(args.out.parent, [page])

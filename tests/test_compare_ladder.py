@@ -4,6 +4,8 @@ summary predates the ladder still compare."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from palindrome_lens.compare import Run, build_page, ladder_table, ladder_verdict, level_table
 
 
@@ -74,3 +76,20 @@ def test_no_ladder_anywhere() -> None:
     runs = [Run("seed0", "a" * 40, {}, {})]
     assert ladder_table(runs).empty and level_table(runs).empty
     assert ladder_verdict(runs) == "No run has an explanation ladder yet (the explain stage writes it)."
+
+
+def test_rev_picks_the_baseline_whose_experiments_are_shown(monkeypatch) -> None:
+    import subprocess
+
+    from palindrome_lens import compare
+
+    calls = []
+
+    def fake_run(command: list[str], **_: object) -> subprocess.CompletedProcess:
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0, stdout="[]", stderr="")
+
+    monkeypatch.setattr(compare.subprocess, "run", fake_run)
+    compare.exp_show(Path("."))
+    compare.exp_show(Path("."), "d52cae5")
+    assert calls[0][-2:] == ["show", "--json"] and calls[1][-2:] == ["--rev", "d52cae5"]
