@@ -295,8 +295,9 @@ def ladder_table(runs: list[Run]) -> pd.DataFrame:
             "errors recall / precision per level": "; ".join(
                 f"{r['name']} {_pct(r.get('error_recall'))} / {_pct(r.get('error_precision'))}" for r in levels),
             "failures found (best level: distinct misclassified, hit rate, x random)":
-                "n/a" if best is None else f"{best['level']}: {best['distinct_wrong']} of {best['proposals']}, "
-                f"{_pct(best.get('hit_rate'), 1)}, {_times(best.get('times_random'))}",
+                "n/a" if best is None else f"none: 0 of {best['proposals']} at every level"
+                if not best.get("distinct_wrong") else f"{best['level']}: {best['distinct_wrong']} of "
+                f"{best['proposals']}, {_pct(best.get('hit_rate'), 1)}, {_times(best.get('times_random'))}",
             "graded Spearman, broken (level)": "n/a" if graded is None else
                 f"{_num(graded.get('spearman'))} ({pick['name']}; control {_num(graded.get('control_spearman'))})",
         })

@@ -70,6 +70,10 @@ def test_ladder_rows_per_run() -> None:
     assert "fails the within-class fit (1 run), alignment (1 run)" in text
     page = build_page(runs)
     assert {"Explanation ladder", "Ladder levels", "Which level passes?"} <= {s.heading for s in page.sections}
+    for f in runs[1].explanation["failures"]:
+        f["distinct_wrong"] = 0
+    assert ladder_table(runs).set_index("run").loc["seed1", "failures found (best level: distinct misclassified, "
+                                                   "hit rate, x random)"] == "none: 0 of 2000 at every level"
 
 
 def test_no_ladder_anywhere() -> None:
