@@ -2,7 +2,7 @@
 runs learn the same circuit, judged on the circuit graph (its nodes and edges) up to the naming of heads
 within a layer, with each run's faithfulness, scrubbing verdicts and per-head evidence.
 
-    python -m palindrome_lens.compare [--repo .] [--out reports/experiments.html]
+    python -m palindrome_lens.compare [--repo .] [--out reports/experiments.html] [--rev BASELINE]
 
 Runs are listed by `dvc exp show --json` (params and metrics); each run's `data/attribution/summary.json`
 and `circuit.json` are read at its revision through `dvc.api`.
@@ -80,14 +80,14 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def exp_show(repo: Path) -> list[dict[str, Any]]:
-    """`dvc exp show --json`: the workspace, the baseline commit(s) and their experiments.
+def exp_show(repo: Path, rev: str | None = None) -> list[dict[str, Any]]:
+    """`dvc exp show --json`: the workspace, the baseline commit (HEAD, or `rev`) and its experiments.
 
     Not dvc.api.exp_show(): its flat rows lose param types, the baseline's commit and which file each metric
     came from (tests/test_experiments.py shows how)."""
     # `python -m dvc` from this interpreter: works when the venv is not on PATH
-    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, capture_output=True,
-                          text=True)
+    command = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--rev", rev] if rev else [])]
+    proc = subprocess.run(command, cwd=repo, capture_output=True, text=True)
     if proc.returncode != 0:
         raise PalindromeLensError(f"`dvc exp show --json` failed in {repo}: {proc.stderr.strip()}")
     return json.loads(proc.stdout)
@@ -123,10 +123,10 @@ def read_output(repo: Path, rev: str, path: str = SUMMARY) -> dict[str, Any] | N
         return None
 
 
-def collect_runs(repo: Path) -> list[Run]:
+def collect_runs(repo: Path, rev: str | None = None) -> list[Run]:
     keys = set(known_keys())
     runs = []
-    entries = list_runs(exp_show(repo))
+    entries = list_runs(exp_show(repo, rev))
     for name, rev, data in tqdm(entries, desc="reading experiments", disable=tqdm_disabled() or len(entries) < 4):
         params = {k: v for k, v in _flatten(data.get("params", {}).get("params.yaml", {}).get("data", {})).items()
                   if k in keys}
@@ -246,6 +246,107 @@ def program_table(runs: list[Run]) -> pd.DataFrame:
             "runs the program": explanation.get("runs_program"),
         })
     return pd.DataFrame(rows)
+
+
+def _ladder_pick(explanation: dict[str, Any]) -> dict[str, Any] | None:
+    """The level the ladder stands on: the passing one, else the one program.py holds (the closest)."""
+    levels = explanation.get("levels") or []
+    name = explanation.get("passing_level") or explanation.get("program_level")
+    return next((r for r in levels if r["name"] == name), levels[-1] if levels else None)
+
+
+def _graded(explanation: dict[str, Any], level: str, kind: str = "broken") -> dict[str, Any] | None:
+    return next((g for g in explanation.get("graded") or [] if g["level"] == level and g["kind"] == kind), None)
+
+
+def _best_failures(explanation: dict[str, Any]) -> dict[str, Any] | None:
+    """The level whose proposals the model got wrong most often (distinct strings, then hit rate)."""
+    rows = explanation.get("failures") or []
+    return max(rows, key=lambda r: (r.get("distinct_wrong") or 0, r.get("hit_rate") or 0), default=None)
+
+
+def ladder_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run with an explanation: which ladder level passes its gates (or none, and what the closest
+    level fails), its size against the model's, every level's edits Spearman / R^2, the failures found and the
+    graded interventions' Spearman. Runs whose summary predates the ladder say so."""
+    rows = []
+    for run in runs:
+        explanation = run.explanation or {}
+        if not explanation:
+            continue
+        pick, levels = _ladder_pick(explanation), explanation.get("levels") or []
+        if pick is None:  # no program, or a summary written before the ladder existed
+            family = (explanation.get("family") or {}).get("name")
+            rows.append({"run": run.name, "passing level": "n/a: " + (
+                "no ladder in this run's summary" if explanation.get("program") else f"no program (family {family})")})
+            continue
+        passing = explanation.get("passing_level")
+        n_model = explanation.get("n_model") or pick.get("n_model")
+        best = _best_failures(explanation)
+        graded = _graded(explanation, pick["name"])
+        rows.append({
+            "run": run.name,
+            "passing level": passing or f"none ({pick['name']} fails {', '.join(pick.get('failed') or []) or 'n/a'})",
+            "size: read + fitted (of the model's parameters)":
+                f"{pick['n_read']:,} + {pick['n_fitted']:,} ({(pick['n_read'] + pick['n_fitted']) / n_model:.2f}x of "
+                f"{n_model:,})" if n_model else f"{pick['n_read']:,} + {pick['n_fitted']:,}",
+            "edits Spearman / R^2 per level": "; ".join(
+                f"{r['name']} {_num(r.get('spearman_edits'))} / {_num(r.get('r2_edits'))}" for r in levels),
+            "errors recall / precision per level": "; ".join(
+                f"{r['name']} {_pct(r.get('error_recall'))} / {_pct(r.get('error_precision'))}" for r in levels),
+            "failures found (best level: distinct misclassified, hit rate, x random)":
+                "n/a" if best is None else f"none: 0 of {best['proposals']} at every level"
+                if not best.get("distinct_wrong") else f"{best['level']}: {best['distinct_wrong']} of "
+                f"{best['proposals']}, {_pct(best.get('hit_rate'), 1)}, {_times(best.get('times_random'))}",
+            "graded Spearman, broken (level)": "n/a" if graded is None else
+                f"{_num(graded.get('spearman'))} ({pick['name']}; control {_num(graded.get('control_spearman'))})",
+        })
+    return pd.DataFrame(rows)
+
+
+def level_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per (run, ladder level): its size, figures, failed gates, graded interventions and failures."""
+    columns = ["run", "level", "read", "fitted", "x model", "decisions alike, edits", "model errors",
+               "error recall", "error precision", "edits Spearman", "edits R^2", "test Spearman", "test R^2",
+               "IIA min", "IIA control max", "graded Spearman, broken", "graded Spearman, matched",
+               "failures: distinct", "failures: hit rate", "failures: x random", "failed gates", "passes"]
+    rows = []
+    for run in runs:
+        explanation = run.explanation or {}
+        failures = {f["level"]: f for f in explanation.get("failures") or []}
+        for r in explanation.get("levels") or []:
+            n_model = explanation.get("n_model") or r.get("n_model")
+            broken, matched = _graded(explanation, r["name"]), _graded(explanation, r["name"], "matched")
+            f = failures.get(r["name"]) or {}
+            rows.append(dict(zip(columns, [
+                run.name, r["name"], r["n_read"], r["n_fitted"],
+                (r["n_read"] + r["n_fitted"]) / n_model if n_model else None, r.get("agreement_edits"),
+                r.get("model_errors"), r.get("error_recall"), r.get("error_precision"), r.get("spearman_edits"),
+                r.get("r2_edits"), r.get("spearman_test"), r.get("r2_test"), r.get("iia_min"),
+                r.get("iia_control_max"), (broken or {}).get("spearman"), (matched or {}).get("spearman"),
+                f.get("distinct_wrong"), f.get("hit_rate"), f.get("times_random"),
+                ", ".join(r.get("failed") or []), bool(r.get("passes"))])))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ladder_verdict(runs: list[Run]) -> str:
+    """Which runs have a level passing every gate, and which gates the others' closest level fails."""
+    with_ladder = [(r.name, r.explanation) for r in runs if r.explanation and r.explanation.get("levels")]
+    if not with_ladder:
+        return "No run has an explanation ladder yet (the explain stage writes it)."
+    passing = [(name, e["passing_level"]) for name, e in with_ladder if e.get("passing_level")]
+    failed: Counter[str] = Counter(g for _, e in with_ladder if not e.get("passing_level")
+                                   for g in (_ladder_pick(e) or {}).get("failed") or [])
+    text = (f"{len(passing)} of {len(with_ladder)} runs have a ladder level that passes every gate"
+            + (": " + ", ".join(f"{name} ({level})" for name, level in passing) if passing else "") + ".")
+    if failed:
+        text += (" The others' closest level fails " + ", ".join(f"{gate} ({n} run{'s' if n > 1 else ''})"
+                                                               for gate, n in failed.most_common()) + ".")
+    return text
+
+
+def _times(x: Any) -> str:
+    return "n/a" if _number(x) is None else f"{x:.1f}x"
 
 
 def _num(x: Any) -> str:
@@ -405,6 +506,22 @@ def build_page(runs: list[Run]) -> Page:
                 "test and on the single edits, the model's own errors on the edits it reproduces, R^2 and Spearman of "
                 "the logit difference within each class, and the smallest interchange-intervention accuracy over its "
                 "variables with the largest wrong-position control.", Table(program_table(runs))),
+        Section("Explanation ladder", "Each run's ladder of programs (data/explanation/programs/, smallest first): the "
+                "smallest level that passes every gate, or none and the gates its closest level (program.py's) "
+                "fails; that level's size, numbers read from the model plus fitted, against the model's parameter "
+                "count; every level's within-class Spearman / R^2 with the model's logit difference on the single "
+                "edits and its recall / precision of the model's own errors there; the failures the levels propose "
+                "(the best level: distinct strings the model misclassifies, the share of its proposals that are, "
+                "and that share against uniformly drawn single edits'); and the graded interventions' Spearman "
+                "(breaking a pair differently) of the passing or closest level, with its wrong-position control.",
+                Table(ladder_table(runs))),
+        Section("Which level passes?", "Counted over the runs with a ladder; the gates are the explain stage's "
+                "(params.yaml, explain: the targets).", Text(ladder_verdict(runs))),
+        Section("Ladder levels", "One row per run and level: size (numbers read, fitted, and their sum against the "
+                "model's parameters), decisions alike on the edits, the model's errors there and the level's recall "
+                "and precision of them, within-class Spearman and R^2 on the edits and on test, the smallest IIA and "
+                "the largest wrong-position control, the graded interventions' Spearman (broken and matched kinds), "
+                "the failures it proposed, the gates it fails, and whether it passes.", Table(level_table(runs))),
         Section("Same circuit?", "Judged on each run's circuit graph (nodes and edges from circuit.json), allowing "
                 "the heads of a layer to be renamed.", Text(verdict(runs))),
         Section("Same algorithm?", "Each run's discovered hypothesis: after every layer, the coarsest feature of the "
@@ -447,9 +564,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m palindrome_lens.compare", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--repo", type=Path, default=Path("."), help="the DVC project (default: .)")
     parser.add_argument("--out", type=Path, default=Path("reports/experiments.html"), help="the page to write")
+    parser.add_argument("--rev", help="the baseline commit whose experiments to compare (default: HEAD); experiments "
+                        "queued before a later commit are listed under the commit they were queued on")
     args = parser.parse_args(argv)
     try:
-        runs = collect_runs(args.repo.resolve())
+        runs = collect_runs(args.repo.resolve(), args.rev)
         page = build_page(runs)
         page = Page(args.out.name, page.title, page.intro, page.sections, page.nav_label)
         build_report(args.out.parent, [page])
