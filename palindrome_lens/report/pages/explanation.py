@@ -45,7 +45,6 @@ FIGURE_ROWS = (("agreement", "decisions alike"), ("model_errors", "the model's e
                ("errors_reproduced", "of them reproduced"), ("error_recall", "error recall"),
                ("error_precision", "error precision"), ("r2", "R^2 within a class (mean over classes)"),
                ("spearman", "Spearman within a class (mean over classes)"))
-ERROR_COLUMNS = ["set", "text", "kind", "pair_pos", "old", "new", "label", "model_logit_diff", "program_logit_diff"]
 
 
 def figures_table(agreement: dict[str, Any]) -> pd.DataFrame:
@@ -65,13 +64,6 @@ def figures_table(agreement: dict[str, Any]) -> pd.DataFrame:
             row[f"{part}: program"] = shown(program)
             row[f"{part}: exact check"] = shown(baseline)
         rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def class_table(agreement: dict[str, Any]) -> pd.DataFrame:
-    rows = [{"set": part, "class": cls, "n": c["n"], "model's std": c["model_std"], "R^2": c["r2"],
-             "Spearman": c["spearman"], "exact check R^2": c["baseline_r2"], "exact check Spearman": c["baseline_spearman"]}
-            for part in ("test", "edits") for cls, c in agreement[part]["by_class"].items()]
     return pd.DataFrame(rows)
 
 
@@ -127,22 +119,6 @@ def pair_heatmaps(constants: dict[str, Any], length: int, head: str, table: str)
     return heatmap_grid(panels, f"{head}'s {table} per pair (strings of length {length})", "right character",
                         "left character", table, cols=min(3, len(panels)), zmin=middle - limit, zmax=middle + limit,
                         zmid=middle), takeaway
-
-
-def error_tables(agreement: pd.DataFrame, n: int) -> list[Section]:
-    wrong = agreement[~agreement["model_correct"]]
-    predicted, missed = wrong[~wrong["program_correct"]], wrong[wrong["program_correct"]]
-    invented = agreement[agreement["model_correct"] & ~agreement["program_correct"]]
-    caption = ("Both logit differences (logit[palindrome] − logit[not], > 0 = palindrome); set is test or the single "
-               "edits, pair_pos the broken pair, old → new the edit. ")
-    out = []
-    for title, part, what in (("The model's errors the program predicts", predicted, "the program errs the same way"),
-                              ("The model's errors the program misses", missed, "the program decides right"),
-                              ("Errors the program invents", invented, "the model decides right")):
-        body = (Table(part[ERROR_COLUMNS].head(n).reset_index(drop=True)) if len(part)
-                else Text(f"None ({len(wrong)} model errors in all)."))
-        out.append(Section(f"{title} ({min(n, len(part))} of {len(part)})", caption + f"Rows where {what}.", body))
-    return out
 
 
 def kind_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -345,23 +321,17 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
         return Page(FILENAME, TITLE, "No program was compiled for this run.", [
             lead, Section("Hypothesis family", "What circuit.json supports and why no template applies.", Table(facts))],
             nav_label=NAV)
-    if family["name"] == "string_level":
-        return string_level_page(explanation, lead, n_examples)
-    program, agreement = summary["program"], summary["agreement"]
-    constants, table = explanation.constants, explanation.agreement
-    length = max(program["lengths"])
-    pairs = pair_constants(constants, length)
-    head = reader_head(pairs)
+    program, agreement, constants = summary["program"], summary["agreement"], explanation.constants
+    pairwise = family["name"] != "string_level"  # the string-level family has no pair tables and no interchange
     intro = (f"The attribute stage's supported hypothesis '{family['hypothesis']}' ({family['source']}) is the "
-             f"pair-comparison family, so the explain stage compiled it into programs of growing detail, "
-             f"data/explanation/programs/<level>.py, and copied the one it stands behind to data/explanation/program.py "
-             f"({program['level']}). Each runs alone: `python data/explanation/program.py TEXT`.")
-    provenance = pd.DataFrame(constants["provenance"])
+             + ("pair-comparison family" if pairwise else "string-level family: the answer is computed at every "
+                "character position in layer 0") + ", so the explain stage compiled it into programs of growing "
+             f"detail, data/explanation/programs/<level>.py, and copied the one it stands behind to "
+             f"data/explanation/program.py ({program['level']}). Each runs alone: "
+             "`python data/explanation/program.py TEXT`.")
     words = summary.get("algorithm") or {}
     levels, n_model = summary.get("levels") or [], summary.get("n_model") or program["n_model"]
-    scatter, scatter_said = scatter_figure(table)
-    evidence, evidence_said = pair_heatmaps(constants, length, head, "evidence")
-    salience, salience_said = pair_heatmaps(constants, length, head, "salience")
+    scatter, scatter_said = scatter_figure(explanation.agreement)
     sections = [
         lead,
         Section("The algorithm, as a program", (
@@ -389,13 +359,27 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
             "difference is bimodal: across classes any right answer scores ~1), averaged over the classes present. "
             f"The stage checks that the file gives these numbers on {program['checked_rows']} strings (largest "
             f"difference {num(program['check_max_difference'], 2)})."), Table(figures_table(agreement)), anchor="program"),
-        Section("Within each class", "R^2 and Spearman of the program's logit difference against the model's, per "
-                "class; the model's standard deviation says how much there is to explain.", Table(class_table(agreement))),
-        Section("By kind", "The same figures per set (test or the single edits), kind of string and class.",
-                Table(kind_table(summary["by_kind"]))),
+        Section("By kind", "The same figures per set (test or the single edits), kind of string and class; the "
+                "model's standard deviation says how much there is to explain.", Table(kind_table(summary["by_kind"]))),
         Section("Program against model", (
             f"Each point is a string (at most {SCATTER_POINTS} per panel, evenly spaced): on the diagonal the program "
             f"predicts the model's logit difference exactly. {scatter_said}"), Figure(scatter)),
+        *(pair_sections(summary, constants, max(program["lengths"])) if pairwise else []),
+        Section("Where each constant comes from", (
+            f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted (constants.json holds "
+            "them all with this provenance)."), Table(pd.DataFrame(constants["provenance"]))),
+    ]
+    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
+
+
+def pair_sections(summary: dict[str, Any], constants: dict[str, Any], length: int) -> list[Section]:
+    """The pair-comparison family's own sections: the reader head's tables, interchange, the weakest pair."""
+    pairs = pair_constants(constants, length)
+    head = reader_head(pairs)
+    evidence, evidence_said = pair_heatmaps(constants, length, head, "evidence")
+    salience, salience_said = pair_heatmaps(constants, length, head, "salience")
+    targets = summary["targets"]
+    return [
         Section("Mismatch evidence per pair", (
             f"The evidence table of {head} (the readout head whose evidence separates broken from matched pairs "
             "most), per mirrored pair, for each left and right character: the diagonal is a matched pair. Read from "
@@ -404,54 +388,17 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
         Section("Mismatch salience per pair", (
             f"{head}'s attention score from the readout to the pair's positions, per left and right character: a "
             f"broken pair that scores high draws the readout's attention. {salience_said}"), Figure(salience)),
-        *error_tables(table, n_examples),
         Section("Interchange interventions", (
             "Per program variable (a pair's comparison): the program runs on a base test string with that pair "
             "comparing a source string's characters, the model with the node patched at that pair's positions from "
             "the source's run; IIA is the share of (base, source) pairs where they then decide alike, on the pairs "
             "where the intervention changes the program's decision ('changing' counts them) and on all. The node is "
-            "the residual stream after the hypothesis' layer or the circuit's component there; 'control' patches the next pair's "
-            f"positions instead and must score far lower (target {pct(summary['targets']['iia_target'], 0)}, control "
-            f"at most {pct(summary['targets']['iia_control_max'], 0)})."), Table(iia_table(summary["interchange"]))),
+            "the residual stream after the hypothesis' layer or the circuit's component there; 'control' patches the "
+            f"next pair's positions instead and must score far lower (target {pct(targets['iia_target'], 0)}, "
+            f"control at most {pct(targets['iia_control_max'], 0)})."), Table(iia_table(summary["interchange"]))),
         Section("The weakest pair", (
             "Per pair: the single edits, how many the model and the program get wrong, the model's mean margin, and "
             "from the constants alone the reader head's salience and evidence of a broken pair minus a matched one "
             "(at the stronger of the pair's two positions: in a causal model only the later one sees its mirror)."),
             Table(weakest_table(summary["weakest_pair"], pairs))),
-        Section("Where each constant comes from", (
-            f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted (constants.json holds "
-            "them all with this provenance)."), Table(provenance)),
     ]
-    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
-
-
-def string_level_page(explanation: ExplanationInputs, lead: Section, n_examples: int) -> Page:
-    """The string-level family: its program, agreement and provenance (no pair tables, no interchange)."""
-    summary, table = explanation.summary, explanation.agreement
-    scatter, scatter_said = scatter_figure(table)
-    program, family = summary["program"], summary["family"]
-    intro = (f"The attribute stage's supported hypothesis '{family['hypothesis']}' ({family['source']}) is the "
-             f"string-level family: the answer is computed at every character position in layer 0. The explain stage "
-             f"compiled data/explanation/program.py (ladder level {program['level']}): {program['logic_lines']} lines "
-             f"of logic, {program['n_read']} numbers read from the model and {program['n_fitted']} fitted. Run it with "
-             "`python data/explanation/program.py TEXT`.")
-    sections = [
-        lead,
-        Section("The program", (
-            "The logic of program.py, up to its constants. The stage checks that the file gives the measured numbers "
-            f"on {program['checked_rows']} strings (largest difference {num(program['check_max_difference'], 2)})."),
-            Code(logic_part(explanation.source)), anchor="program"),
-        Section("Agreement with the model", "On the test split and on every single edit of the test palindromes, "
-                "beside the exact palindrome check.", Table(figures_table(summary["agreement"]))),
-        Section("Within each class", "R^2 and Spearman of the program's logit difference against the model's, per "
-                "class.", Table(class_table(summary["agreement"]))),
-        Section("By kind (test split)", "The same figures per kind of string and class.",
-                Table(pd.DataFrame(summary["by_kind"]))),
-        Section("Program against model", "Each point is a string: on the diagonal the program predicts the model's "
-                "logit difference exactly. " + scatter_said, Figure(scatter)),
-        *error_tables(table, n_examples),
-        Section("Where each constant comes from", (
-            f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted."),
-            Table(pd.DataFrame(explanation.constants["provenance"]))),
-    ]
-    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
