@@ -95,8 +95,8 @@ def test_the_page_says_which_level_and_why_then_prints_the_algorithm_whole(writt
     assert "Matched pairs (the diagonal) average 0 and broken ones 16;" in caption  # the planted evidence
     iia = section(page, "Interchange interventions")
     assert isinstance(iia, Table) and set(iia.df["node"]) == {"blocks.0.hook_resid_post", "0_mlp_out"}
-    figures = section(page, "program.py (algorithm) against the model").df.set_index("figure")
-    assert figures.loc["decisions alike", "test: program"] == "100.0%"
+    ladder = section(page, "The ladder, level by level").df.set_index("level")  # the agreement table now
+    assert ladder.loc["algorithm", "decisions alike, test / edits"].startswith("100.00% / ")
 
 
 def test_the_ladder_is_a_figure_on_a_log_axis_and_a_table(written: Path) -> None:

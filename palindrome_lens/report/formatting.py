@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 
@@ -64,15 +63,3 @@ def names(items: list[str]) -> str:
         return "".join(items)
     return ", ".join(items[:-1]) + f" and {items[-1]}"
 
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'val': {'loss': 1}} -> {'val.loss': 1}, keys in sorted order."""
-    out: dict[str, Any] = {}
-    for key in sorted(data):
-        value = data[key]
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out

@@ -138,7 +138,6 @@ TERMS: tuple[Term, ...] = (
          "counterpart is its repair (each broken pair takes its left character); a palindrome's is its copy with "
          "the outermost pair broken."),
 )
-BY_ANCHOR = {t.anchor: t for t in TERMS}
 
 
 def _alternation() -> tuple[re.Pattern[str], list[Term]]:

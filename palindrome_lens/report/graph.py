@@ -164,10 +164,6 @@ def text_box(centre_px: np.ndarray, widths: Sequence[float], top: bool = False) 
                                                                       y + height / 2)
 
 
-def overlaps(a: Box, b: Box) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def role_lines(nd: GraphNode) -> list[str]:
     return [part for part in nd.role.split("; ") if part]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from palindrome_lens.report.content import Figure, Table
+from palindrome_lens.report.content import Figure
 from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.formatting import names, pct
 from palindrome_lens.report.html import Page, Section
@@ -51,17 +51,6 @@ def balanced_rows(ablation: pd.DataFrame, positions: str) -> pd.DataFrame:
 
 def components(rows: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(rows["component"]))
-
-
-def mode_table(ablation: pd.DataFrame) -> pd.DataFrame:
-    """Per component: margin lost, lean and balanced accuracy under each mode."""
-    rows = balanced_rows(ablation, ALL)
-    out = pd.DataFrame({"component": components(rows)})
-    for value, label in (("margin_lost", "margin lost"), ("lean", "lean"), ("accuracy", "balanced accuracy")):
-        for mode in MODES:
-            cells = rows[rows["mode"] == mode].set_index("component")[value]
-            out[f"{label} ({mode})"] = out["component"].map(cells)
-    return out
 
 
 def mode_figure(ablation: pd.DataFrame, value: str, title: str, y_title: str) -> Figure:
@@ -157,9 +146,6 @@ def ablation_page(attribution: Attribution) -> Page:
             "with one component ablated at every position; the dashed line is the unablated model's lean. A "
             "component whose ablation leaves a strong lean makes the model answer one class whatever the string."),
             mode_figure(ablation, "lean", "Lean with one component ablated", "lean (balanced mean logit difference)")),
-        Section("Ablation by mode (table)", (
-            "The numbers behind the two figures, plus the class-balanced accuracy under each mode (a constant "
-            "predictor scores 0.5)."), Table(mode_table(ablation), digits=3)),
     ]
     nodes = node_figure(ablation, list(summary["circuit_nodes"]))
     if nodes is not None:

@@ -1,6 +1,6 @@
 """The attention page: where the heads look from the readout, split by pair status (the reader's evidence),
 the mirror head on one string, mean attention per head by length, mirror scores, CircuitsVis views of example
-strings, and the weights-only views (positional QK per head, W_pos and its cosine similarity)."""
+strings, and the weights-only views (positional QK per head, the cosine similarity of W_pos's rows)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from palindrome_lens.report.plots import (
     heatmap_grid,
     kind_sorted,
     position_labels,
-    symmetric_limit,
 )
 from palindrome_lens.report.roles import ratio_text, readings
 
@@ -82,16 +81,6 @@ def positional_qk_figure(pos_qk: pd.DataFrame, length: int, n_heads: int, severa
     fig = heatmap_grid(panels, title,
                        "key position", "query position", "attention", cols=n_heads, zmin=0, zmax=1,
                        colorscale=SEQUENTIAL, panel_height=320)
-    return Figure(fig)
-
-
-def pos_embed_figure(pos_embed: pd.DataFrame, max_length: int) -> Figure:
-    n_pos, n_dim = int(pos_embed["pos"].max()) + 1, int(pos_embed["dim"].max()) + 1
-    z = grid(pos_embed, "pos", "dim", "value", range(n_pos), range(n_dim))
-    limit = symmetric_limit(z)
-    fig = heatmap_grid([Panel("", z, [str(d) for d in range(n_dim)], position_labels(max_length, n_pos))],
-                       "Positional embedding W_pos", "residual-stream dimension", "position", "weight",
-                       zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, panel_height=24 * n_pos)
     return Figure(fig)
 
 
@@ -209,7 +198,6 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
             "the anti-diagonal: character i looks at character L+1−i."), figure, anchor="mirror-head",
             data=[Download("mirror_head_string.csv", cells,
                            source.format("example_attention") + ", the rows of this string and head")]))
-    pad = any(int(attention[attention["length"] == n]["dest"].max()) + 1 > n + 2 for n in lengths)
     sections += [Section("Mean attention" + (f", length {length}" if several else ""), (
         "One panel per head (rows of panels = layers). Rows are query positions (BOS, characters 1..L, EOS), "
         "columns the positions they attend to; colour is the mean attention over the analysis strings of this "
@@ -237,14 +225,9 @@ def attention_page(attribution: Attribution, examples: list[ExampleAttention]) -
             "stream holds more than positions, so read it as a guide."),
             positional_qk_figure(attribution["pos_qk"], qk_length, n_heads, several),
             data=[Download("pos_qk.csv", attribution["pos_qk"], source.format("pos_qk"))]),
-        Section("Positional embeddings", (
-            "W_pos, one row per position (BOS, characters, EOS" + ("; later rows are PAD slots of shorter strings"
-                                                                   if pad or several else "")
-            + "), one column per residual-stream dimension; red positive, blue negative."),
-            pos_embed_figure(attribution["pos_embed"], max_length),
-            data=[Download("pos_embed.csv", attribution["pos_embed"], source.format("pos_embed"))]),
         Section("Positional similarity", (
-            "Cosine similarity of every pair of W_pos rows (red: same direction, blue: opposite). Mirrored "
+            "Cosine similarity of every pair of W_pos rows, the positional embeddings (red: same direction, blue: "
+            "opposite). Mirrored "
             f"positions i and L+1−i of the {'longest ' if several else ''}string lie on the anti-diagonal between 1 "
             "and L; a strong colour "
             "there means W_pos itself pairs each position with its mirror."),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from palindrome_lens.report.content import Figure, Table
+from palindrome_lens.report.content import Figure
 from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import Page, Section
@@ -76,9 +76,6 @@ def attribution_page(attribution: Attribution, hist_bins: int) -> Page:
             "Each group of bars is one component (the glossary lists the names). Bar height is the mean "
             "contribution to the logit difference over strings of that kind. A component that separates the "
             "classes has its palindrome bar far from its near1/near2/random bars."), dla_bar(means), data=dla_data),
-        Section("Mean contribution table", (
-            "The same means as numbers; the last row is the mean logit difference itself (the column sums)."),
-            Table(table), data=dla_data),
         Section("Distributions by class, centred on palindromes", (
             f"One panel per component: histograms ({hist_bins} bins) of each string's contribution minus the mean "
             "contribution over palindromes, as a share of its class. Every panel shares one x axis, so a component "

@@ -1,7 +1,8 @@
 """The explanation page: which rung of the explain stage's ladder of programs is program.py and why, the
-algorithm level in full, every level's size against its scores, where the mechanism says the model breaks,
-the graded interventions; then program.py's agreement with the model, its constants as heatmaps and the
-interchange interventions that align its variables with the model's nodes."""
+algorithm level in full, every level's size against its scores (agreement with the model beside the exact check),
+where the mechanism says the model breaks, the graded interventions; then program.py against the model string by
+string and, for the pair-comparison family, its constants as heatmaps and the interchange interventions that
+align its variables with the model's nodes. The string-level family gets the same page without those."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from palindrome_lens.report.plots import (
     SERIES,
     Panel,
     heatmap_grid,
+    pair_label,
     subplot_grid,
     symmetric_limit,
 )
@@ -41,38 +43,6 @@ SCATTER_POINTS = 400  # per panel: SVG markers, so the page stays small
 LADDER_SCORES = (("agreement_edits", "decisions alike, single edits", "agreement_target"),
                  ("spearman_edits", "Spearman within a class, edits", "spearman_target"),
                  ("r2_edits", "R^2 within a class, edits", "r2_target"))
-FIGURE_ROWS = (("agreement", "decisions alike"), ("model_errors", "the model's errors"),
-               ("errors_reproduced", "of them reproduced"), ("error_recall", "error recall"),
-               ("error_precision", "error precision"), ("r2", "R^2 within a class (mean over classes)"),
-               ("spearman", "Spearman within a class (mean over classes)"))
-ERROR_COLUMNS = ["set", "text", "kind", "pair_pos", "old", "new", "label", "model_logit_diff", "program_logit_diff"]
-
-
-def figures_table(agreement: dict[str, Any]) -> pd.DataFrame:
-    """One row per figure: the program and the exact palindrome check, on test and on the single edits."""
-    rows = []
-    for key, name in FIGURE_ROWS:
-        row: dict[str, Any] = {"figure": name}
-        for part in ("test", "edits"):
-            f = agreement[part]
-            program = f.get(key)
-            baseline = {"agreement": f["baseline_agreement"], "model_errors": f["model_errors"],
-                        "errors_reproduced": 0 if f["model_errors"] else None,
-                        "error_recall": f["baseline_error_recall"], "error_precision": None,
-                        "r2": f["baseline_r2"], "spearman": f["baseline_spearman"]}[key]
-            shown = pct if key in ("agreement", "error_recall", "error_precision") else (
-                lambda v: "n/a" if v is None else (str(v) if isinstance(v, int) else num(v)))
-            row[f"{part}: program"] = shown(program)
-            row[f"{part}: exact check"] = shown(baseline)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def class_table(agreement: dict[str, Any]) -> pd.DataFrame:
-    rows = [{"set": part, "class": cls, "n": c["n"], "model's std": c["model_std"], "R^2": c["r2"],
-             "Spearman": c["spearman"], "exact check R^2": c["baseline_r2"], "exact check Spearman": c["baseline_spearman"]}
-            for part in ("test", "edits") for cls, c in agreement[part]["by_class"].items()]
-    return pd.DataFrame(rows)
 
 
 def scatter_figure(agreement: pd.DataFrame) -> tuple[go.Figure, str]:
@@ -96,25 +66,17 @@ def scatter_figure(agreement: pd.DataFrame) -> tuple[go.Figure, str]:
                         "program's logit difference"), f"Spearman over every string of each panel: {', '.join(rho)}."
 
 
-def reader_head(pairs: pd.DataFrame) -> str:
-    """The readout head whose evidence separates broken from matched pairs most."""
-    return str(pairs[pairs["table"] == "evidence"].groupby("head")["gap"].mean().abs().idxmax())
-
-
 def pair_heatmaps(constants: dict[str, Any], length: int, head: str, table: str) -> tuple[go.Figure, str]:
     """Per mirrored pair, the head's `table` (salience or evidence) for each (left, right) character pair: the
     mean of the left position's entry (own=left, mirror=right) and the right position's (own=right, mirror=left);
     and a takeaway: matched (diagonal) against broken means, and the broken pair nearest the matched side."""
     entry = next(h for h in constants["lengths"][str(length)]["heads"] if h["name"] == head)
     values = np.asarray(entry[table], dtype=np.float64)
-    alphabet = ["".join(chr(c)) for c in constants["alphabet"]]
-    panels = []
-    for pair in range(length // 2):
-        strength = (values[pair] + values[length - 1 - pair].T) / 2
-        panels.append(Panel(f"pair {pair}: positions {pair + 1}↔{length - pair}", strength, alphabet, alphabet))
-    limit = symmetric_limit(np.stack([p.z for p in panels]) - np.median(np.stack([p.z for p in panels])))
-    middle = float(np.median(np.stack([p.z for p in panels])))
-    z = np.stack([p.z for p in panels])
+    alphabet = [chr(c) for c in constants["alphabet"]]
+    z = np.stack([(values[p] + values[length - 1 - p].T) / 2 for p in range(length // 2)])
+    panels = [Panel(pair_label(length, p), z[p], alphabet, alphabet) for p in range(length // 2)]
+    middle = float(np.median(z))
+    limit = symmetric_limit(z - middle)
     same = np.eye(len(alphabet), dtype=bool)
     matched, broken = z[:, same].mean(), z[:, ~same].mean()
     side = np.sign(broken - matched)  # the broken pair "most like a match" is the one furthest to the matched side
@@ -129,31 +91,6 @@ def pair_heatmaps(constants: dict[str, Any], length: int, head: str, table: str)
                         zmid=middle), takeaway
 
 
-def error_tables(agreement: pd.DataFrame, n: int) -> list[Section]:
-    wrong = agreement[~agreement["model_correct"]]
-    predicted, missed = wrong[~wrong["program_correct"]], wrong[wrong["program_correct"]]
-    invented = agreement[agreement["model_correct"] & ~agreement["program_correct"]]
-    caption = ("Both logit differences (logit[palindrome] − logit[not], > 0 = palindrome); set is test or the single "
-               "edits, pair_pos the broken pair, old → new the edit. ")
-    out = []
-    for title, part, what in (("The model's errors the program predicts", predicted, "the program errs the same way"),
-                              ("The model's errors the program misses", missed, "the program decides right"),
-                              ("Errors the program invents", invented, "the model decides right")):
-        body = (Table(part[ERROR_COLUMNS].head(n).reset_index(drop=True)) if len(part)
-                else Text(f"None ({len(wrong)} model errors in all)."))
-        out.append(Section(f"{title} ({min(n, len(part))} of {len(part)})", caption + f"Rows where {what}.", body))
-    return out
-
-
-def kind_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    columns = {"set": "set", "kind": "kind", "class": "class", "n": "n", "model_std": "model's std",
-               "agreement": "decisions alike", "model_errors": "model's errors",
-               "errors_reproduced": "reproduced", "spearman": "Spearman", "r2": "R^2",
-               "baseline_spearman": "exact check Spearman", "baseline_r2": "exact check R^2"}
-    frame = pd.DataFrame(rows)
-    return frame[[c for c in columns if c in frame]].rename(columns=columns)
-
-
 def iia_table(interchange: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(interchange)
     if frame.empty:
@@ -161,23 +98,6 @@ def iia_table(interchange: list[dict[str, Any]]) -> pd.DataFrame:
     shown = ["variable", "node", "kind", "positions", "n", "n_changed", "iia_changed", "iia_all"]
     return frame[(["length"] if frame["length"].nunique() > 1 else []) + shown].rename(columns={
         "iia_changed": "IIA, changing", "iia_all": "IIA, all", "n_changed": "changing", "positions": "patched positions"})
-
-
-def weakest_table(weakest: dict[str, Any] | None, pairs: pd.DataFrame) -> pd.DataFrame:
-    if not weakest:
-        return pd.DataFrame()
-    gaps = pairs[(pairs["length"] == weakest["length"]) & (pairs["head"] == weakest["reader"])].pivot(
-        index="pair", columns="table", values="gap")
-    rows = []
-    for r in weakest["per_pair"]:
-        rows.append({"pair": r["pair"], "edits": r["n"], "model wrong": r["model_wrong"],
-                     "program wrong": r["program_wrong"], "model's mean margin": r["mean_margin"],
-                     **{f"{weakest['reader']} {t} gap": gaps.loc[r["pair"], t] for t in gaps.columns}})
-    return pd.DataFrame(rows)
-
-
-def logic_part(source: str) -> str:
-    return source[:source.index(CONSTANTS_MARKER)].rstrip() + "\n"
 
 
 def lead_text(summary: dict[str, Any]) -> str:
@@ -345,23 +265,17 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
         return Page(FILENAME, TITLE, "No program was compiled for this run.", [
             lead, Section("Hypothesis family", "What circuit.json supports and why no template applies.", Table(facts))],
             nav_label=NAV)
-    if family["name"] == "string_level":
-        return string_level_page(explanation, lead, n_examples)
-    program, agreement = summary["program"], summary["agreement"]
-    constants, table = explanation.constants, explanation.agreement
-    length = max(program["lengths"])
-    pairs = pair_constants(constants, length)
-    head = reader_head(pairs)
+    program, constants, source = summary["program"], explanation.constants, explanation.source
+    pairwise = family["name"] != "string_level"  # the string-level family has no pair tables and no interchange
     intro = (f"The attribute stage's supported hypothesis '{family['hypothesis']}' ({family['source']}) is the "
-             f"pair-comparison family, so the explain stage compiled it into programs of growing detail, "
-             f"data/explanation/programs/<level>.py, and copied the one it stands behind to data/explanation/program.py "
-             f"({program['level']}). Each runs alone: `python data/explanation/program.py TEXT`.")
-    provenance = pd.DataFrame(constants["provenance"])
+             + ("pair-comparison family" if pairwise else "string-level family: the answer is computed at every "
+                "character position in layer 0") + ", so the explain stage compiled it into programs of growing "
+             f"detail, data/explanation/programs/<level>.py, and copied the one it stands behind to "
+             f"data/explanation/program.py ({program['level']}). Each runs alone: "
+             "`python data/explanation/program.py TEXT`.")
     words = summary.get("algorithm") or {}
-    levels, n_model = summary.get("levels") or [], summary.get("n_model") or program["n_model"]
-    scatter, scatter_said = scatter_figure(table)
-    evidence, evidence_said = pair_heatmaps(constants, length, head, "evidence")
-    salience, salience_said = pair_heatmaps(constants, length, head, "salience")
+    levels, n_model = summary["levels"], summary.get("n_model") or program["n_model"]
+    scatter, scatter_said = scatter_figure(explanation.agreement)
     sections = [
         lead,
         Section("The algorithm, as a program", (
@@ -369,33 +283,41 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
             f"(data/explanation/{words.get('file')}): every level is this same code with other constants, program.py "
             f"({program['level']}) included, whose tables are the heatmaps further down.")
             if explanation.algorithm else "No algorithm level: the logic of program.py, up to its constants.",
-            Code(explanation.algorithm or logic_part(explanation.source)), anchor="algorithm"),
-        *([Section("The ladder", (
+            Code(explanation.algorithm or source[:source.index(CONSTANTS_MARKER)].rstrip() + "\n"), anchor="algorithm"),
+        Section("The ladder", (
             "Each level adds one kind of detail to the one below. Left to right: more numbers read from the model "
             f"and fitted (log scale); the dotted line is the model's {n_model:,} parameters, the dashed one the gate. "
             "The exact check (the diamond) decides by the label and predicts one logit difference per class."),
             Figure(ladder_figure(levels, summary.get("graded") or [], summary["targets"], n_model)), anchor="ladder"),
-           Section("The ladder, level by level", (
+        Section("The ladder, level by level", (
             "What each level adds, its numbers (read from the model's own components; fitted to its logits on the "
             "train split) and share of the model's parameters, and its scores; R^2 and Spearman compare the logit "
-            f"differences within each class.{unjudged(levels)}"), Table(ladder_table(levels, n_model)))] if levels
-          else []),
+            "differences within each class (the logit difference is bimodal: across classes any right answer scores "
+            f"~1), averaged over the classes present; the exact check never reproduces an error. The stage checks "
+            f"that program.py ({program['level']}) gives its row's numbers on {program['checked_rows']} strings "
+            f"(largest difference {num(program['check_max_difference'], 2)}).{unjudged(levels)}"),
+            Table(ladder_table(levels, n_model)), anchor="program"),
         *breaks_section(summary, explanation.failures, n_examples),
         *graded_section(summary.get("graded") or []),
-        Section(f"program.py ({program['level']}) against the model", (
-            "On the test split and on every single edit of the attribute stage's test palindromes. Beside the program, "
-            "the exact palindrome check: it decides by the label (so it never reproduces an error) and outputs one "
-            "logit difference per class. R^2 and Spearman compare the logit differences within each class (the logit "
-            "difference is bimodal: across classes any right answer scores ~1), averaged over the classes present. "
-            f"The stage checks that the file gives these numbers on {program['checked_rows']} strings (largest "
-            f"difference {num(program['check_max_difference'], 2)})."), Table(figures_table(agreement)), anchor="program"),
-        Section("Within each class", "R^2 and Spearman of the program's logit difference against the model's, per "
-                "class; the model's standard deviation says how much there is to explain.", Table(class_table(agreement))),
-        Section("By kind", "The same figures per set (test or the single edits), kind of string and class.",
-                Table(kind_table(summary["by_kind"]))),
         Section("Program against model", (
             f"Each point is a string (at most {SCATTER_POINTS} per panel, evenly spaced): on the diagonal the program "
             f"predicts the model's logit difference exactly. {scatter_said}"), Figure(scatter)),
+        *(pair_sections(summary, constants, max(program["lengths"])) if pairwise else []),
+        Section("Where each constant comes from", (
+            f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted (constants.json holds "
+            "them all with this provenance)."), Table(pd.DataFrame(constants["provenance"]))),
+    ]
+    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
+
+
+def pair_sections(summary: dict[str, Any], constants: dict[str, Any], length: int) -> list[Section]:
+    """The pair-comparison family's own sections: the reader head's tables and the interchange interventions."""
+    pairs = pair_constants(constants, length)  # the reader: the head whose evidence separates broken from matched most
+    head = str(pairs[pairs["table"] == "evidence"].groupby("head")["gap"].mean().abs().idxmax())
+    evidence, evidence_said = pair_heatmaps(constants, length, head, "evidence")
+    salience, salience_said = pair_heatmaps(constants, length, head, "salience")
+    targets = summary["targets"]
+    return [
         Section("Mismatch evidence per pair", (
             f"The evidence table of {head} (the readout head whose evidence separates broken from matched pairs "
             "most), per mirrored pair, for each left and right character: the diagonal is a matched pair. Read from "
@@ -404,54 +326,12 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
         Section("Mismatch salience per pair", (
             f"{head}'s attention score from the readout to the pair's positions, per left and right character: a "
             f"broken pair that scores high draws the readout's attention. {salience_said}"), Figure(salience)),
-        *error_tables(table, n_examples),
         Section("Interchange interventions", (
             "Per program variable (a pair's comparison): the program runs on a base test string with that pair "
             "comparing a source string's characters, the model with the node patched at that pair's positions from "
             "the source's run; IIA is the share of (base, source) pairs where they then decide alike, on the pairs "
             "where the intervention changes the program's decision ('changing' counts them) and on all. The node is "
-            "the residual stream after the hypothesis' layer or the circuit's component there; 'control' patches the next pair's "
-            f"positions instead and must score far lower (target {pct(summary['targets']['iia_target'], 0)}, control "
-            f"at most {pct(summary['targets']['iia_control_max'], 0)})."), Table(iia_table(summary["interchange"]))),
-        Section("The weakest pair", (
-            "Per pair: the single edits, how many the model and the program get wrong, the model's mean margin, and "
-            "from the constants alone the reader head's salience and evidence of a broken pair minus a matched one "
-            "(at the stronger of the pair's two positions: in a causal model only the later one sees its mirror)."),
-            Table(weakest_table(summary["weakest_pair"], pairs))),
-        Section("Where each constant comes from", (
-            f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted (constants.json holds "
-            "them all with this provenance)."), Table(provenance)),
+            "the residual stream after the hypothesis' layer or the circuit's component there; 'control' patches the "
+            f"next pair's positions instead and must score far lower (target {pct(targets['iia_target'], 0)}, "
+            f"control at most {pct(targets['iia_control_max'], 0)})."), Table(iia_table(summary["interchange"]))),
     ]
-    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)
-
-
-def string_level_page(explanation: ExplanationInputs, lead: Section, n_examples: int) -> Page:
-    """The string-level family: its program, agreement and provenance (no pair tables, no interchange)."""
-    summary, table = explanation.summary, explanation.agreement
-    scatter, scatter_said = scatter_figure(table)
-    program, family = summary["program"], summary["family"]
-    intro = (f"The attribute stage's supported hypothesis '{family['hypothesis']}' ({family['source']}) is the "
-             f"string-level family: the answer is computed at every character position in layer 0. The explain stage "
-             f"compiled data/explanation/program.py (ladder level {program['level']}): {program['logic_lines']} lines "
-             f"of logic, {program['n_read']} numbers read from the model and {program['n_fitted']} fitted. Run it with "
-             "`python data/explanation/program.py TEXT`.")
-    sections = [
-        lead,
-        Section("The program", (
-            "The logic of program.py, up to its constants. The stage checks that the file gives the measured numbers "
-            f"on {program['checked_rows']} strings (largest difference {num(program['check_max_difference'], 2)})."),
-            Code(logic_part(explanation.source)), anchor="program"),
-        Section("Agreement with the model", "On the test split and on every single edit of the test palindromes, "
-                "beside the exact palindrome check.", Table(figures_table(summary["agreement"]))),
-        Section("Within each class", "R^2 and Spearman of the program's logit difference against the model's, per "
-                "class.", Table(class_table(summary["agreement"]))),
-        Section("By kind (test split)", "The same figures per kind of string and class.",
-                Table(pd.DataFrame(summary["by_kind"]))),
-        Section("Program against model", "Each point is a string: on the diagonal the program predicts the model's "
-                "logit difference exactly. " + scatter_said, Figure(scatter)),
-        *error_tables(table, n_examples),
-        Section("Where each constant comes from", (
-            f"{program['n_read']} numbers are read from the model, {program['n_fitted']} fitted."),
-            Table(pd.DataFrame(explanation.constants["provenance"]))),
-    ]
-    return Page(FILENAME, TITLE, intro, sections, nav_label=NAV)

@@ -10,7 +10,7 @@ from palindrome_lens.report.downloads import Download
 from palindrome_lens.report.formatting import num, pct
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution
-from palindrome_lens.report.pages.ablation import mode_table
+from palindrome_lens.report.pages.ablation import balanced_rows
 from palindrome_lens.report.plots import Panel, grid, head_order, heatmap_grid, pair_label, position_labels
 
 FILENAME = "patching.html"
@@ -35,7 +35,8 @@ def account(attribution: Attribution) -> tuple[pd.DataFrame, list[str]]:
     attribute stage's set patching (summary.json patching.sets)."""
     sets = attribution.summary["patching"].get("sets") or []
     cells = {(r["component"], r["positions"]): r for r in sets}
-    lost = {mode: mode_table(attribution["ablation"]).set_index("component")[f"margin lost ({mode})"].to_dict()
+    ablated = balanced_rows(attribution["ablation"], "all")
+    lost = {mode: ablated[ablated["mode"] == mode].set_index("component")["margin_lost"].to_dict()
             for mode in ("resample", "mean")}
     rows, sentences = [], []
     for component in dict.fromkeys(r["component"] for r in sets):

@@ -43,11 +43,6 @@ def composition_figure(composition: pd.DataFrame) -> Figure:
                                "sender → receiver head", "composition score"))
 
 
-def composition_table(composition: pd.DataFrame) -> pd.DataFrame:
-    return composition.rename(columns={"baseline_mean": "random mean", "baseline_q95": "random q95",
-                                       "ratio": "score / random mean", "above_q95": "above random q95"})
-
-
 def edge_heatmap(edges: pd.DataFrame, candidates: list[str]) -> Figure:
     """One panel per input (q, k, v, mlp_in, logits): sender rows (the same in every panel: the embeddings,
     then the candidate nodes in forward order) x receiver columns, colour = effect."""
@@ -95,8 +90,6 @@ def wiring_sections(attribution: Attribution) -> list[Section]:
             Section("Composition scores against random weights", read + " One panel per mode.",
                     composition_figure(composition),
                     data=[Download("composition.csv", composition, "data/attribution/composition.parquet")]),
-            Section("Composition scores (table)", "The scores of the figure above as numbers; 'score / random mean' is "
-                    "the ratio to the baseline mean.", Table(composition_table(composition), digits=3)),
         ]
     if edges.empty:
         sections.append(Section("Every edge", "Path patching needs clean/corrupted pairs (extract.n_pairs > 0).",
