@@ -63,7 +63,7 @@ the decision and the logit difference; `from {module} import logit_diff, is_pali
 1. Up to layer {after_layer}, each character position compares its own character with its mirror's.
 2. The readout heads {heads} at {readout} weigh position i by softmax(salience) and average its evidence,
    both looked up in the head's table for (position, own, mirror): pair_entry says how this level builds it.
-3. {readout}'s own layer-0 reading of the characters (CONTEXT, {n_context} numbers) shifts the readout.
+3. {context_line}
 4. A GATE says which side the evidence is on, a quadratic per side (READOUT) gives the logit difference,
    and the string is a palindrome when it is above THRESHOLD.
 This level: {adds}. {n_read} numbers read from the model's own components (the model has {n_model}
@@ -272,6 +272,9 @@ def render_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
         adds=str(level["adds"]).replace('"', "'"), after_layer=int(level["after_layer"]),
         heads=", ".join(head_name(h["name"]) for h in first["heads"]), readout=READOUT_WORDS[level["readout"]],
         n_context=int(level["n_context"]), n_read=int(level["n_read"]), n_model=int(level["n_model"]),
+        context_line=(f"{READOUT_WORDS[level['readout']]}'s own layer-0 reading of the characters (CONTEXT, "
+                      f"{int(level['n_context'])} directions) shifts the readout." if level["n_context"] else
+                      "This level leaves out the readout position's own layer-0 reading of the characters."),
         n_fitted=int(level["n_fitted"]),
         tables="".join(render_length(int(k), lengths[k]) for k in sorted(lengths, key=int)), **common)
 
