@@ -34,11 +34,36 @@ def test_the_search_lands_on_the_planted_feature(name: str) -> None:
     assert boundary["result"]["verdict"] == "supported"
     assert boundary["result"]["n_draws"] == 4 and boundary["result"]["n_rows"] == len(scrubber(name).examples)
     assert boundary["sanity_all_recovered"] == pytest.approx(1.0, abs=1e-4)
-    tried = [s for s in boundary["path"] if s["group"] == "chars"]
+    tried = [s for s in boundary["path"] if s["group"] == "chars" and s["kind"] == "single"]
     assert [s["accepted"] for s in tried] == [False] * (len(tried) - 1) + [True]
     planted_bits = tried[-1]["bits"]
     assert all(s["bits"] <= planted_bits for s in tried)  # coarser (or as coarse) first, and each one failed
     assert [s["feature"] for s in tried][0] == "none"
+    joined = [s for s in boundary["path"] if s["group"] == "chars" and s["kind"] == "joined"]
+    assert all(not s["accepted"] and s["bits"] < planted_bits and "+" in s["feature"] for s in joined)
+
+
+def test_a_joined_feature_is_found_where_the_readout_needs_two() -> None:
+    """The flagcount model reads pair 0's flag (at character 1) and the count: each alone fails at the characters,
+    the single feature that holds both (mismatch_set) passes, and the joined pass then finds the coarser join.
+    Searched apart, the second half needs only the count: the split is kept."""
+    boundary = found("flagcount")["boundaries"][0]
+    assert boundary["result"]["verdict"] == "supported" and not boundary["budget_exhausted"]
+    # pair 0's flag is read at character 1 only: the second half needs nothing but the count
+    assert boundary["keep"] == {"bos": "none", "eos": "none", "first_half": PLANTED["flagcount"],
+                                "second_half": "n_mismatches"}
+    steps = {s["feature"]: s for s in boundary["path"] if s["group"] == "chars"}
+    assert not steps["pair_match"]["accepted"] and not steps["n_mismatches"]["accepted"]
+    assert steps["mismatch_set"]["accepted"] and steps["mismatch_set"]["kind"] == "single"
+    join = steps["pair_match+n_mismatches"]
+    assert join["kind"] == "joined" and join["accepted"] and join["bits"] < steps["mismatch_set"]["bits"]
+    assert all(not s["accepted"] for s in steps.values() if s["kind"] == "joined" and s is not join)
+
+
+def test_the_split_is_dropped_when_no_half_goes_coarser() -> None:
+    for name in ("planted", "label", "count"):
+        boundary = found(name)["boundaries"][0]
+        assert "chars" in boundary["keep"] and not {"first_half", "second_half"} & set(boundary["keep"])
 
 
 def test_local_scrubs_reject_the_label_where_each_position_holds_its_own_pair_flag() -> None:
