@@ -41,7 +41,8 @@ BUILDERS: tuple[tuple[ModuleType, Build], ...] = (
     (circuit, lambda inputs, n, bins: circuit.circuit_page(inputs.attribution)),
     (discovery, lambda inputs, n, bins: discovery.discovery_page(inputs.attribution)),
     (explanation, lambda inputs, n, bins: explanation.explanation_page(inputs.explanation, n)),
-    (explorer, lambda inputs, n, bins: explorer.explorer_page(inputs.attribution)),
+    (explorer, lambda inputs, n, bins: explorer.explorer_page(
+        inputs.attribution, inputs.explanation.views if inputs.explanation else None)),
     (adversarial, lambda inputs, n, bins: adversarial.adversarial_page(inputs.attribution, n)),
     (published, lambda inputs, n, bins: published.published_page(inputs.attribution)),
 )
