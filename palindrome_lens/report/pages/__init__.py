@@ -25,7 +25,6 @@ from palindrome_lens.report.pages import (
     explorer,
     index,
     patching,
-    published,
 )
 
 # The pages after the index, in nav order: each page module (FILENAME, SUMMARY) with the call that builds it from
@@ -44,7 +43,6 @@ BUILDERS: tuple[tuple[ModuleType, Build], ...] = (
     (explorer, lambda inputs, n, bins: explorer.explorer_page(
         inputs.attribution, inputs.explanation.views if inputs.explanation else None)),
     (adversarial, lambda inputs, n, bins: adversarial.adversarial_page(inputs.attribution, n)),
-    (published, lambda inputs, n, bins: published.published_page(inputs.attribution)),
 )
 ANALYSIS = tuple(module for module, _ in BUILDERS)
 PAGE_FILES = (index.FILENAME, *(module.FILENAME for module in ANALYSIS))
