@@ -1,5 +1,6 @@
 """DVC stage `explain`: compile the mechanism that attribute found into data/explanation/program.py, with its
-constants (constants.json), and measure how much of the model it reproduces (agreement.parquet, summary.json)."""
+constants (constants.json), and measure how much of the model it reproduces (agreement.parquet, summary.json);
+the failures it predicts (failures.parquet), with the explorer's per-string view of those the model gets wrong."""
 
 import os
 import time
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 
 from palindrome_lens.atomic import read_json
+from palindrome_lens.attribution.per_example import failure_views
 from palindrome_lens.attribution.schemas import columns
 from palindrome_lens.data.generate import SCHEMA
 from palindrome_lens.data.parquet import read_table
@@ -33,6 +35,7 @@ def main(p: StageParams) -> None:
     circuit = read_json(CIRCUIT, "circuit.json", "; rerun dvc repro attribute")
     started = time.perf_counter()
     result = explain(clf, circuit, train, test, edits, params, seed=p.seed)
+    result.views = failure_views(clf, result.failures, circuit, params.batch_size)  # the report's explorer opens on them
     write_explanation(OUT, result)
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(f"explain: {OUT}: family {result.summary['family']['name']} in {time.perf_counter() - started:.1f} s"

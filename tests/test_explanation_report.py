@@ -18,6 +18,7 @@ import torch
 from ground_truth import ALPHABET, LENGTH, planted_classifier
 
 from palindrome_lens.attribution.adversarial import adversarial_search, choose_palindromes
+from palindrome_lens.attribution.per_example import FOUND, MISCLASSIFIED, failure_views
 from palindrome_lens.data.generate import generate_splits
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import DataFileError
@@ -26,10 +27,12 @@ from palindrome_lens.params import validate
 from palindrome_lens.report.code import Code
 from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.explanation_inputs import load_explanation
+from palindrome_lens.report.explorer import explorer_payload
 from palindrome_lens.report.html import build_report, render_page
 from palindrome_lens.report.inputs import load_inputs
 from palindrome_lens.report.pages import report_pages
 from palindrome_lens.report.pages.explanation import explanation_page, graded_section
+from palindrome_lens.report.pages.explorer import explorer_page
 from tests.conftest import tiny_params
 from tests.report_outputs import write_all
 
@@ -50,13 +53,17 @@ def params_and_data() -> tuple:
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def explained() -> tuple:
     torch.set_num_threads(1)
     params, splits, clf = params_and_data()
     edits = adversarial_search(clf.model, clf.tokenizer, choose_palindromes(splits["test"], 10, 0), 256)
-    result = explain(clf, CIRCUIT, splits["train"], splits["test"], edits, params.explain, seed=0)
+    return clf, explain(clf, CIRCUIT, splits["train"], splits["test"], edits, params.explain, seed=0)
+
+
+@pytest.fixture(scope="module")
+def written(explained: tuple, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("explained") / "explanation"
-    write_explanation(out, result)
+    write_explanation(out, explained[1])
     return out
 
 
@@ -139,6 +146,38 @@ def test_where_it_breaks_lists_the_search_and_the_strings_that_fool_the_model(wr
     assert top["text"].tolist()[0] == texts[1] and set(top["text"]) == set(texts)
     assert top.columns.tolist() == ["text", "true class", "model's logit diff", "program's logit diff", "proposed by",
                                     "pattern"]
+
+
+def test_the_explorer_opens_on_a_failure_found_from_the_mechanism(explained: tuple, written: Path,
+                                                                 tmp_path: Path) -> None:
+    """The explain stage's failure views (the planted model run on its misclassified proposals), written and read
+    back: the explorer opens on the most confidently wrong one; with none it opens on a misclassified test string."""
+    clf, result = explained
+    failures = result.failures.copy()
+    wrong = [3, 130, 500]  # two patterns, one string proposed by two levels
+    failures.loc[wrong, "model_wrong"] = True
+    failures.loc[wrong, "model_logit_diff"] = [1.0, 3.0, 2.0]  # non-palindromes: the larger, the more wrong
+    circuit = {"search": {"candidates": ["L0H0@chars", "0_mlp_out@chars", "L1H0@bos"], "node_positions": "chars"}}
+    views = failure_views(clf, failures, circuit, batch_size=64)
+    expected = failures.loc[wrong].sort_values("model_logit_diff", ascending=False).drop_duplicates("text")["text"]
+    assert views["example_strings"]["text"].tolist() == expected.tolist()
+    assert set(views["example_patching"]["node"]) == set(circuit["search"]["candidates"])
+    copy = tmp_path / "explanation"
+    write_explanation(copy, dataclasses.replace(result, failures=failures, views=views))
+    loaded = load_explanation(copy).views
+    assert loaded["example_strings"]["text"].tolist() == expected.tolist()
+    attribution = load_inputs(write_all(tmp_path / "synthetic")).attribution
+    payload, _, strings = explorer_payload(attribution, loaded)
+    start = payload["start"]
+    assert payload["sources"][payload["source"][start]] == FOUND and payload["text"][start] == expected.iloc[0]
+    assert len(strings) == len(attribution["example_strings"]) + len(expected)
+    assert "It opens on the failure found from the mechanism" in explorer_page(attribution, loaded).intro
+    assert load_explanation(written).views == {}  # the planted model gets none of its proposals wrong
+    for none in ({}, None):
+        payload, _, _ = explorer_payload(attribution, none)
+        assert payload["sources"][payload["source"][payload["start"]]] == MISCLASSIFIED
+        assert FOUND not in payload["sources"]
+    assert failure_views(clf, result.failures, circuit, batch_size=64) == {}
 
 
 def test_graded_interventions_say_which_level_follows_the_model(written: Path) -> None:

@@ -45,7 +45,8 @@ def test_the_figures_are_the_results_and_the_path_is_every_step(synthetic: Repor
     assert figures["each pair scrubbed alone: loss recovered, pooled over the pairs"] == "98.5%"
     assert figures["control scrub (strings that disagree)"] == "-7.1%"
     assert figures["verdict"] == "supported"
-    path = section(p, "After layer 0: the path as a table").content.df
+    (download,) = section(p, "After layer 0: every hypothesis tried").data  # the figure's CSV: every scrub's figures
+    path = download.frame
     assert path["feature"].tolist() == [s["feature"] for s in boundary["path"]] == ["label", "pair_match", "pair_diff"]
     assert path["kept"].tolist() == ["", "", "yes"] and path["scrub"].tolist() == ["screen", "screen", "full"]
     assert path["from a constant"].tolist() == ["84.0%", "80.7%", "98.7%"]  # the full scrub's figure when there is one

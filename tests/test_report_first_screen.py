@@ -27,7 +27,6 @@ from palindrome_lens.report.inputs import ReportInputs, load_inputs
 from palindrome_lens.report.pages import PAGE_FILES, report_pages, write_report
 from palindrome_lens.report.pages.index import ladder_algorithm, verdict_lines
 from palindrome_lens.report.provenance import collect_provenance, flatten_params
-from palindrome_lens.report.published import weakest_pair
 from tests.conftest import ROOT, commit_all, run
 from tests.report_outputs import COMMIT, PARAMS, page, section, write_all
 
@@ -320,15 +319,6 @@ def test_percentages_never_round_to_a_value_they_are_not() -> None:
     assert pct(0.99976) == "99.98%" and pct(0.0001) == "0.01%" and pct(1.0) == "100.0%" and pct(0.0) == "0.0%"
     assert pct(0.9999999) == ">99.99%" and pct(1e-9) == "<0.01%" and pct(0.985) == "98.5%"
     assert pcts([1.0, 0.9997, 0.9995]) == ["100.00%", "99.97%", "99.95%"]
-
-
-def test_the_weakest_pair_is_named_with_digits_that_differ() -> None:
-    edits = pd.DataFrame({"pair_pos": [0] * 10000 + [1] * 10000 + [2] * 10000,
-                          "correct": [True] * 10000 + [True] * 9999 + [False] + [True] * 9997 + [False] * 3})
-    assert weakest_pair(edits, 5) == ("; the weakest pair is 2 (0 = outermost, 4 = centre) at 99.97% against "
-                                      "99.99%-100.00% for the others")
-    same = pd.DataFrame({"pair_pos": [0, 1, 2], "correct": [True, True, True]})
-    assert weakest_pair(same, 5) == "; every pair is at 100.0%: no pair is weaker than another"
 
 
 def test_the_pattern_in_the_failures_is_named() -> None:

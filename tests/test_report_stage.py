@@ -122,28 +122,23 @@ def index_html(inputs: ReportInputs) -> str:
     return render_page(page(pages, "index.html"), pages)
 
 
-def test_index_links_every_page_and_shows_the_key_numbers(synthetic: ReportInputs) -> None:
+def test_index_links_every_page_and_the_figures_it_no_longer_repeats_stay_on_their_pages(
+        synthetic: ReportInputs) -> None:
     pages = report_pages(synthetic, n_examples=3, hist_bins=7)
     index = page(pages, "index.html")
     links = section(index, "Pages").content
     assert isinstance(links, Links)
     assert [href for href, _, _ in links.items] == list(PAGE_FILES[1:])
-    numbers = section(index, "Key numbers").content.df.set_index("quantity")["value"]
+    assert not any(s.heading == "Key numbers" for s in index.sections)  # it repeated the verdicts and these pages
     m = synthetic.evaluation.metrics
     d1 = m["distance"]["1"]
-    assert numbers["test accuracy, distance 1 (one pair broken)"] == f"{100 * d1['accuracy']:.2f}% of {d1['n']}"
-    # The circuit figures the verdict lines do not give, each beside its gate or baseline.
-    assert numbers["circuit nodes"] == "L0H0@chars, 0_mlp_out@chars, L1H0@bos and 1_mlp_out@bos"
-    assert numbers["completeness gap"] == "0.06 (worst K {L1H0@bos}; 0 = complete)"
-    assert numbers["minimality, smallest"] == "0.04 (1_mlp_out@bos; floor 0.05)"
-    assert numbers["balanced accuracy: whole model / circuit only / circuit ablated"] == (
-        "98.0% / 95.0% / 51.0% (constant predictor 50.0%)")
-    said = {"test accuracy", "worst kind on test", "faithfulness: margin kept by the circuit alone"}  # verdicts
-    assert not said & set(numbers.index) and not any(q.startswith("scrubbing") for q in numbers.index)
-    assert numbers["DLA check: max |sum of components − logit diff|"] == "3e-07"
-    assert numbers["patching check: full residual patch recovery"] == "1 in every layer (1 = exact)"
-    old = ("circuit heads", "distance-1 accuracy, circuit heads mean-ablated")  # gone with max(loss, patching)
-    assert not set(old) & set(numbers.index)
+    assert f"{100 * d1['accuracy']:.2f}% on the {d1['n']} that differ" in page(pages, "evaluation.html").intro
+    assert "within 3e-07" in page(pages, "attribution.html").intro  # the DLA check
+    assert "recovers 1 in every layer (1 = exact)" in page(pages, "patching.html").intro  # the patching check
+    adv = synthetic.attribution.summary["adversarial"]
+    assert f"{adv['n_misclassified']} edits are misclassified" in page(pages, "adversarial.html").intro
+    gates = section(page(pages, "circuit.html"), "Faithfulness, completeness and minimality").content.df
+    assert "minimality, smallest (1_mlp_out@bos)" in set(gates["quantity"])
 
 
 def test_index_shows_the_circuit_in_circuit_jsons_own_sentences(tmp_path: Path) -> None:
@@ -163,8 +158,9 @@ def test_index_shows_the_circuit_in_circuit_jsons_own_sentences(tmp_path: Path) 
              "<p>Nothing else matters.</p>")
     assert shown in after
     assert "The decision is carried by" in before and "The decision is carried by" not in after
-    assert (">0_mlp_out@chars, L1H0@bos and 1_mlp_out@bos (weak: no set found reaches the faithfulness "
-            "target)</td>") in after  # a key number
+    circuit_page = page(report_pages(load_inputs(src), n_examples=3, hist_bins=7), "circuit.html")
+    assert "found 0_mlp_out@chars, L1H0@bos and 1_mlp_out@bos, which keeps" in circuit_page.intro  # the weak search
+    assert "; the target was not reached, so no circuit is claimed." in circuit_page.intro
 
 
 def test_training_curves_come_from_the_dvclive_files(synthetic: ReportInputs) -> None:

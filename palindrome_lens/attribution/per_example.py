@@ -34,12 +34,13 @@ from palindrome_lens.attribution.common import (
     to_numpy,
 )
 from palindrome_lens.attribution.dla import component_stack, fold_final_ln
-from palindrome_lens.attribution.nodes import Node, group_masks
+from palindrome_lens.attribution.nodes import NODE_POSITIONS, Node, group_masks, node
 from palindrome_lens.errors import AnalysisError
 from palindrome_lens.model.classifier import Classifier
 
 MAX_SHOWN = 100  # misclassified test strings, and fooling edits, kept each (most confidently wrong first)
 MISCLASSIFIED, FOOLING, ANALYSIS = "misclassified test string", "fooling edit", "analysis string"
+FOUND = "failure found from the mechanism"  # the explain stage's failure search: a proposal the model gets wrong
 DLA_TOLERANCE = 1e-3  # as the stage's own check: |sum of components - logit diff| relative to max(1, |diff|)
 _HOOKS = ("hook_embed", "hook_pos_embed", "attn.hook_pattern", "attn.hook_z", "hook_mlp_out", "ln_final.hook_scale")
 
@@ -78,6 +79,29 @@ def explorer_strings(examples: pd.DataFrame, test: pd.DataFrame, test_diff: np.n
     out["length"] = out["text"].str.len()
     out.insert(0, "key", np.arange(len(out)))
     return out
+
+
+def failure_strings(failures: pd.DataFrame) -> pd.DataFrame:
+    """The explorer's strings of the explain stage's failure search (failures.parquet): the distinct proposals the
+    model gets wrong, most confidently wrong first (at most MAX_SHOWN)."""
+    wrong = failures[failures["model_wrong"]]
+    how_wrong = np.where(wrong["label"], -wrong["model_logit_diff"], wrong["model_logit_diff"])
+    wrong = wrong.assign(_how=how_wrong).sort_values(["_how", "text"], ascending=[False, True], kind="stable")
+    wrong = wrong.drop_duplicates("text").head(MAX_SHOWN)
+    out = pd.DataFrame({"key": np.arange(len(wrong)), "source": FOUND, "text": wrong["text"].astype(str).to_numpy(),
+                        "kind": "edit", "label": wrong["label"].to_numpy(dtype=bool), "example_id": None})
+    out["length"] = out["text"].str.len()
+    return out
+
+
+def failure_views(clf: Classifier, failures: pd.DataFrame | None, circuit: dict, batch_size: int
+                  ) -> dict[str, pd.DataFrame]:
+    """The explorer's tables of failure_strings, patched over circuit.json's candidate nodes; {} when there are none."""
+    if failures is None or not failures["model_wrong"].any():
+        return {}
+    search = circuit["search"]
+    candidates = [node(name) for name in search["candidates"]]
+    return string_views(clf, failure_strings(failures), candidates, NODE_POSITIONS[search["node_positions"]], batch_size)
 
 
 def cached_run(clf: Classifier, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, ActivationCache]:
@@ -156,7 +180,12 @@ def example_tables(clf: Classifier, examples: pd.DataFrame, test: pd.DataFrame, 
     """example_strings, example_dla, example_attention and example_patching (the explorer's tables)."""
     test_texts = test["text"].astype(str).tolist()
     test_diff = to_numpy(forward_logit_diff(clf.model, clf.encode(test_texts), batch_size)).astype(np.float64)
-    strings = explorer_strings(examples, test, test_diff, adversarial)
+    return string_views(clf, explorer_strings(examples, test, test_diff, adversarial), candidates, groups, batch_size)
+
+
+def string_views(clf: Classifier, strings: pd.DataFrame, candidates: Sequence[Node], groups: Sequence[str],
+                 batch_size: int) -> dict[str, pd.DataFrame]:
+    """The explorer's four tables of `strings` (key, source, text, kind, label, length, example_id)."""
     texts = strings["text"].tolist()
     others = [counterpart(t, clf.tokenizer.alphabet) for t in texts]
     diffs, cache = cached_run(clf, texts + others, batch_size)

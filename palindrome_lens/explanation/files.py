@@ -7,6 +7,7 @@ import pyarrow as pa
 FORMAT = "palindrome-lens/explanation/v1"  # summary.json
 PROGRAM, CONSTANTS, AGREEMENT, SUMMARY = "program.py", "constants.json", "agreement.parquet", "summary.json"
 PROGRAMS, FAILURES = "programs", "failures.parquet"  # programs/<level>.py: the ladder; the failure search's proposals
+VIEWS = "failure_views"  # the explorer's example_*.parquet (attribution schemas) of the proposals the model gets wrong
 
 _STR, _INT, _F64, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 AGREEMENT_SCHEMA = pa.schema([

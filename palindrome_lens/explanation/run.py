@@ -17,6 +17,7 @@ import pandas as pd
 from palindrome_lens.atomic import atomic_dir, write_json, write_text
 from palindrome_lens.attribution.adversarial import single_edits
 from palindrome_lens.attribution.common import forward_logit_diff, save_table
+from palindrome_lens.attribution.schemas import SCHEMAS
 from palindrome_lens.data.strings import is_palindrome
 from palindrome_lens.errors import AnalysisError
 from palindrome_lens.explanation.agreement import (
@@ -41,6 +42,7 @@ from palindrome_lens.explanation.files import (
     PROGRAM,
     PROGRAMS,
     SUMMARY,
+    VIEWS,
 )
 from palindrome_lens.explanation.graded import graded_changes, score
 from palindrome_lens.explanation.interchange import interchange
@@ -80,6 +82,7 @@ class Explanation:
     interchange: pd.DataFrame | None = None
     levels: dict[str, str] = field(default_factory=dict)  # programs/<level>.py sources
     failures: pd.DataFrame | None = None
+    views: dict[str, pd.DataFrame] = field(default_factory=dict)  # failure_views/: per_example.failure_views
     seconds: dict[str, float] = field(default_factory=dict)  # per part, printed by the stage, never written
 
     def lap(self, part: str, since: float) -> float:
@@ -309,7 +312,8 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
 
 
 def write_explanation(out_dir: str | os.PathLike[str], result: Explanation) -> None:
-    """data/explanation/: summary.json always; program.py, constants.json and agreement.parquet with a program."""
+    """data/explanation/: summary.json always; program.py, constants.json and agreement.parquet with a program;
+    failures.parquet and failure_views/ when the failure search proposed strings / the model got some wrong."""
     with atomic_dir(out_dir) as tmp:
         if result.program is not None:
             write_text(Path(tmp) / PROGRAM, result.program)
@@ -320,4 +324,8 @@ def write_explanation(out_dir: str | os.PathLike[str], result: Explanation) -> N
                 write_text(Path(tmp) / PROGRAMS / filename, source)
             if result.failures is not None and len(result.failures):
                 save_table(result.failures, Path(tmp) / FAILURES, FAILURES_SCHEMA)
+            if result.views:
+                (Path(tmp) / VIEWS).mkdir()
+            for name, frame in result.views.items():
+                save_table(frame, Path(tmp) / VIEWS / f"{name}.parquet", SCHEMAS[name])
         write_json(Path(tmp) / SUMMARY, result.summary)

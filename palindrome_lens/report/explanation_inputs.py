@@ -1,17 +1,19 @@
 """Read data/explanation/ for the report: summary.json always; with a program, its source, constants.json
 (checked by the explain package's own loader), agreement.parquet, the ladder's algorithm level
-(programs/algorithm.py) and the failure search's proposals (failures.parquet; absent when it proposed nothing).
+(programs/algorithm.py), the failure search's proposals (failures.parquet; absent when it proposed nothing) and the
+explorer's tables of those the model gets wrong (failure_views/; absent when there are none).
 Every missing or malformed file is a DataFileError naming it."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from palindrome_lens.attribution.schemas import columns
 from palindrome_lens.data.parquet import read_table
 from palindrome_lens.errors import DataFileError
 from palindrome_lens.explanation.constants import RERUN, load_constants, read_checked
@@ -24,12 +26,14 @@ from palindrome_lens.explanation.files import (
     FORMAT,
     PROGRAM,
     SUMMARY,
+    VIEWS,
 )
 
 SUMMARY_KEYS = ("format", "family", "program", "sentences", "headline", "runs_program")
 PROGRAM_KEYS = ("agreement", "by_kind", "interchange", "weakest_pair", "targets", "baseline")
 AGREEMENT_COLUMNS = {f.name: f.type for f in AGREEMENT_SCHEMA}
 FAILURES_COLUMNS = {f.name: f.type for f in FAILURES_SCHEMA}
+EXAMPLE_TABLES = ("example_strings", "example_dla", "example_attention", "example_patching")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class ExplanationInputs:
     agreement: pd.DataFrame | None = None
     algorithm: str | None = None  # programs/algorithm.py, when the ladder has that level
     failures: pd.DataFrame | None = None  # failures.parquet (every proposal), empty when none was written
+    views: dict[str, pd.DataFrame] = field(default_factory=dict)  # failure_views/example_*.parquet, by table name
 
     @property
     def has_program(self) -> bool:
@@ -60,8 +65,11 @@ def load_explanation(directory: str | os.PathLike[str]) -> ExplanationInputs:
     algorithm = summary.get("algorithm") or {}
     failures = (read_table(directory / FAILURES, FAILURES_COLUMNS).select(list(FAILURES_COLUMNS)).to_pandas()
                 if (directory / FAILURES).exists() else pd.DataFrame(columns=list(FAILURES_COLUMNS)))
+    views = {name: read_table(directory / VIEWS / f"{name}.parquet", columns(name)).select(list(columns(name)))
+             .to_pandas() for name in EXAMPLE_TABLES} if (directory / VIEWS).exists() else {}
     return ExplanationInputs(summary, source, constants, frame,
-                             read_source(directory / algorithm["file"]) if algorithm.get("file") else None, failures)
+                             read_source(directory / algorithm["file"]) if algorithm.get("file") else None, failures,
+                             views)
 
 
 def read_source(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""The explorer's data: every string of example_strings.parquet with its DLA, per-node patching and attention,
+"""The explorer's data: the failures the explanation predicted that the model gets wrong (the explain stage's
+failure_views/), then every string of example_strings.parquet, each with its DLA, per-node patching and attention,
 packed column by column into one script (`data/explorer-data.js`) that the page loads beside assets/explorer.js,
 so the page itself stays small and the data loads offline from file://.
 
@@ -12,16 +13,17 @@ import base64
 import json
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from palindrome_lens.attribution.per_example import ANALYSIS, FOOLING, MISCLASSIFIED
+from palindrome_lens.attribution.per_example import ANALYSIS, FOOLING, FOUND, MISCLASSIFIED
 from palindrome_lens.report.inputs import Attribution
 
-SOURCES = (MISCLASSIFIED, FOOLING, ANALYSIS)
+SOURCES = (FOUND, MISCLASSIFIED, FOOLING, ANALYSIS)
+TABLES = ("example_strings", "example_dla", "example_attention", "example_patching")
 DATA_FILE = "data/explorer-data.js"
 LEVELS = 63  # attention is stored as round(LEVELS x value)
 
@@ -46,18 +48,30 @@ def packed_attention(attention: pd.DataFrame, keys: Sequence[int]) -> tuple[list
 
 
 def start_index(strings: pd.DataFrame) -> int:
-    """A misclassified string when there is one (test strings first, then edits), else the first near1 string."""
-    for mask in (strings["source"] == MISCLASSIFIED, strings["source"] == FOOLING, ~strings["correct"],
-                 strings["kind"] == "near1"):
+    """The first string of the first source in SOURCES order that is misclassified (a predicted failure, a test
+    string, an edit), else the first wrong one, else the first near1 string."""
+    for mask in (*(strings["source"] == s for s in SOURCES[:-1]), ~strings["correct"], strings["kind"] == "near1"):
         if mask.any():
             return int(np.flatnonzero(mask.to_numpy())[0])
     return 0
 
 
-def explorer_payload(attribution: Attribution) -> tuple[dict[str, Any], bytes, pd.DataFrame]:
-    """The payload (one list per field, index i = the i-th string of `strings`), the attention bytes, the strings."""
-    strings = attribution["example_strings"].sort_values("key", kind="stable").reset_index(drop=True)
-    dla, patching = attribution["example_dla"], attribution["example_patching"]
+def merged(attribution: Attribution, views: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The attribute stage's four tables with `views` (the same tables, keys from 0) before them, keys shifted."""
+    if not views:
+        return {name: attribution[name] for name in TABLES}
+    shift = len(views["example_strings"])
+    return {name: pd.concat([views[name], attribution[name].assign(key=attribution[name]["key"] + shift)],
+                            ignore_index=True) for name in TABLES}
+
+
+def explorer_payload(attribution: Attribution, views: Mapping[str, pd.DataFrame] | None = None
+                     ) -> tuple[dict[str, Any], bytes, pd.DataFrame]:
+    """The payload (one list per field, index i = the i-th string of `strings`), the attention bytes, the strings.
+    `views`: the explain stage's failure_views tables, shown first."""
+    tables = merged(attribution, views or {})
+    strings = tables["example_strings"].sort_values("key", kind="stable").reset_index(drop=True)
+    dla, patching = tables["example_dla"], tables["example_patching"]
     components = list(dict.fromkeys(dla["component"]))
     nodes = list(attribution.circuit["search"]["candidates"])
     keys = strings["key"]
@@ -65,7 +79,7 @@ def explorer_payload(attribution: Attribution) -> tuple[dict[str, Any], bytes, p
     recovery = patching.pivot(index="key", columns="node", values="recovery").reindex(index=keys, columns=nodes)
     patched = patching.pivot(index="key", columns="node", values="patched_logit_diff").reindex(index=keys,
                                                                                               columns=nodes)
-    sizes, attention = packed_attention(attribution["example_attention"], keys.tolist())
+    sizes, attention = packed_attention(tables["example_attention"], keys.tolist())
     model = attribution.summary["model"]
     sources = [s for s in SOURCES if s in set(strings["source"])] + sorted(set(strings["source"]) - set(SOURCES))
     kinds = list(dict.fromkeys(strings["kind"]))

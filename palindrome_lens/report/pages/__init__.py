@@ -25,7 +25,6 @@ from palindrome_lens.report.pages import (
     explorer,
     index,
     patching,
-    published,
 )
 
 # The pages after the index, in nav order: each page module (FILENAME, SUMMARY) with the call that builds it from
@@ -41,9 +40,9 @@ BUILDERS: tuple[tuple[ModuleType, Build], ...] = (
     (circuit, lambda inputs, n, bins: circuit.circuit_page(inputs.attribution)),
     (discovery, lambda inputs, n, bins: discovery.discovery_page(inputs.attribution)),
     (explanation, lambda inputs, n, bins: explanation.explanation_page(inputs.explanation, n)),
-    (explorer, lambda inputs, n, bins: explorer.explorer_page(inputs.attribution)),
+    (explorer, lambda inputs, n, bins: explorer.explorer_page(
+        inputs.attribution, inputs.explanation.views if inputs.explanation else None)),
     (adversarial, lambda inputs, n, bins: adversarial.adversarial_page(inputs.attribution, n)),
-    (published, lambda inputs, n, bins: published.published_page(inputs.attribution)),
 )
 ANALYSIS = tuple(module for module, _ in BUILDERS)
 PAGE_FILES = (index.FILENAME, *(module.FILENAME for module in ANALYSIS))

@@ -124,11 +124,8 @@ def discovery_sections(circuit: dict[str, Any]) -> list[Section]:
                 f"({discovered['draws']} draws, every row), and only a full pass is kept. Budget: "
                 f"{discovered['evaluated']} of {discovered['budget']} scrubs used."),
                 path_figure(boundary, target) if boundary["path"] else Text("Nothing was tried."),
-            ),
-            Section(f"After layer {layer}: the path as a table", "The same scrubs, with every figure.",
-                    Table(path_table(boundary), digits=3),
-                    data=[Download(f"discovery_path_after_layer_{layer}.csv", path_table(boundary),
-                                   "data/attribution/circuit.json, key discovered")]),
+                data=[Download(f"discovery_path_after_layer_{layer}.csv", path_table(boundary),  # every figure
+                               "data/attribution/circuit.json, key discovered")]),
         ]
     return out
 

@@ -1,7 +1,7 @@
 """The overview page. Its first screen: the task and the model in one line, then one verdict line each for the
 test accuracy, the algorithm (the explanation ladder's, when it is there), the circuit, the scrubbing and the
 program, every one gated by the number beside it and linked to its evidence. Below: the algorithm in numbered
-steps, the circuit graph, every finding in sentences, the key numbers, the task and the model, provenance, the
+steps, the circuit graph, every finding in sentences, the task and the model, provenance, the
 glossary every caption links to, and links to every page."""
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import pandas as pd
 from palindrome_lens.report.algorithm import Step, algorithm_steps
 from palindrome_lens.report.content import Glossary, Links, Steps, Table, Text
 from palindrome_lens.report.explanation_inputs import ExplanationInputs
-from palindrome_lens.report.formatting import names, num, pct
+from palindrome_lens.report.formatting import num, pct
 from palindrome_lens.report.glossary import TERMS
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution, ReportInputs
-from palindrome_lens.report.pages.ablation import CONSTANT, INTERVENTIONS
 from palindrome_lens.report.pages.circuit import graph_section
-from palindrome_lens.report.pages.patching import range_text
 from palindrome_lens.report.pages.scrubbing import floor_pct
 from palindrome_lens.report.provenance import Provenance
 from palindrome_lens.report.task import task_line, task_words
@@ -31,34 +29,6 @@ MODEL_KEYS = ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "attn_only", 
               "attention_dir", "readout")
 
 
-def key_numbers(inputs: ReportInputs) -> pd.DataFrame:
-    """The figures the verdict lines do not give, each beside its baseline or check."""
-    ev, tr = inputs.evaluation.metrics, inputs.training.metrics
-    summary, circuit = inputs.attribution.summary, inputs.attribution.circuit
-    d1 = ev.get("distance", {}).get("1")
-    adv = summary["adversarial"]
-    nodes = [n["name"] for n in circuit["nodes"] if n["role"] == "circuit"]
-    minimal = {name: m["value"] for name, m in circuit["minimality"].items()}
-    smallest = min(minimal, key=minimal.__getitem__) if minimal else None
-    acc = summary["circuit_accuracy"]
-    rows = [
-        ("test accuracy, distance 1 (one pair broken)", f"{pct(d1['accuracy'], 2)} of {d1['n']}" if d1 else "n/a"),
-        ("final validation accuracy", pct(tr["val"]["accuracy"], 2)),
-        ("circuit nodes", (names(nodes) or "none") + ("" if circuit["search"]["reached"] else
-                                                      " (weak: no set found reaches the faithfulness target)")),
-        ("completeness gap", f"{num(circuit['completeness']['value'])} (worst K "
-                             f"{circuit['completeness']['worst_k'] or 'n/a'}; 0 = complete)"),
-        ("minimality, smallest", f"{num(minimal[smallest])} ({smallest}; floor "
-                                 f"{num(circuit['gates']['minimality_floor'])})" if smallest else "n/a"),
-        ("balanced accuracy: whole model / circuit only / circuit ablated",
-         " / ".join(pct(acc[k].get("balanced_accuracy")) for k in INTERVENTIONS) + f" ({CONSTANT} 50.0%)"),
-        ("single-letter edits misclassified", f"{adv['n_misclassified']} of {adv['n_edits']}"),
-        ("DLA check: max |sum of components − logit diff|", num(summary["dla_max_abs_error"], 2)),
-        ("patching check: full residual patch recovery", _recovery_range(summary["patching"])),
-    ]
-    return pd.DataFrame(rows, columns=["quantity", "value"])
-
-
 def _worst(kinds: dict) -> str:
     if not kinds:
         return "n/a"
@@ -66,11 +36,6 @@ def _worst(kinds: dict) -> str:
     if all(cell["accuracy"] == kinds[kind]["accuracy"] for cell in kinds.values()):
         return f"none: every kind {pct(kinds[kind]['accuracy'], 2)}"
     return f"{kind}: {pct(kinds[kind]['accuracy'], 2)}"
-
-
-def _recovery_range(facts: dict) -> str:
-    lo, hi = facts.get("full_resid_pre_recovery_min"), facts.get("full_resid_pre_recovery_max")
-    return "n/a" if lo is None else f"{range_text(lo, hi)} in every layer (1 = exact)"
 
 
 def provenance_table(provenance: Provenance) -> pd.DataFrame:
@@ -220,10 +185,6 @@ def index_page(inputs: ReportInputs, pages: Sequence[Page], descriptions: dict[s
             "interchange-intervention gates pass (Explanation page)."),
             Text("\n\n".join(circuit["sentences"] + (inputs.explanation.summary["headline"] if inputs.explanation
                                                       else []))), anchor="sentences"),
-        Section("Key numbers", (
-            "Test figures come from the whole test split; circuit, scrubbing, edit and check figures from the "
-            "analysis set and edited palindromes, each beside its baseline."), Table(key_numbers(inputs)),
-            anchor="key-numbers"),
         Section("The task and the model", task_words(inputs.provenance.params, model), Table(config),
                 anchor="model"),
         Section("Provenance", (
