@@ -71,9 +71,13 @@ document.addEventListener("DOMContentLoaded", function () {
       return n + (inCircuit[n] ? " (circuit)" : "") + ": recovery " + (s.rec[i] === null ? "n/a" : s.rec[i].toFixed(3)) +
         ", logit difference " + fmt(s.pld[i]) + " (own " + fmt(s.diff) + ", counterpart " + fmt(s.cdiff) + ")";
     });
-    bars(view("patching"), data.nodes, s.rec, colors,
+    // A string the model answers like its counterpart (a failure) leaves no gap to recover: draw the patched
+    // logit difference itself, not a share of a near-zero gap.
+    var sameSide = (s.diff > 0) === (s.cdiff > 0);
+    bars(view("patching"), data.nodes, sameSide ? s.pld : s.rec, colors,
       "Patching one node of " + s.text + " from " + s.cp, "node (dark: in the circuit)",
-      "recovery: share of the way to the counterpart's answer", hover);
+      sameSide ? "logit difference after patching (the string and its counterpart get the same answer)"
+        : "recovery: share of the way to the counterpart's answer", hover);
   }
 
   function drawAttention(s) {
