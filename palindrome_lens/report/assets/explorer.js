@@ -76,8 +76,7 @@ document.addEventListener("DOMContentLoaded", function () {
     var sameSide = (s.diff > 0) === (s.cdiff > 0);
     bars(view("patching"), data.nodes, sameSide ? s.pld : s.rec, colors,
       "Patching one node of " + s.text + " from " + s.cp, "node (dark: in the circuit)",
-      sameSide ? "logit difference after patching (the string and its counterpart get the same answer)"
-        : "recovery: share of the way to the counterpart's answer", hover);
+      sameSide ? "logit difference after patching" : "recovery: share of the way to the counterpart's answer", hover);
   }
 
   function drawAttention(s) {

@@ -54,7 +54,9 @@ def explorer_page(attribution: Attribution, views: Mapping[str, pd.DataFrame] | 
             "Each bar replaces one node's activation by its value on the counterpart and shows the recovery: the "
             "share of the way from this string's logit difference to the counterpart's that this node alone moves "
             "it (1 = all the way, 0 = not at all). Dark bars are circuit nodes. For a string the model gets wrong, "
-            "the nodes that move it are where the error is carried."),
+            "the nodes that move it are where the error is carried. Where the model answers the string and its "
+            "counterpart alike (a failure found from the mechanism) there is no gap to share, so the bars show "
+            "the logit difference after patching instead."),
             ExplorerView("patching"), anchor="patching"),
         Section("Attention of every head", (
             "CircuitsVis view of every head on this string: pick a head; rows are query positions, columns the "
