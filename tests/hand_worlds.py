@@ -1,4 +1,4 @@
-"""Scrubbers over the hand-built models (tests/ground_truth.py, tests/ground_truth_spread.py): a generated test
+"""Scrubbers over the hand-built models (tests/ground_truth*.py): a generated test
 split of their strings, the analysis set chosen from it as the extract stage does, and the donor pool
 (test material; no tests here)."""
 
@@ -9,6 +9,7 @@ import functools
 import pandas as pd
 import pyarrow as pa
 from ground_truth import ALPHABET, LENGTH, planted_classifier
+from ground_truth_chain import chain_classifier
 from ground_truth_spread import spread_classifier
 
 from palindrome_lens.activations.examples import choose_examples
@@ -39,6 +40,8 @@ def classifier(name: str) -> Classifier:
     tokenizer = Tokenizer(ALPHABET, LENGTH, add_eos=True)
     if name in ("planted", "lopsided"):
         return planted_classifier(tokenizer, lopsided=name == "lopsided")
+    if name == "chain":
+        return chain_classifier(tokenizer)
     return spread_classifier(tokenizer, name)
 
 

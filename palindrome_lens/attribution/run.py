@@ -65,6 +65,7 @@ from palindrome_lens.attribution.nodes import (
 )
 from palindrome_lens.attribution.patching import activation_patching, corruption_pairs
 from palindrome_lens.attribution.per_example import example_tables
+from palindrome_lens.attribution.readable import read_test
 from palindrome_lens.attribution.reader import readout_by_position
 from palindrome_lens.attribution.reconcile import set_patching
 from palindrome_lens.attribution.schemas import SCHEMAS
@@ -193,6 +194,8 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         discovered = discover(scrubber, groups, is_causal(model), settings.faithfulness_target,
                               settings.discovery_budget, seed, lambda r: scrub_verdict(r, settings.faithfulness_target))
         _check_sanity(discovered)
+        for boundary in discovered["boundaries"]:  # where the comparison is made, not only what is carried
+            boundary["read"] = read_test(scrubber, int(boundary["after_layer"]), seed, settings.faithfulness_target)
     with out.timed("weights"):
         t["pos_qk"] = positional_qk(model, cache, examples, tokens)
         t["pos_embed"] = pos_embed_table(model)

@@ -302,7 +302,37 @@ def discovered_sentences(discovered: dict[str, Any], target: float) -> list[str]
         out.append("What the residual stream carries, found by a hypothesis search by causal scrubbing (each step is "
                    "the coarsest hypothesis in the feature library whose scrub passes every gate): " + "; ".join(steps) + ".")
     out += [boundary_sentence(b, target) for b in discovered["boundaries"]]
-    return out
+    chain = chain_sentence(discovered["boundaries"])
+    return [*out, *([chain] if chain else [])]
+
+
+def chain_sentence(boundaries: list[dict[str, Any]]) -> str | None:
+    """Where the comparison is made (readable.read_test at each boundary), in one sentence."""
+    steps = []
+    for b in boundaries:
+        read = b.get("read")
+        if not read:
+            continue
+        layer, verdicts = b["after_layer"], read["verdicts"]
+        if verdicts["flag"] == "read":
+            steps.append(f"after layer {layer}, {pct(read['flag'])}: compared, the pair flags are written where the "
+                         "later layers read them")
+        elif verdicts["label"] == "read":
+            steps.append(f"after layer {layer}, {pct(read['flag'])} (the label direction {pct(read['label'])}): the "
+                         "answer is written at the characters, not pair by pair")
+        elif verdicts["flag"] == "carried":
+            steps.append(f"after layer {layer}, {pct(read['flag'])} against {pct(read['whole'])} for the whole "
+                         "residual: the characters matter, but no pair flag is written yet (carried, not compared)")
+        elif verdicts["flag"] == "inconclusive":
+            steps.append(f"after layer {layer}, {pct(read['flag'])}, but a control with shuffled coordinates moves "
+                         f"{pct(read['control'])}: inconclusive")
+        elif verdicts["flag"] == "not needed":
+            steps.append(f"after layer {layer} the characters are no longer needed (their whole residual moves "
+                         f"{pct(read['whole'])})")
+    if not steps:
+        return None
+    return ("Where the comparison is made (the share of decisions that follow a donor of the other class when only "
+            "each character position's pair-flag direction is swapped for the donor's): " + "; ".join(steps) + ".")
 
 
 def _clean(value: Any) -> Any:

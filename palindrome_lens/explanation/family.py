@@ -7,7 +7,9 @@ models) is the pair-comparison algorithm: each character compares itself with it
 reads the comparisons. A string-level feature (`label`, `n_mismatches`, `mismatch_set`) is the string-level
 family: the answer is computed at every position at once (its template: string_level.py). Other supported
 features name a family that has no template yet (said in the report, not an error); with nothing supported there
-is no family. Where several are supported, pair comparison is preferred.
+is no family. Where several are supported, pair comparison is preferred; within a family, the first boundary where the
+attribute stage's read test finds the family's variable written (the pair flags, or the label) goes first, so a
+model that moves the mirror in layer 0 and compares in layer 1 gets the program after layer 1.
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ def feature_family(keep: Mapping[str, str]) -> str | None:
     return None
 
 
+def is_read(row: Mapping[str, Any], name: str | None) -> bool:
+    """Whether the attribute stage's read test (attribution/readable.py) found the family's variable written at this
+    boundary: the pair flags for pair comparison, the label for the string-level family."""
+    kind = {PAIR_COMPARISON: "flag", STRING_LEVEL_FAMILY: "label"}.get(str(name))
+    verdicts = (row.get("read") or {}).get("verdicts") or {}
+    return kind is not None and verdicts.get(kind) == "read"
+
+
 def _candidates(circuit: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     discovered = circuit.get("discovered")
     if isinstance(discovered, Mapping) and isinstance(discovered.get("boundaries"), list):
@@ -77,7 +87,8 @@ def choose_family(circuit: Mapping[str, Any], wanted: str = "auto") -> FamilyCho
     source, rows = _candidates(circuit)
     supported = [r for r in rows if r.get("verdict") == SUPPORTED and isinstance(r.get("keep"), Mapping)]
     named = [(feature_family(r["keep"]), r) for r in supported]
-    preferred = [(n, r) for t in TEMPLATES for n, r in named if n == t]
+    # within a family, the first boundary where its variable is written where the later layers read it goes first
+    preferred = [(n, r) for t in TEMPLATES for n, r in sorted(named, key=lambda nr: not is_read(nr[1], nr[0])) if n == t]
     for name, row in [*preferred, *[(n, r) for n, r in named if n]]:
         if wanted in ("auto", name):
             return FamilyChoice(name, source, str(row.get("name")), int(row["after_layer"]), dict(row["keep"]),

@@ -60,7 +60,7 @@ PAIR_COMPARISON = '''"""How this palindrome classifier decides, as a program (fa
 compiled by palindrome-lens from the trained model; standard library only. `python {filename} TEXT` prints
 the decision and the logit difference; `from {module} import logit_diff, is_palindrome` gives them to Python.
 
-1. Up to layer {after_layer}, each character position compares its own character with its mirror's.
+1. {compare_line}
 2. The readout heads {heads} at {readout} weigh position i by softmax(salience) and average its evidence,
    both looked up in the head's table for (position, own, mirror): pair_entry says how this level builds it.
 3. {context_line}
@@ -255,6 +255,16 @@ def level_filename(name: str) -> str:
     return f"{name}.py"
 
 
+def compare_line(after_layer: int) -> str:
+    """Step 1 of the algorithm: where each pair is compared (the hypothesis' layer, chosen where the attribute
+    stage's read test finds the pair flags written; before it they are carried, not compared)."""
+    if after_layer == 0:
+        return "In layer 0, each character position compares its own character with its mirror's."
+    before = "Layer 0 brings" if after_layer == 1 else f"Layers 0 to {after_layer - 1} bring"
+    return (f"{before} each character position what it needs of its mirror's character, not yet compared;\n"
+            f"   layer {after_layer} compares them, and only after it is each pair's flag written where the readout reads it.")
+
+
 def render_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
     """A level's program from its compact constants: {name, adds, after_layer, readout, alphabet, n_read,
     n_model, n_fitted, n_context, lengths: {L: {heads, context, gate, readout}}}, or {name: exact, alphabet,
@@ -269,7 +279,7 @@ def render_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
     first = lengths[min(lengths, key=int)]
     return PAIR_COMPARISON.format(readout_code=READOUT.format(),
         level=level_filename(level["name"]).removesuffix(".py"), module=filename.removesuffix(".py"),
-        adds=str(level["adds"]).replace('"', "'"), after_layer=int(level["after_layer"]),
+        adds=str(level["adds"]).replace('"', "'"), compare_line=compare_line(int(level["after_layer"])),
         heads=", ".join(head_name(h["name"]) for h in first["heads"]), readout=READOUT_WORDS[level["readout"]],
         n_context=int(level["n_context"]), n_read=int(level["n_read"]), n_model=int(level["n_model"]),
         context_line=(f"{READOUT_WORDS[level['readout']]}'s own layer-0 reading of the characters (CONTEXT, "
