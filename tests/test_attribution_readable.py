@@ -2,7 +2,7 @@
 writes the flag that L1H0 reads); the chain model (tests/ground_truth_chain.py) only moves the mirror's letter in
 layer 0 and compares in layer 1, with a loud decoy flag after layer 0 that nothing reads. Causal scrubbing finds
 "whether the pair matches" after both of the chain's layers (the letters determine it); the read test must say
-carried after layer 0 and compared after layer 1, the decoy must not pass for the comparison, and the explain
+spread after layer 0 (no single direction carries the flag) and read after layer 1, the decoy must not pass for the comparison, and the explain
 stage must compile the chain's program after layer 1."""
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ def found(name: str) -> dict:
     return result
 
 
-def test_the_chain_model_carries_the_pairs_after_layer_0_and_compares_them_after_layer_1() -> None:
+def test_the_chain_model_carries_the_pairs_after_layer_0_and_writes_their_flags_after_layer_1() -> None:
     first, second, last = found("chain")["boundaries"]
     assert first["keep"]["chars"] == second["keep"]["chars"] == "pair_match"  # what scrubbing alone says
     assert first["verdict"] == second["verdict"] == "supported"
     assert first["read"]["whole"] == pytest.approx(1.0) and first["read"]["flag"] <= 0.05
-    assert first["read"]["verdicts"]["flag"] == "carried"
+    assert first["read"]["verdicts"]["flag"] == "spread"
     assert second["read"]["flag"] >= 0.95 and second["read"]["verdicts"]["flag"] == "read"
     assert last["keep"]["bos"] == "label" and last["read"]["verdicts"]["flag"] == "not needed"
 
@@ -65,13 +65,14 @@ def test_the_program_goes_after_the_layer_that_compares() -> None:
         choice = choose_family({"discovered": found(name)})
         assert (choice.name, choice.after_layer) == ("pair_comparison", layer), name
     text = chain_sentence(found("chain")["boundaries"])
-    assert text.index("carried, not compared") < text.index("after layer 1") < text.index("compared, the pair flags")
+    assert text.index("no single direction per position carries") < text.index("after layer 1") \
+        < text.index("compared, the pair flags")
 
 
 def test_the_verdict_needs_the_ceiling_and_a_control_that_fails() -> None:
     assert verdict(0.99, 1.0, 0.02, TARGET) == "read"
     assert verdict(0.99, 1.0, 0.5, TARGET) == "inconclusive"
-    assert verdict(0.5, 1.0, 0.0, TARGET) == "carried"
+    assert verdict(0.5, 1.0, 0.0, TARGET) == "spread"
     assert verdict(0.0, 0.3, 0.0, TARGET) == "not needed"
     assert verdict(None, 1.0, 0.0, TARGET) == "undefined"
 
@@ -90,6 +91,5 @@ def test_the_chain_model_is_compiled_as_a_chain_and_its_program_is_exact() -> No
     assert summary["family"]["after_layer"] == 1 and summary["passing_level"] == "algorithm"
     row = next(r for r in summary["levels"] if r["name"] == "algorithm")
     assert row["agreement_test"] == 1.0 and row["r2_test"] > 0.999 and row["iia_min"] == 1.0
-    assert "Layer 0 brings each character position what it needs of its mirror's character, not yet compared" \
-        in result.program
-    assert "layer 1 compares them" in result.program
+    assert "Layer 0 brings each character position what it needs of its mirror's character; layer 1" in result.program
+    assert "writes each pair's flag in one direction that the readout reads" in result.program

@@ -58,7 +58,10 @@ def test_the_figures_are_the_results_and_the_path_is_every_step(synthetic: Repor
     assert list(chars.x) == [0.77, 0.9, 3.48] and list(chars.y) == pytest.approx([0.84, 0.807, 0.987])
     assert list(chars.marker.symbol) == ["circle", "circle", "star"]  # all three inside the axis
     words = section(p, "In words").content.text
-    assert all(s in words for s in synthetic.attribution.circuit["sentences"] if s.startswith("After layer"))
+    shown = [s for s in synthetic.attribution.circuit["sentences"]
+             if s.startswith(("After layer", "Where the comparison is made"))]
+    assert len(shown) == 2 and all(s in words for s in shown)
+    assert "The decision is carried by" not in words  # the circuit's sentences live on the circuit page
 
 
 def test_a_circuit_json_without_the_search_is_a_clear_error(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ which broken and matched pairs differ on average (the difference of class means 
 pool; for the label, palindromes against the rest) and swap only each character position's component along it for
 a donor's, every character position at once. Each analysis row gets a donor of the other class (a palindrome for a
 non-palindrome and back). If the later layers read the comparison from that direction, the output follows the
-donor; if the positions only hold letters (compared later) or the direction is a loud copy nothing reads, it does
-not. Beside it: the whole residual at the character positions swapped (the ceiling: whether the characters matter
+donor; if the positions only hold letters (compared later), or hold a comparison spread over several directions
+(one that depends on the characters), or the direction is a loud copy nothing reads, it does not: one direction
+is a sharp test of "compared and written as a flag", not of "compared" itself. Beside it: the whole residual at the character positions swapped (the ceiling: whether the characters matter
 there at all) and the flag's vectors with their coordinates shuffled (a control that must fail before a direction is
 called read). Rows the model answers like their donor say nothing and are left out.
 
@@ -132,13 +133,13 @@ def _batches(stacked: torch.Tensor, size: int):
 
 
 def verdict(value: float | None, whole: float | None, control: float | None, target: float) -> str:
-    """`read` (the swap moves the decisions as the whole residual does, and the control does not), `carried` (the
-    characters matter but this direction does not carry them), `not needed` (swapping the characters' whole
-    residual moves too few decisions), `inconclusive` (read, but the control moves decisions too)."""
+    """`read` (the swap moves the decisions as the whole residual does, and the control does not), `spread` (the
+    characters matter but no single direction per position carries them), `not needed` (swapping the characters'
+    whole residual moves too few decisions), `inconclusive` (read, but the control moves decisions too)."""
     if value is None or whole is None or control is None:
         return "undefined"
     if whole < target:
         return "not needed"
     if value < target * whole:
-        return "carried"
+        return "spread"
     return "read" if control <= 1 - target else "inconclusive"

@@ -320,9 +320,11 @@ def chain_sentence(boundaries: list[dict[str, Any]]) -> str | None:
         elif verdicts["label"] == "read":
             steps.append(f"after layer {layer}, {pct(read['flag'])} (the label direction {pct(read['label'])}): the "
                          "answer is written at the characters, not pair by pair")
-        elif verdicts["flag"] == "carried":
+        elif verdicts["flag"] == "spread":
             steps.append(f"after layer {layer}, {pct(read['flag'])} against {pct(read['whole'])} for the whole "
-                         "residual: the characters matter, but no pair flag is written yet (carried, not compared)")
+                         "residual: the characters matter, but no single direction per position carries the pair "
+                         "flag (not compared yet, or compared into several directions, as a comparison that depends "
+                         "on the characters would be)")
         elif verdicts["flag"] == "inconclusive":
             steps.append(f"after layer {layer}, {pct(read['flag'])}, but a control with shuffled coordinates moves "
                          f"{pct(read['control'])}: inconclusive")

@@ -256,13 +256,13 @@ def level_filename(name: str) -> str:
 
 
 def compare_line(after_layer: int) -> str:
-    """Step 1 of the algorithm: where each pair is compared (the hypothesis' layer, chosen where the attribute
-    stage's read test finds the pair flags written; before it they are carried, not compared)."""
+    """Step 1 of the algorithm: where each pair's flag is written (the hypothesis' layer, chosen where the attribute
+    stage's read test finds one direction that carries it; before it, none does)."""
     if after_layer == 0:
         return "In layer 0, each character position compares its own character with its mirror's."
     before = "Layer 0 brings" if after_layer == 1 else f"Layers 0 to {after_layer - 1} bring"
-    return (f"{before} each character position what it needs of its mirror's character, not yet compared;\n"
-            f"   layer {after_layer} compares them, and only after it is each pair's flag written where the readout reads it.")
+    return (f"{before} each character position what it needs of its mirror's character; layer {after_layer}\n"
+            "   writes each pair's flag in one direction that the readout reads (before it, no single direction does).")
 
 
 def render_level(level: Mapping[str, Any], filename: str = "program.py") -> str:

@@ -105,7 +105,8 @@ def path_figure(boundary: dict[str, Any], target: float) -> Figure:
 def discovery_sections(circuit: dict[str, Any]) -> list[Section]:
     discovered = circuit["discovered"]
     target = circuit["gates"]["faithfulness_target"]
-    sentences = [s for s in circuit["sentences"] if s.startswith(("What the residual stream carries", "After layer"))]
+    sentences = [s for s in circuit["sentences"]
+                 if s.startswith(("What the residual stream carries", "After layer", "Where the comparison is made"))]
     out = [Section("In words", "The attribute stage's sentences, built from the numbers below. " + GATES,
                    Text("\n\n".join(sentences)))]
     for boundary in discovered["boundaries"]:
@@ -119,10 +120,13 @@ def discovery_sections(circuit: dict[str, Any]) -> list[Section]:
                     "'In words' above).", Table(figures_table(boundary))),
             Section(f"After layer {layer}: every hypothesis tried", (
                 f"Groups in search order; each group's features from fewest bits up, the others kept at what they "
-                f"reached; the first supported one is kept. A screen uses {discovered['screen_rows']} class-balanced "
+                f"reached; the first supported one is kept. Then two features kept together (joined), coarser than "
+                f"what the group keeps, and the halves of the string searched apart (kept only when a half goes "
+                f"coarser). A screen uses {discovered['screen_rows']} class-balanced "
                 f"rows and {discovered['screen_draws']} draws; one within 5 points of every gate is scrubbed in full "
                 f"({discovered['draws']} draws, every row), and only a full pass is kept. Budget: "
-                f"{discovered['evaluated']} of {discovered['budget']} scrubs used."),
+                f"{discovered['evaluated']} of {discovered['budget']} scrubs used, each boundary an even share of "
+                f"what was left" + ("; it ran out at this boundary." if boundary.get("budget_exhausted") else ".")),
                 path_figure(boundary, target) if boundary["path"] else Text("Nothing was tried."),
                 data=[Download(f"discovery_path_after_layer_{layer}.csv", path_table(boundary),  # every figure
                                "data/attribution/circuit.json, key discovered")]),
