@@ -161,7 +161,7 @@ def program_text(explanation: dict[str, Any] | None) -> tuple[str, str | None]:
         return f"{name}, level {passing} passes its gates (ladder: {ladder})", None
     if level is None:
         return f"{name}, no ladder in this run's summary", None
-    reason = f"no level passes; the closest, {level['name']}, fails " + "; ".join(
+    reason = f"the closest level, {level['name']}, fails " + "; ".join(
         failed_gate_figures(level, explanation.get("targets") or {}))
     return f"{name}, no level passes (ladder: {ladder})", reason
 
@@ -246,7 +246,7 @@ def judge(accuracy: float | None, circuit: dict[str, Any] | None, explanation: d
     if passing and (explanation or {}).get("program"):
         return f"met: hypothesis at the characters {where}; level {passing} passes its gates", True
     if reason:
-        return f"met by a measured reason: hypothesis at the characters {where}; {reason}", True
+        return f"met by a measured reason: hypothesis at the characters {where}; no level passes: {reason}", True
     sentence = " ".join(((explanation or {}).get("sentences") or [])[:1]) or "no explain output"
     return f"not met: hypothesis at the characters {where}, but no program and no measured reason ({sentence})", False
 

@@ -112,7 +112,7 @@ def test_program_and_measured_reason() -> None:
     assert text == "pair_comparison, level full passes its gates (ladder: exact fails; full passes)" and reason is None
     text, reason = program_text(explanation(None))
     assert text == "pair_comparison, no level passes (ladder: exact fails; full fails)"
-    assert reason == ("no level passes; the closest, full, fails the within-class fit: Spearman 0.73 (target 0.80), "
+    assert reason == ("the closest level, full, fails the within-class fit: Spearman 0.73 (target 0.80), "
                       "R^2 0.22 (target 0.30); alignment: smallest IIA 94.12% < 95.00%; the control: largest control "
                       "IIA 61.30% > 50.00%; decision agreement on single edits: 99.88% < 99.90%")
     text, reason = program_text(NO_PROGRAM)
@@ -141,7 +141,7 @@ def test_each_run_and_the_target() -> None:
     assert close["params that differ"] == "seed=1"
     assert close["attribute stage"] == "47.5 s (2.5x the defaults' 19.0 s (g-default))"
     assert close["target"].startswith("met by a measured reason: hypothesis at the characters after layer 0; no "
-                                      "level passes; the closest, full, fails the within-class fit")
+                                      "level passes: the closest level, full, fails the within-class fit")
     assert close["minimality"].startswith("not shown minimal")
 
     assert grid["g-all"].meets is False
