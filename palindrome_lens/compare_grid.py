@@ -18,6 +18,7 @@ fails, with the figures).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -62,6 +63,11 @@ def queue_log(repo: Path, name: str) -> str:
 def differing_params(params: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     """The run's params whose values differ from the reference's (the baseline commit's params.yaml)."""
     return {k: v for k, v in params.items() if k in reference and reference[k] != v}
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """`key=value` as `dvc exp run -S` takes it (YAML/JSON spelling: true, null)."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items())
 
 
 def _char_groups(keep: dict[str, str]) -> dict[str, str]:
@@ -215,7 +221,7 @@ class GridRun:
         seconds = (f"{self.seconds:.1f} s" if isinstance(self.seconds, float) else "not run (restored from the "
                    "run cache)" if self.seconds == "cached" else "not recorded (no queue log for this run)")
         seconds += f" ({self.against_defaults})" if self.against_defaults else ""
-        return [("params that differ", ", ".join(f"{k}={v}" for k, v in self.params.items()) or "none (the defaults)"),
+        return [("params that differ", params_text(self.params) or "none (the defaults)"),
                 ("test accuracy", _pct(self.accuracy, 2)),
                 *[(f"after layer {layer}", text) for layer, text in self.boundaries],
                 ("program", self.program), ("scores", self.scores), ("faithfulness", self.faithfulness),
@@ -298,7 +304,7 @@ def overview_markdown(grid: list[GridRun]) -> str:
         chars = "; ".join(f"after {layer}: {text.split(':')[0]}" for layer, text in g.boundaries
                           if ": supported" in text) or "none supported"
         seconds = f"{g.seconds:.0f} s" if isinstance(g.seconds, float) else g.seconds or "n/a"
-        params = ", ".join(f"{k}={v}" for k, v in g.params.items()) or "defaults"
+        params = params_text(g.params) or "defaults"
         lines.append(f"| {g.name} | {params} | {_pct(g.accuracy, 2)} | {chars} | {program} | {seconds} | "
                      f"{g.target.split(':')[0]} |")
     return "\n".join(lines)

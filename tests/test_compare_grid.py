@@ -139,6 +139,8 @@ def test_each_run_and_the_target() -> None:
 
     close = dict(grid["g-close"].rows())
     assert close["params that differ"] == "seed=1"
+    assert grid_report([Run("g-attn", "g" * 40, {"model.attn_only": True}, {})], {"model.attn_only": False})[0] \
+        .rows()[0] == ("params that differ", "model.attn_only=true")
     assert close["attribute stage"] == "47.5 s (2.5x the defaults' 19.0 s (g-default))"
     assert close["target"].startswith("met by a measured reason: hypothesis at the characters after layer 0; no "
                                       "level passes: the closest level, full, fails the within-class fit")
