@@ -3,6 +3,7 @@ runs learn the same circuit, judged on the circuit graph (its nodes and edges) u
 within a layer, with each run's faithfulness, scrubbing verdicts and per-head evidence.
 
     python -m palindrome_lens.compare [--repo .] [--out reports/experiments.html] [--rev BASELINE]
+    python -m palindrome_lens.compare --grid 'grid-*'   # also print each matching run against issue 23's target
 
 Runs are listed by `dvc exp show --json` (params and metrics); each run's `data/attribution/summary.json`
 and `circuit.json` are read at its revision through `dvc.api`.
@@ -11,6 +12,7 @@ and `circuit.json` are read at its revision through `dvc.api`.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import itertools
 import json
 import math
@@ -123,10 +125,12 @@ def read_output(repo: Path, rev: str, path: str = SUMMARY) -> dict[str, Any] | N
         return None
 
 
-def collect_runs(repo: Path, rev: str | None = None) -> list[Run]:
+def collect_runs(repo: Path, rev: str | None = None, patterns: list[str] | None = None) -> list[Run]:
+    """Every run (or only those whose names match one of the glob `patterns`) with its outputs read."""
     keys = set(known_keys())
     runs = []
-    entries = list_runs(exp_show(repo, rev))
+    entries = [e for e in list_runs(exp_show(repo, rev))
+               if not patterns or any(fnmatch.fnmatchcase(e[0], p) for p in patterns)]
     for name, rev, data in tqdm(entries, desc="reading experiments", disable=tqdm_disabled() or len(entries) < 4):
         params = {k: v for k, v in _flatten(data.get("params", {}).get("params.yaml", {}).get("data", {})).items()
                   if k in keys}
@@ -560,15 +564,39 @@ def build_page(runs: list[Run]) -> Page:
                 nav_label="Experiments")
 
 
+def baseline_params(repo: Path, rev: str | None = None) -> dict[str, Any]:
+    """The flattened params.yaml of the baseline commit (HEAD, or `rev`): what the runs' params differ from."""
+    import yaml
+
+    proc = subprocess.run(["git", "show", f"{rev or 'HEAD'}:params.yaml"], cwd=repo, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise PalindromeLensError(f"cannot read params.yaml at {rev or 'HEAD'}: {proc.stderr.strip()}")
+    keys = set(known_keys())
+    return {k: v for k, v in _flatten(yaml.safe_load(proc.stdout)).items() if k in keys}
+
+
+def print_grid(repo: Path, runs: list[Run], rev: str | None = None) -> None:
+    """Each run against issue 23's target, as Markdown on stdout (palindrome_lens/compare_grid.py)."""
+    from palindrome_lens.compare_grid import grid_report, grid_text, queue_log
+
+    print(grid_text(grid_report(runs, baseline_params(repo, rev), lambda name: queue_log(repo, name))), end="")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m palindrome_lens.compare", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--repo", type=Path, default=Path("."), help="the DVC project (default: .)")
     parser.add_argument("--out", type=Path, default=Path("reports/experiments.html"), help="the page to write")
     parser.add_argument("--rev", help="the baseline commit whose experiments to compare (default: HEAD); experiments "
                         "queued before a later commit are listed under the commit they were queued on")
+    parser.add_argument("--grid", action="append", metavar="PATTERN", help="compare only the runs whose names match "
+                        "this glob (repeatable) and print each one against issue 23's target (palindrome_lens/"
+                        "compare_grid.py): hypothesis per boundary, program, scores, circuit verdicts, the attribute "
+                        "stage's time from `dvc queue logs`")
     args = parser.parse_args(argv)
     try:
-        runs = collect_runs(args.repo.resolve(), args.rev)
+        runs = collect_runs(args.repo.resolve(), args.rev, args.grid)
+        if args.grid:
+            print_grid(args.repo.resolve(), runs, args.rev)
         page = build_page(runs)
         page = Page(args.out.name, page.title, page.intro, page.sections, page.nav_label)
         build_report(args.out.parent, [page])
