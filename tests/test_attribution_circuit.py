@@ -131,3 +131,27 @@ def test_minimality_of_a_large_circuit_tries_every_k_of_two_nodes() -> None:
     assert minimal["L0H0@chars"]["value"] == 1.0 and sorted(minimal["L0H0@chars"]["k"]) == ["L0H1@chars", "L0H2@chars"]
     assert minimal["L0H0@chars"]["search"] == "every K of at most 2 nodes"
     assert minimal["L0H5@chars"]["value"] == 0.0
+
+
+def test_a_large_circuits_minimality_ranks_its_sets_on_the_screen_and_scores_the_best_on_every_row() -> None:
+    """Past SCREEN_ABOVE sets K a node's sets are ranked on the screen scorer; the value reported is the full
+    scorer's (here half the screen's, so a value read off the screen would show)."""
+    nodes = [Node(0, f"L0H{i}", "chars") for i in range(13)]  # 1 + 12 + 66 = 79 sets K per node
+    backup = {nodes[1], nodes[2]}
+
+    def value(kept: frozenset) -> float:
+        return 10.0 if backup & kept or nodes[0] in kept else 0.0
+
+    def scorer(scale: float) -> CircuitScorer:
+        class Ablator(FakeAblator):
+            def logit_diffs(self, sets, rows=None, desc=None):
+                return np.array([np.where(LABEL, f, -f) * scale for f in (value(frozenset(nodes) - set(s))
+                                                                           for s in sets)])
+        return CircuitScorer(Ablator(value), nodes, LABEL)
+
+    minimal = minimality(scorer(0.5), nodes, 10.0, screen=scorer(1.0))
+    assert sorted(minimal["L0H0@chars"]["k"]) == ["L0H1@chars", "L0H2@chars"]
+    assert minimal["L0H0@chars"]["value"] == pytest.approx(0.5)
+    assert minimal["L0H5@chars"]["value"] == 0.0
+    comp = completeness(scorer(0.5), nodes, 10.0, screen=scorer(1.0))
+    assert all(v <= 0.5 + 1e-9 for v in comp["tried"].values())  # every gap scored on the full scorer

@@ -35,6 +35,8 @@ from palindrome_lens.attribution.nodes import Node
 
 MINIMALITY_EXHAUSTIVE = 8  # subsets of C \ {v} tried exhaustively up to 2**8 of them
 MINIMALITY_K_SIZE = 2  # past that, every K of at most this many nodes
+SCREEN_ABOVE = 64  # sets K (minimality) or circuit nodes (completeness) past which they are ranked on the screen rows
+RESCORED = 8  # the best-ranked sets K scored again on every row
 SEARCH_ROWS = 256  # strings (half palindromes) each candidate set is screened on
 SCREEN_BAND = 0.1  # sets screened within this of the target are scored on every string
 _STREAM = 9
@@ -150,8 +152,10 @@ def without(circuit: Sequence[Node], removed: Iterable[Node]) -> list[Node]:
     return [nd for nd in circuit if nd not in removed]
 
 
-def completeness(scorer: CircuitScorer, circuit: list[Node], full: float) -> dict[str, Any]:
-    """The worst |F(C \\ K) - F(M \\ K)| / F(M) over singles, layers and a greedy K."""
+def completeness(scorer: CircuitScorer, circuit: list[Node], full: float,
+                 screen: CircuitScorer | None = None) -> dict[str, Any]:
+    """The worst |F(C \\ K) - F(M \\ K)| / F(M) over singles, layers and a greedy K. Past SCREEN_ABOVE nodes the
+    greedy K grows on `screen`'s rows and each of its steps is then scored on every row."""
     model_nodes = scorer.candidates
     tried: dict[str, list[Node]] = {f"{{{nd.name}}}": [nd] for nd in circuit}
     for layer in sorted({nd.layer for nd in circuit}):
@@ -159,34 +163,39 @@ def completeness(scorer: CircuitScorer, circuit: list[Node], full: float) -> dic
         if len(in_layer) > 1:
             tried[f"layer {layer}"] = in_layer
 
-    def gaps(sets: list[list[Node]]) -> np.ndarray:
-        f_c = scorer.f([without(circuit, k) for k in sets])
-        f_m = scorer.f([without(model_nodes, k) for k in sets])
+    def gaps(sets: list[list[Node]], by: CircuitScorer) -> np.ndarray:
+        f_c = by.f([without(circuit, k) for k in sets])
+        f_m = by.f([without(model_nodes, k) for k in sets])
         return np.abs(f_c - f_m) / full
 
-    named = list(tried.items())
-    values = gaps([k for _, k in named]) if named else np.zeros(0)
-    results = {name: float(v) for (name, _), v in zip(named, values)}
-    # greedy: grow K by the node that widens the gap most
+    grower = screen if screen is not None and len(circuit) > SCREEN_ABOVE else scorer
     k: list[Node] = []
     rest = list(circuit)
-    while rest:
-        step = gaps([k + [nd] for nd in rest])
-        pick = int(np.argmax(step))
+    while rest:  # greedy: grow K by the node that widens the gap most
+        pick = int(np.argmax(gaps([k + [nd] for nd in rest], grower)))
         k.append(rest.pop(pick))
-        results[f"greedy {{{', '.join(nd.name for nd in k)}}}"] = float(step[pick])
+        tried[f"greedy {{{', '.join(nd.name for nd in k)}}}"] = list(k)
+    named = list(tried.items())
+    values = gaps([k for _, k in named], scorer) if named else np.zeros(0)
+    results = {name: float(v) for (name, _), v in zip(named, values)}
     worst = max(results, key=results.__getitem__) if results else None
     return {"value": results[worst] if worst else 0.0, "worst_k": worst, "tried": results}
 
 
-def minimality(scorer: CircuitScorer, circuit: list[Node], full: float) -> dict[str, dict[str, Any]]:
-    """Per node v: max over K of |F(C \\ (K + v)) - F(C \\ K)| / F(M), and the K that gives it."""
+def minimality(scorer: CircuitScorer, circuit: list[Node], full: float,
+               screen: CircuitScorer | None = None) -> dict[str, dict[str, Any]]:
+    """Per node v: max over K of |F(C \\ (K + v)) - F(C \\ K)| / F(M), and the K that gives it. Where a node has
+    more than SCREEN_ABOVE sets K, they are ranked on `screen`'s rows and the RESCORED best scored on every row."""
     out = {}
     for v in circuit:
         others = [nd for nd in circuit if nd != v]
         exhaustive = len(others) <= MINIMALITY_EXHAUSTIVE
         sizes = range(len(others) + 1) if exhaustive else range(min(MINIMALITY_K_SIZE, len(others)) + 1)
         ks = [list(c) for r in sizes for c in itertools.combinations(others, r)]
+        if screen is not None and len(ks) > SCREEN_ABOVE:
+            ranked = np.abs(screen.f([without(circuit, [*k, v]) for k in ks]) - screen.f([without(circuit, k)
+                                                                                          for k in ks]))
+            ks = [ks[i] for i in np.argsort(-ranked, kind="stable")[:RESCORED]]
         with_v = scorer.f([without(circuit, k) for k in ks])
         without_v = scorer.f([without(circuit, [*k, v]) for k in ks])
         diffs = np.abs(without_v - with_v) / full

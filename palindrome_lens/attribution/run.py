@@ -172,8 +172,9 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     circuit = search.nodes
     full = float(scorer.f([candidates])[0])
     with out.timed("completeness and minimality"):
-        complete = completeness(scorer, circuit, full) if full > 0 else {"value": None, "worst_k": None, "tried": {}}
-        minimal = minimality(scorer, circuit, full) if full > 0 else {}
+        complete = (completeness(scorer, circuit, full, screen) if full > 0
+                    else {"value": None, "worst_k": None, "tried": {}})
+        minimal = minimality(scorer, circuit, full, screen) if full > 0 else {}
         t["nodes"] = node_table(scorer, candidates, circuit, minimal, full)
 
     # edges by path patching, composition scores, scrubbing
