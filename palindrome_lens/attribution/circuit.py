@@ -35,7 +35,8 @@ from palindrome_lens.attribution.nodes import Node
 
 MINIMALITY_EXHAUSTIVE = 8  # subsets of C \ {v} tried exhaustively up to 2**8 of them
 MINIMALITY_K_SIZE = 2  # past that, every K of at most this many nodes
-SCREEN_ABOVE = 64  # sets K (minimality) or circuit nodes (completeness) past which they are ranked on the screen rows
+SCREEN_ABOVE = 64  # sets K per node past which minimality ranks them on the screen rows
+GREEDY_SCREEN_ABOVE = 8  # circuit nodes past which completeness grows its greedy K on the screen rows
 RESCORED = 8  # the best-ranked sets K scored again on every row
 SEARCH_ROWS = 256  # strings (half palindromes) each candidate set is screened on
 SCREEN_BAND = 0.1  # sets screened within this of the target are scored on every string
@@ -154,7 +155,7 @@ def without(circuit: Sequence[Node], removed: Iterable[Node]) -> list[Node]:
 
 def completeness(scorer: CircuitScorer, circuit: list[Node], full: float,
                  screen: CircuitScorer | None = None) -> dict[str, Any]:
-    """The worst |F(C \\ K) - F(M \\ K)| / F(M) over singles, layers and a greedy K. Past SCREEN_ABOVE nodes the
+    """The worst |F(C \\ K) - F(M \\ K)| / F(M) over singles, layers and a greedy K. Past GREEDY_SCREEN_ABOVE nodes the
     greedy K grows on `screen`'s rows and each of its steps is then scored on every row."""
     model_nodes = scorer.candidates
     tried: dict[str, list[Node]] = {f"{{{nd.name}}}": [nd] for nd in circuit}
@@ -168,7 +169,7 @@ def completeness(scorer: CircuitScorer, circuit: list[Node], full: float,
         f_m = by.f([without(model_nodes, k) for k in sets])
         return np.abs(f_c - f_m) / full
 
-    grower = screen if screen is not None and len(circuit) > SCREEN_ABOVE else scorer
+    grower = screen if screen is not None and len(circuit) > GREEDY_SCREEN_ABOVE else scorer
     k: list[Node] = []
     rest = list(circuit)
     while rest:  # greedy: grow K by the node that widens the gap most
