@@ -89,6 +89,7 @@ def test_completeness_and_minimality_by_hand() -> None:
     assert comp["tried"]["{L0H0@chars}"] == pytest.approx(1.0)
     assert comp["tried"]["{L0H1@chars}"] == pytest.approx(0.0)
     assert comp["value"] == pytest.approx(1.0)
+    assert comp["taking_over"] == [{"node": D.name, "share": pytest.approx(1.0)}]  # the backup, and only it
     minimal = minimality(full, circuit, f_model)
     assert minimal["L0H0@chars"]["value"] == pytest.approx(1.0) and minimal["L0H0@chars"]["k"] == []
     # a node that never matters has minimality 0

@@ -180,7 +180,21 @@ def completeness(scorer: CircuitScorer, circuit: list[Node], full: float,
     values = gaps([k for _, k in named], scorer) if named else np.zeros(0)
     results = {name: float(v) for (name, _), v in zip(named, values)}
     worst = max(results, key=results.__getitem__) if results else None
-    return {"value": results[worst] if worst else 0.0, "worst_k": worst, "tried": results}
+    return {"value": results[worst] if worst else 0.0, "worst_k": worst, "tried": results,
+            "taking_over": taking_over(scorer, circuit, tried[worst]) if worst else []}
+
+
+def taking_over(scorer: CircuitScorer, circuit: list[Node], k: list[Node], top: int = 3) -> list[dict[str, Any]]:
+    """Which nodes outside the circuit make up for K: with K ablated from the model, ablating one more outside node
+    u closes this share of the gap F(M \\ K) - F(C \\ K) (1: u alone takes over), the largest first."""
+    outside = [nd for nd in scorer.candidates if nd not in circuit]
+    f_m, f_c = scorer.f([without(scorer.candidates, k), without(circuit, k)])
+    gap = f_m - f_c
+    if not outside or abs(gap) < 1e-9:
+        return []
+    closed = (f_m - scorer.f([without(scorer.candidates, [*k, u]) for u in outside])) / gap
+    order = np.argsort(-closed, kind="stable")[:top]
+    return [{"node": outside[i].name, "share": float(closed[i])} for i in order if closed[i] > 0]
 
 
 def minimality(scorer: CircuitScorer, circuit: list[Node], full: float,

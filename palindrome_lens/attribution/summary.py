@@ -159,7 +159,10 @@ def sentences(doc: dict[str, Any], evidence: dict[str, dict[str, Any]], target: 
     out.append(f"Completeness gap {comp['value']:.2f} of the margin (worst K: {comp['worst_k']}): "
                + ("ablating any part of the circuit hurts the circuit and the model alike."
                   if comp["value"] < 1 - target else
-                  "the model has parts outside the circuit that take over when circuit nodes are ablated."))
+                  "the model has parts outside the circuit that take over when circuit nodes are ablated"
+                  + (": with K ablated, ablating " + "; ".join(f"{t['node']} as well closes {pct(t['share'])} of the gap"
+                                                            for t in comp.get("taking_over") or [])
+                     if comp.get("taking_over") else "") + "."))
     strong = sorted(doc["edges"], key=lambda e: -abs(e["effect"]))[:6]
     if strong:
         out.append("Information flows " + "; ".join(edge_phrase(e) for e in strong)
