@@ -188,13 +188,14 @@ def explain_string_level(clf: Classifier, choice: FamilyChoice, train: pd.DataFr
         level_row,
         measure,
         model_size,
-        no_program,
     )
 
     model = clf.model
-    if choice.after_layer != 0:
-        return no_program(choice, f"the hypothesis puts the string-level feature after layer {choice.after_layer}; "
-                                  "the string-level template compiles layer 0 only")
+    # The template reads layer 0 only. Where the search puts the feature after a later layer, layer 0 is still
+    # compiled and scored: how far it falls short is the measured reason there is no passing program.
+    later = (f"The search puts the string-level feature after layer {choice.after_layer}, and this template reads "
+             "layer 0 only: the program below is layer 0 with a fitted readout, so what it misses is what the later "
+             "layers add." if choice.after_layer else None)
     lengths = sorted(int(n) for n in (clf.lengths or test["length"].unique()))
     out, start = Explanation({}), time.perf_counter()
     fit_texts = fit_strings(train, params, lengths, clf.tokenizer.alphabet, seed)
@@ -224,7 +225,7 @@ def explain_string_level(clf: Classifier, choice: FamilyChoice, train: pd.DataFr
                      "check_max_difference": max(m[3] for m in measured), "fit_strings": len(fit_texts)}
     runs, sentence = string_verdict(agreement, rows[pick]["gates"], params, program_facts)
     ladder_text = ladder_sentence(rows, None if chosen is None else program_level.name, n_model, "string_level")
-    headline = [sentence, ladder_text]
+    headline = [*([later] if later else []), sentence, ladder_text]
     doc = {"format": CONSTANTS_FORMAT, "family": choice.name, "hypothesis": choice.hypothesis,
            "after_layer": choice.after_layer, "alphabet": [ord(c) for c in clf.tokenizer.alphabet],
            "readout": readout_of(model).kind, "string_level": spread.constants,
