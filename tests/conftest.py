@@ -81,6 +81,32 @@ def commit_all(repo: Path, message: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201  # ReportInputs
+    """The report's synthetic pipeline outputs (tests/report_outputs.write_all with its defaults), loaded once per
+    session and shared read-only by the report tests (a test that edits inputs writes its own with write_all)."""
+    from palindrome_lens.report.inputs import load_inputs
+    from tests.report_outputs import write_all
+
+    return load_inputs(write_all(tmp_path_factory.mktemp("synthetic")))
+
+
+@pytest.fixture(scope="session")
+def synthetic_pages(synthetic):  # noqa: ANN001, ANN201
+    """`synthetic_pages(n_examples=3, hist_bins=7)`: report_pages(synthetic, n_examples, hist_bins), built once per
+    session for each (n_examples, hist_bins) and shared read-only (a new list of the same pages each call)."""
+    from palindrome_lens.report.pages import report_pages
+
+    built: dict[tuple[int, int], list] = {}
+
+    def pages(n_examples: int = 3, hist_bins: int = 7) -> list:
+        if (n_examples, hist_bins) not in built:
+            built[n_examples, hist_bins] = report_pages(synthetic, n_examples, hist_bins)
+        return list(built[n_examples, hist_bins])
+
+    return pages
+
+
+@pytest.fixture(scope="session")
 def browser():
     """Headless Chromium with the network cut (tests/browser.py); skips only if it cannot be found."""
     from tests.browser import Browser, find_chromium
