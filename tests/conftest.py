@@ -9,12 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "tiny_params.yaml"
 BIN = Path(sys.executable).parent
 os.environ.setdefault("PALINDROME_LENS_QUIET", "1")
+# One intra-op thread for the models run in the test process (stages run by `run` keep torch's default): the test
+# models are tiny, and two threads spent most of their time waiting on each other (test_attribution_summary.py:
+# 66 s of CPU with two, 15 s with one, on 2 cores). It also fixes the count for the whole session: before, it
+# changed mid-run when test_explanation_string_level.py set it, so a test's thread count depended on the order.
+torch.set_num_threads(1)
 
 
 def tiny_params() -> dict:
