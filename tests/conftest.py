@@ -9,12 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "tiny_params.yaml"
 BIN = Path(sys.executable).parent
 os.environ.setdefault("PALINDROME_LENS_QUIET", "1")
+# One intra-op thread for the models run in the test process (stages run by `run` keep torch's default): the test
+# models are tiny, and two threads spent most of their time waiting on each other (test_attribution_summary.py:
+# 66 s of CPU with two, 15 s with one, on 2 cores). It also fixes the count for the whole session: before, it
+# changed mid-run when test_explanation_string_level.py set it, so a test's thread count depended on the order.
+torch.set_num_threads(1)
 
 
 def tiny_params() -> dict:
@@ -78,6 +84,32 @@ def commit_all(repo: Path, message: str) -> None:
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], repo,
         extra_env={"GIT_AUTHOR_DATE": GIT_DATE, "GIT_COMMITTER_DATE": GIT_DATE})
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201  # ReportInputs
+    """The report's synthetic pipeline outputs (tests/report_outputs.write_all with its defaults), loaded once per
+    session and shared read-only by the report tests (a test that edits inputs writes its own with write_all)."""
+    from palindrome_lens.report.inputs import load_inputs
+    from tests.report_outputs import write_all
+
+    return load_inputs(write_all(tmp_path_factory.mktemp("synthetic")))
+
+
+@pytest.fixture(scope="session")
+def synthetic_pages(synthetic):  # noqa: ANN001, ANN201
+    """`synthetic_pages(n_examples=3, hist_bins=7)`: report_pages(synthetic, n_examples, hist_bins), built once per
+    session for each (n_examples, hist_bins) and shared read-only (a new list of the same pages each call)."""
+    from palindrome_lens.report.pages import report_pages
+
+    built: dict[tuple[int, int], list] = {}
+
+    def pages(n_examples: int = 3, hist_bins: int = 7) -> list:
+        if (n_examples, hist_bins) not in built:
+            built[n_examples, hist_bins] = report_pages(synthetic, n_examples, hist_bins)
+        return list(built[n_examples, hist_bins])
+
+    return pages
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,8 @@ from palindrome_lens.data.generate import SCHEMA as RAW_SCHEMA
 from palindrome_lens.data.parquet import write_table
 from palindrome_lens.data.strings import distance, mismatch_positions
 from palindrome_lens.report import Figure, Page, Section
-from palindrome_lens.report.inputs import Sources
+from palindrome_lens.report.inputs import ReportInputs, Sources
+from palindrome_lens.report.pages import BUILDERS
 from palindrome_lens.report.provenance import Provenance
 from palindrome_lens.training.evaluate import score_table
 from palindrome_lens.training.metrics import evaluation_metrics
@@ -707,6 +708,13 @@ def sources(root: Path) -> Sources:
 
 def page(pages: list[Page], filename: str) -> Page:
     return next(p for p in pages if p.filename == filename)
+
+
+def built_page(inputs: ReportInputs, filename: str, n_examples: int = 3, hist_bins: int = 7) -> Page:
+    """One analysis page built as report_pages builds it (its own BUILDERS entry), without building the others
+    (the index needs them all: use report_pages for it)."""
+    build = next(build for module, build in BUILDERS if filename == module.FILENAME)
+    return build(inputs, n_examples, hist_bins)
 
 
 def section(p: Page, heading_start: str) -> Section:

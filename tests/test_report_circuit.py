@@ -17,7 +17,7 @@ from plotly.colors import hex_to_rgb
 from palindrome_lens.report import render_page
 from palindrome_lens.report.graph import BAND_PX, COLUMN_PX, EDGE_SCALE
 from palindrome_lens.report.inputs import ReportInputs, load_inputs
-from palindrome_lens.report.pages import PAGE_FILES, report_pages, write_report
+from palindrome_lens.report.pages import PAGE_FILES, write_report
 from tests.browser import Browser
 from tests.report_outputs import (
     ACCURACY_RECOVERED,
@@ -30,6 +30,7 @@ from tests.report_outputs import (
     RECOVERED_CONSTANT,
     SCRUBS,
     SELF_DRAWS,
+    built_page,
     candidates,
     figure,
     page,
@@ -46,13 +47,14 @@ DRAWN = {"embed@chars->L0H0@chars:v", "L0H0@chars->0_mlp_out@chars:mlp_in", "0_m
          "1_mlp_out@bos->logits:logits", "L1H0@bos->logits:logits"}
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> ReportInputs:
-    return load_inputs(write_all(tmp_path_factory.mktemp("synthetic")))
+@pytest.fixture
+def synthetic_circuit(synthetic_pages):  # noqa: ANN001, ANN201
+    """circuit.html of the shared synthetic pages (conftest.py): report_pages(synthetic, 3, 7)'s circuit page."""
+    return page(synthetic_pages(3, 7), "circuit.html")
 
 
 def circuit_page(inputs: ReportInputs):  # noqa: ANN201
-    return page(report_pages(inputs, 3, 7), "circuit.html")
+    return built_page(inputs, "circuit.html")  # as report_pages(inputs, 3, 7) builds it
 
 
 def drawn_nodes(fig: go.Figure) -> list[str]:
@@ -76,8 +78,8 @@ def expected_edges(inputs: ReportInputs) -> set[str]:
     return {f"{r.sender}->{r.receiver}:{r.via}" for r in edges[keep].itertuples()}
 
 
-def test_graph_draws_exactly_the_circuit_nodes_and_the_edges_above_the_floor(synthetic: ReportInputs) -> None:
-    fig = figure(circuit_page(synthetic), "Circuit graph")
+def test_graph_draws_exactly_the_circuit_nodes_and_the_edges_above_the_floor(synthetic: ReportInputs, synthetic_circuit) -> None:
+    fig = figure(synthetic_circuit, "Circuit graph")
     assert sorted(drawn_nodes(fig)) == sorted([*DRAWN_INPUTS, *CIRCUIT, "logits"])  # no input without an edge
     edges = synthetic.attribution["edges"]
     assert ((edges["effect"].abs() >= EDGE_FLOOR) & ~edges["sender"].isin([*INPUTS, *CIRCUIT])).any()  # left out
@@ -97,9 +99,9 @@ def test_graph_draws_exactly_the_circuit_nodes_and_the_edges_above_the_floor(syn
     assert "embed@chars->L0H0@chars:q" in below  # 0.04: between circuit nodes, under the floor
 
 
-def test_each_node_says_what_it_does_when_a_gate_backs_it(synthetic: ReportInputs) -> None:
+def test_each_node_says_what_it_does_when_a_gate_backs_it(synthetic_circuit) -> None:
     roles = {name: [re.sub(r"<[^>]+>", "", line) for line in text.split("<br>")] for name, text in
-             labels(figure(circuit_page(synthetic), "Circuit graph"), "node").items()}
+             labels(figure(synthetic_circuit, "Circuit graph"), "node").items()}
     assert roles == {
         "embed@chars": ["embed@chars", "the characters"],
         "L0H0@chars": ["L0H0@chars", "mirror head (0.90)"],  # mirror score 0.9 >= 0.5
@@ -123,8 +125,8 @@ def test_a_role_goes_when_its_gate_fails(tmp_path: Path) -> None:
     assert "reader at BOS" in texts["L1H0@bos"]
 
 
-def test_graph_places_nodes_by_layer_and_position_group(synthetic: ReportInputs) -> None:
-    fig = figure(circuit_page(synthetic), "Circuit graph")
+def test_graph_places_nodes_by_layer_and_position_group(synthetic_circuit) -> None:
+    fig = figure(synthetic_circuit, "Circuit graph")
     where = {name: (x, y) for t in fig.data if t.meta and "node" in t.meta
              for name, x, y in zip(t.meta["node"], t.x, t.y)}
     assert list(fig.layout.xaxis.ticktext) == ["inputs (embeddings)", "layer 0 heads", "layer 0 MLP",
@@ -144,8 +146,8 @@ def test_graph_places_nodes_by_layer_and_position_group(synthetic: ReportInputs)
         assert math.dist((trace.x[-1], trace.y[-1]), where[receiver]) < 0.2
 
 
-def test_edge_width_and_colour_follow_the_effect(synthetic: ReportInputs) -> None:
-    fig = figure(circuit_page(synthetic), "Circuit graph")
+def test_edge_width_and_colour_follow_the_effect(synthetic: ReportInputs, synthetic_circuit) -> None:
+    fig = figure(synthetic_circuit, "Circuit graph")
     traces = edge_traces(fig)
     effect = {f"{e['from']}->{e['to']}:{e['via']}": e["effect"] for e in synthetic.attribution.circuit["edges"]}
     by_width = sorted(traces, key=lambda k: traces[k].line.width)
@@ -163,8 +165,8 @@ def test_edge_width_and_colour_follow_the_effect(synthetic: ReportInputs) -> Non
     assert f"q25 {row['pair_q25']:.3g}, median {row['pair_median']:.3g}, q75 {row['pair_q75']:.3g}" in hover
 
 
-def test_gates_and_baselines_carry_circuit_json(synthetic: ReportInputs) -> None:
-    p = circuit_page(synthetic)
+def test_gates_and_baselines_carry_circuit_json(synthetic_circuit) -> None:
+    p = synthetic_circuit
     gates = section(p, "Faithfulness, completeness and minimality").content.df.set_index("quantity")
     assert gates.loc["faithfulness F(C) / F(M)"].tolist() == ["0.93", "target ≥ 0.9", "meets the target"]
     completeness = gates.loc["completeness gap (worst K: {L1H0@bos})"]
@@ -182,8 +184,8 @@ def test_gates_and_baselines_carry_circuit_json(synthetic: ReportInputs) -> None
     assert runs["run"].iloc[-1].startswith("constant predictor")
 
 
-def test_node_and_completeness_tables_carry_every_node_and_every_k(synthetic: ReportInputs) -> None:
-    p = circuit_page(synthetic)
+def test_node_and_completeness_tables_carry_every_node_and_every_k(synthetic: ReportInputs, synthetic_circuit) -> None:
+    p = synthetic_circuit
     nodes = section(p, "Minimality and single-node ablation").content.df.set_index("node")
     stored = synthetic.attribution["nodes"].set_index("node")
     assert list(nodes.index) == [nd.name for nd in candidates(False)]
@@ -197,8 +199,8 @@ def test_node_and_completeness_tables_carry_every_node_and_every_k(synthetic: Re
     assert tried.iloc[:, 1].is_monotonic_decreasing
 
 
-def test_scrubbing_shows_recovered_control_constant_and_per_class_losses(synthetic: ReportInputs) -> None:
-    p = circuit_page(synthetic)
+def test_scrubbing_shows_recovered_control_constant_and_per_class_losses(synthetic: ReportInputs, synthetic_circuit) -> None:
+    p = synthetic_circuit
     verdicts = section(p, "Causal scrubbing: verdicts").content.df.set_index("hypothesis")
     assert list(verdicts.columns[:2]) == ["verdict", "loss recovered, from a constant predictor"]  # verdict first
     assert verdicts.columns[-1] == "claim"  # the long text last
@@ -232,14 +234,14 @@ def test_scrubbing_shows_recovered_control_constant_and_per_class_losses(synthet
         assert mine.iloc[-1, 2:5].tolist() == pytest.approx([math.log(2)] * 3)
 
 
-def test_claims_are_escaped(synthetic: ReportInputs) -> None:
-    pages = report_pages(synthetic, 3, 7)
+def test_claims_are_escaped(synthetic_pages) -> None:
+    pages = synthetic_pages(3, 7)
     text = render_page(page(pages, "circuit.html"), pages)
     assert "carries only &lt;pair_flags&gt; &amp; nothing else" in text and "<pair_flags>" not in text
 
 
-def test_composition_sits_beside_its_random_baseline(synthetic: ReportInputs) -> None:
-    p = circuit_page(synthetic)
+def test_composition_sits_beside_its_random_baseline(synthetic: ReportInputs, synthetic_circuit) -> None:
+    p = synthetic_circuit
     fig = figure(p, "Composition scores against random weights")
     stored = synthetic.attribution["composition"]
     assert [a.text for a in fig.layout.annotations] == ["Q-composition", "K-composition", "V-composition"]
@@ -252,8 +254,8 @@ def test_composition_sits_beside_its_random_baseline(synthetic: ReportInputs) ->
         assert set(mean.y) == {0.17} and set(q95.y) == {0.19}
 
 
-def test_every_edge_is_listed_with_its_quartiles(synthetic: ReportInputs) -> None:
-    p = circuit_page(synthetic)
+def test_every_edge_is_listed_with_its_quartiles(synthetic: ReportInputs, synthetic_circuit) -> None:
+    p = synthetic_circuit
     edges = synthetic.attribution["edges"]
     heatmap = figure(p, "Every edge, by input")
     assert [a.text for a in heatmap.layout.annotations] == ["via q", "via k", "via v", "via mlp_in", "via logits"]

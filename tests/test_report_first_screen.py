@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from palindrome_lens.report import render_page
+from palindrome_lens.report import Page, build_report, render_page
 from palindrome_lens.report.algorithm import STEPS, algorithm_steps
 from palindrome_lens.report.content import Steps
 from palindrome_lens.report.explanation_inputs import ExplanationInputs
@@ -24,11 +24,11 @@ from palindrome_lens.report.failures import failure_pattern
 from palindrome_lens.report.formatting import pct, pcts
 from palindrome_lens.report.glossary import TERMS, link_terms
 from palindrome_lens.report.inputs import ReportInputs, load_inputs
-from palindrome_lens.report.pages import PAGE_FILES, report_pages, write_report
+from palindrome_lens.report.pages import PAGE_FILES, report_pages
 from palindrome_lens.report.pages.index import ladder_algorithm, verdict_lines
 from palindrome_lens.report.provenance import collect_provenance, flatten_params
 from tests.conftest import ROOT, commit_all, run
-from tests.report_outputs import COMMIT, PARAMS, page, section, write_all
+from tests.report_outputs import COMMIT, PARAMS, built_page, page, section, write_all
 
 # Words a reader meets on the pages that need a definition (independent of the glossary's own list): if a page
 # uses one, the glossary must define it.
@@ -47,14 +47,9 @@ LINK = re.compile(r'<a class="term" href="(index\.html)?#(g-[a-z0-9-]+)">')
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> ReportInputs:
-    return load_inputs(write_all(tmp_path_factory.mktemp("synthetic")))
-
-
-@pytest.fixture(scope="module")
-def written(synthetic: ReportInputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def written(synthetic_pages, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    write_report(out, synthetic, n_examples=3, hist_bins=7)
+    build_report(out, synthetic_pages(n_examples=3, hist_bins=7))  # write_report(out, synthetic, 3, 7)
     return out
 
 
@@ -72,7 +67,7 @@ def rewrite(src, name: str, edit) -> None:  # noqa: ANN001
 # --- the algorithm in numbered steps ---------------------------------------------------------------------
 
 
-def test_each_established_step_says_its_number_and_links_its_figure(synthetic: ReportInputs) -> None:
+def test_each_established_step_says_its_number_and_links_its_figure(synthetic: ReportInputs, synthetic_pages) -> None:
     steps = algorithm_steps(synthetic.attribution)
     assert [s.href for s in steps] == ["attention.html#mirror-head", "circuit.html#scrubbing",
                                        "discovery.html#after-layer-0", "attention.html#reader", "circuit.html#graph"]
@@ -93,7 +88,7 @@ def test_each_established_step_says_its_number_and_links_its_figure(synthetic: R
     assert reader.evidence == "attention per broken character against per matching one: L1H0 0.3 against 0.01 (30×)"
     assert writer.evidence == "path patching into the logits: 1_mlp_out@bos 0.5 and L1H0@bos 0.15 of the logit difference"
     # Every link lands on a section of the page it names.
-    pages = {p.filename: p for p in report_pages(synthetic, 3, 7)}
+    pages = {p.filename: p for p in synthetic_pages(3, 7)}
     for step in steps:
         filename, anchor = step.href.split("#")
         assert anchor in {s.anchor for s in pages[filename].sections}, step.href
@@ -170,25 +165,24 @@ def test_no_established_step_is_said_plainly(tmp_path: Path) -> None:
     assert isinstance(content, Steps) and "No step of an algorithm is established" in content.to_html("x", "here")
 
 
-def test_steps_are_a_list_of_builders_that_can_grow(synthetic: ReportInputs) -> None:
+def test_steps_are_a_list_of_builders_that_can_grow(synthetic_pages) -> None:
     assert len(STEPS) == 5 and all(callable(build) for build in STEPS)
-    text = index_html(synthetic)
+    text = index_html(synthetic_pages(3, 7))
     ol = re.search(r'<ol id="steps-2" class="steps">(.*?)</ol>', text, re.S).group(1)
     assert ol.count("<li>") == 5 and 'href="attention.html#reader"' in ol and 'href="discovery.html#after-layer-0"' in ol
     first = re.search(r'<ol id="steps-1" class="steps">(.*?)</ol>', text, re.S).group(1)
     assert 'class="term"' in first  # the verdicts' terms link to the glossary
 
 
-def index_html(inputs: ReportInputs) -> str:
-    pages = report_pages(inputs, 3, 7)
+def index_html(pages: list[Page]) -> str:
     return render_page(page(pages, "index.html"), pages)
 
 
 # --- the task, provenance --------------------------------------------------------------------------------
 
 
-def test_the_first_screen_says_the_task_and_the_model_in_plain_words(synthetic: ReportInputs) -> None:
-    index = page(report_pages(synthetic, 3, 7), "index.html")
+def test_the_first_screen_says_the_task_and_the_model_in_plain_words(synthetic_pages) -> None:
+    index = page(synthetic_pages(3, 7), "index.html")
     assert index.intro == ("A 2-layer transformer (2 attention heads per layer and an MLP, residual width 8) tells "
                            "whether a string of 4 and 5 characters from the 4 characters a b c d is a palindrome.")
     words = section(index, "The task and the model").caption
@@ -200,15 +194,15 @@ def test_the_first_screen_says_the_task_and_the_model_in_plain_words(synthetic: 
     assert "answers at BOS" in words
 
 
-def test_provenance_names_the_commit_and_what_each_field_means(synthetic: ReportInputs) -> None:
-    table = section(page(report_pages(synthetic, 3, 7), "index.html"), "Provenance").content.df.set_index("field")
+def test_provenance_names_the_commit_and_what_each_field_means(synthetic_pages) -> None:
+    table = section(page(synthetic_pages(3, 7), "index.html"), "Provenance").content.df.set_index("field")
     assert table.loc["commit", "value"] == f"{COMMIT[:12]} (a <b>test</b> commit)"
     assert table.loc["date", "value"] == "2026-01-02T03:04:05+00:00" and "identical bytes" in table.loc["date", "meaning"]
     assert table.loc["model", "value"] == "feedc0de" * 4 and "dvc.lock" in table.loc["model", "meaning"]
     assert table.loc["seed", "value"] == str(PARAMS["seed"])
     assert table.loc["params changed", "value"] == "train.lr: 0.003 (committed: 0.002)"
     assert all(table["meaning"].str.len() > 20)
-    assert "a &lt;b&gt;test&lt;/b&gt; commit" in index_html(synthetic)  # escaped
+    assert "a &lt;b&gt;test&lt;/b&gt; commit" in index_html(synthetic_pages(3, 7))  # escaped
 
 
 def test_provenance_is_collected_from_a_real_checkout(tmp_path: Path) -> None:
@@ -264,10 +258,10 @@ def test_terms_link_once_per_caption_and_never_inside_names() -> None:
     assert 'href="#g-margin"' in link_terms("margin", "index.html")
 
 
-def test_a_page_says_each_definition_once(synthetic: ReportInputs) -> None:
+def test_a_page_says_each_definition_once(synthetic_pages) -> None:
     """No sentence of 12 words or more comes twice on a page, except in the captions of one figure drawn again
     for another length (headings that differ only by a number)."""
-    for p in report_pages(synthetic, 3, 7):
+    for p in synthetic_pages(3, 7):
         seen: dict[str, str] = {}
         for where, text in [("intro", p.intro), *((s.heading, s.caption) for s in p.sections)]:
             kind = re.sub(r"\d+", "#", where)
@@ -282,11 +276,11 @@ def test_wording_fits_a_run_with_one_length(tmp_path: Path) -> None:
     predictions = pd.read_parquet(src.predictions)
     by_pos = pd.read_parquet(src.attribution / "adversarial_by_position.parquet")
     assert predictions["length"].nunique() == 2  # the synthetic run has two lengths
-    pages = report_pages(load_inputs(src), 3, 7)
-    assert "one bar colour per string length" in section(page(pages, "adversarial.html"), "Fooling edits").caption
+    two = built_page(load_inputs(src), "adversarial.html")
+    assert "one bar colour per string length" in section(two, "Fooling edits").caption
     by_pos[by_pos["length"] == 5].to_parquet(src.attribution / "adversarial_by_position.parquet", index=False)
-    one = report_pages(load_inputs(src), 3, 7)
-    assert "one bar colour" not in section(page(one, "adversarial.html"), "Fooling edits").caption
+    one = built_page(load_inputs(src), "adversarial.html")
+    assert "one bar colour" not in section(one, "Fooling edits").caption
 
 
 # --- downloads -------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from tests.report_outputs import (
     N_LAYERS,
     N_STRINGS,
     WIDTH,
+    built_page,
     figure,
     loss,
     mirror_frame,
@@ -70,19 +71,13 @@ from tests.report_outputs import (
     z_of,
 )
 
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory: pytest.TempPathFactory) -> ReportInputs:
-    return load_inputs(write_all(tmp_path_factory.mktemp("synthetic")))
-
-
 # --- the pages ----------------------------------------------------------------------------------------
 
 
-def test_every_page_is_built_with_captions_and_labelled_figures(synthetic: ReportInputs, tmp_path: Path) -> None:
-    pages = report_pages(synthetic, n_examples=3, hist_bins=7)
+def test_every_page_is_built_with_captions_and_labelled_figures(synthetic_pages, tmp_path: Path) -> None:
+    pages = synthetic_pages(n_examples=3, hist_bins=7)  # report_pages(synthetic, 3, 7), shared (conftest.py)
     assert tuple(p.filename for p in pages) == PAGE_FILES
-    written = write_report(tmp_path, synthetic, n_examples=3, hist_bins=7)
+    written = build_report(tmp_path, pages)  # what write_report(tmp_path, synthetic, 3, 7) writes
     assert sorted(path.name for path in written if path.suffix == ".html") == sorted(PAGE_FILES)
     for p in pages:
         assert p.sections, p.filename
@@ -109,8 +104,8 @@ def test_every_page_is_built_with_captions_and_labelled_figures(synthetic: Repor
 GLOSSARY_LINK = re.compile(r'<a class="term" href="[^"]*">([^<]*)</a>')
 
 
-def test_same_inputs_give_byte_identical_pages(synthetic: ReportInputs, tmp_path: Path) -> None:
-    write_report(tmp_path / "a", synthetic, n_examples=3, hist_bins=7)
+def test_same_inputs_give_byte_identical_pages(synthetic_pages, tmp_path: Path) -> None:
+    build_report(tmp_path / "a", synthetic_pages(n_examples=3, hist_bins=7))  # report_pages(synthetic, 3, 7)
     again = load_inputs(write_all(tmp_path / "inputs"))  # rewritten from scratch
     write_report(tmp_path / "b", again, n_examples=3, hist_bins=7)
     for name in PAGE_FILES:
@@ -123,8 +118,8 @@ def index_html(inputs: ReportInputs) -> str:
 
 
 def test_index_links_every_page_and_the_figures_it_no_longer_repeats_stay_on_their_pages(
-        synthetic: ReportInputs) -> None:
-    pages = report_pages(synthetic, n_examples=3, hist_bins=7)
+        synthetic: ReportInputs, synthetic_pages) -> None:
+    pages = synthetic_pages(n_examples=3, hist_bins=7)
     index = page(pages, "index.html")
     links = section(index, "Pages").content
     assert isinstance(links, Links)
@@ -163,8 +158,8 @@ def test_index_shows_the_circuit_in_circuit_jsons_own_sentences(tmp_path: Path) 
     assert "; the target was not reached, so no circuit is claimed." in circuit_page.intro
 
 
-def test_training_curves_come_from_the_dvclive_files(synthetic: ReportInputs) -> None:
-    p = page(report_pages(synthetic, 3, 7), "evaluation.html")
+def test_training_curves_come_from_the_dvclive_files(synthetic_pages) -> None:
+    p = page(synthetic_pages(3, 7), "evaluation.html")
     loss = figure(p, "Training loss")
     assert list(loss.data[0].x) == list(range(10, 110, 10)) and loss.layout.yaxis.type == "log"
     assert loss.data[0].y[1] == pytest.approx(0.7 * 0.7)
@@ -173,10 +168,10 @@ def test_training_curves_come_from_the_dvclive_files(synthetic: ReportInputs) ->
     assert "validation first reached 100% at step 60." in p.intro
 
 
-def test_evaluation_tables_obey_n_examples_and_order_by_margin(tmp_path: Path) -> None:
-    inputs = load_inputs(write_all(tmp_path, n_wrong=5))
+def test_evaluation_tables_obey_n_examples_and_order_by_margin(synthetic: ReportInputs) -> None:
+    inputs = synthetic  # write_all's defaults: 5 misclassified strings
     for n in (1, 3, 50):
-        p = page(report_pages(inputs, n_examples=n, hist_bins=7), "evaluation.html")
+        p = built_page(inputs, "evaluation.html", n_examples=n, hist_bins=7)
         wrong = section(p, "Misclassified test strings").content.df
         assert len(wrong) == min(n, 5)
         assert (wrong["margin"] < 0).all() and wrong["margin"].is_monotonic_increasing
@@ -202,16 +197,15 @@ def test_evaluation_tables_obey_n_examples_and_order_by_margin(tmp_path: Path) -
 
 def test_a_perfect_model_says_so_instead_of_an_empty_table(tmp_path: Path) -> None:
     inputs = load_inputs(write_all(tmp_path, n_wrong=0, n_adv_wrong=0))
-    pages = report_pages(inputs, n_examples=3, hist_bins=7)
-    content = section(page(pages, "evaluation.html"), "Misclassified test strings").content
+    content = section(built_page(inputs, "evaluation.html"), "Misclassified test strings").content
     assert isinstance(content, Text) and f"all {N_STRINGS} test strings are classified correctly" in content.text
-    content = section(page(pages, "adversarial.html"), "Misclassified edits").content
+    content = section(built_page(inputs, "adversarial.html"), "Misclassified edits").content
     assert isinstance(content, Text) and "None" in content.text
 
 
 def test_histograms_use_hist_bins_and_show_each_class_as_shares(synthetic: ReportInputs) -> None:
     for bins in (5, 13):
-        pages = report_pages(synthetic, 3, bins)
+        pages = [built_page(synthetic, name, 3, bins) for name in ("attribution.html", "evaluation.html")]
         s = section(page(pages, "attribution.html"), "Distributions by class")
         assert f"({bins} bins" in s.caption and all(len(trace.x) == bins for trace in s.content.fig.data)
         s = section(page(pages, "evaluation.html"), "Logit difference by kind")
@@ -228,8 +222,8 @@ def test_histograms_use_hist_bins_and_show_each_class_as_shares(synthetic: Repor
         assert titles == COMPONENTS
 
 
-def test_dla_means_are_per_kind_and_sum_to_the_logit_difference(synthetic: ReportInputs) -> None:
-    p = page(report_pages(synthetic, 3, 7), "attribution.html")
+def test_dla_means_are_per_kind_and_sum_to_the_logit_difference(synthetic: ReportInputs, synthetic_pages) -> None:
+    p = page(synthetic_pages(3, 7), "attribution.html")
     means = section(p, "Mean contribution per component").data[0].frame.set_index("component \\ kind")  # the CSV
     dla = synthetic.attribution["dla"]
     expected = dla[(dla["kind"] == "near1") & (dla["component"] == "L1H0")]["value"].mean()
@@ -240,8 +234,8 @@ def test_dla_means_are_per_kind_and_sum_to_the_logit_difference(synthetic: Repor
     assert list(fig.data[0].x) == COMPONENTS
 
 
-def test_patching_heatmaps_put_each_recovery_in_its_cell(synthetic: ReportInputs) -> None:
-    p = page(report_pages(synthetic, 3, 7), "patching.html")
+def test_patching_heatmaps_put_each_recovery_in_its_cell(synthetic: ReportInputs, synthetic_pages) -> None:
+    p = page(synthetic_pages(3, 7), "patching.html")
     fig = figure(p, "Residual stream by layer and position, length 5")
     assert len(fig.data) == 5 // 2  # one panel per mismatch pair
     panel = fig.data[1]  # pair 1
@@ -261,8 +255,8 @@ def test_patching_heatmaps_put_each_recovery_in_its_cell(synthetic: ReportInputs
     assert figure(p, "MLPs by position, length 4").data[0].y == ("0_mlp_out", "1_mlp_out")
 
 
-def test_attention_page_places_patterns_and_shows_example_views(synthetic: ReportInputs) -> None:
-    p = page(report_pages(synthetic, 3, 7), "attention.html")
+def test_attention_page_places_patterns_and_shows_example_views(synthetic: ReportInputs, synthetic_pages) -> None:
+    p = page(synthetic_pages(3, 7), "attention.html")
     fig = figure(p, "Mean attention, length 4")
     assert [a.text for a in fig.layout.annotations][:4] == [f"{h} (n=8)" for h in HEADS]
     z = z_of(fig.data[2])  # L1H0
@@ -304,20 +298,19 @@ def test_example_views_match_the_stored_patterns(tmp_path: Path) -> None:
 def test_missing_patterns_give_a_note_not_a_crash(tmp_path: Path) -> None:
     inputs = load_inputs(write_all(tmp_path, with_patterns=False))
     assert inputs.examples == []
-    p = page(report_pages(inputs, 3, 7), "attention.html")
+    p = built_page(inputs, "attention.html")
     assert isinstance(section(p, "Example strings").content, Text)
 
 
 def test_attention_only_model_has_no_mlp_rows(tmp_path: Path) -> None:
     inputs = load_inputs(write_all(tmp_path, attn_only=True))
-    pages = report_pages(inputs, 3, 7)
-    assert not [s for s in page(pages, "patching.html").sections if s.heading.startswith("MLPs")]
-    acc = figure(page(pages, "ablation.html"), "Accuracy under ablation")
+    assert not [s for s in built_page(inputs, "patching.html").sections if s.heading.startswith("MLPs")]
+    acc = figure(built_page(inputs, "ablation.html"), "Accuracy under ablation")
     assert list(acc.data[0].y) == ["none (unablated)", *HEADS]
 
 
-def test_ablation_page_shows_margin_lost_and_lean_under_each_mode(synthetic: ReportInputs) -> None:
-    p = page(report_pages(synthetic, 3, 7), "ablation.html")
+def test_ablation_page_shows_margin_lost_and_lean_under_each_mode(synthetic_pages) -> None:
+    p = page(synthetic_pages(3, 7), "ablation.html")
     components = ["L0H0", "L0H1", "0_mlp_out", "L1H0", "L1H1", "1_mlp_out"]
     lost = figure(p, "Margin lost per component")
     assert [t.name for t in lost.data] == ["resample", "mean (label-balanced)", "zero (contrast only)"]
@@ -330,8 +323,8 @@ def test_ablation_page_shows_margin_lost_and_lean_under_each_mode(synthetic: Rep
     assert [shape.y0 for shape in lean.layout.shapes] == [BASE_LEAN]  # the unablated model's lean
 
 
-def test_ablation_page_shows_every_node_and_the_circuit_against_the_rest(synthetic: ReportInputs) -> None:
-    p = page(report_pages(synthetic, 3, 7), "ablation.html")
+def test_ablation_page_shows_every_node_and_the_circuit_against_the_rest(synthetic_pages) -> None:
+    p = page(synthetic_pages(3, 7), "ablation.html")
     nodes = figure(p, "Margin lost per node")
     cells = nodes.data[0]
     assert list(cells.x) == ["bos", "chars", "eos"]
@@ -354,7 +347,7 @@ def test_ablation_page_shows_every_node_and_the_circuit_against_the_rest(synthet
 
 
 def test_adversarial_page_lists_wrong_edits_worst_first(synthetic: ReportInputs) -> None:
-    p = page(report_pages(synthetic, n_examples=2, hist_bins=7), "adversarial.html")
+    p = built_page(synthetic, "adversarial.html", n_examples=2, hist_bins=7)
     wrong = section(p, "Misclassified edits").content.df
     assert wrong["margin"].tolist() == pytest.approx([-0.4, -0.3])
     close = section(p, "Closest calls").content.df
@@ -488,8 +481,8 @@ def test_stage_fails_cleanly_without_its_inputs(repo_copy: Path) -> None:
     assert not (repo_copy / "reports" / "index.html").exists()
 
 
-def test_patching_sits_beside_ablation_with_a_measured_cause_per_disagreement(synthetic: ReportInputs) -> None:
-    p = page(report_pages(synthetic, 3, 7), "patching.html")
+def test_patching_sits_beside_ablation_with_a_measured_cause_per_disagreement(synthetic: ReportInputs, synthetic_pages) -> None:
+    p = page(synthetic_pages(3, 7), "patching.html")
     assert p.sections[0].anchor == "account"  # the account comes first, before any heatmap
     table = section(p, "Patching beside ablation, per component").content.df.set_index("component")
     assert table.loc["L1H0", "margin lost, ablated (resample)"] == "40.0%"  # the sentences' rounding rule
@@ -507,4 +500,4 @@ def test_patching_sits_beside_ablation_with_a_measured_cause_per_disagreement(sy
     bare = dataclasses.replace(synthetic, attribution=dataclasses.replace(
         synthetic.attribution, summary={**synthetic.attribution.summary, "patching": {
             k: v for k, v in synthetic.attribution.summary["patching"].items() if k != "sets"}}))
-    assert "account" not in [s.anchor for s in page(report_pages(bare, 3, 7), "patching.html").sections]
+    assert "account" not in [s.anchor for s in built_page(bare, "patching.html").sections]
