@@ -33,13 +33,13 @@ from tests.conftest import tiny_params
 LOGIT_TOLERANCE = 1e-3  # the fitted gate's logistic never reaches exactly 0 or 1 (the model's logits are +-2)
 
 
-def circuit(feature: str) -> dict:
-    return {"discovered": {"boundaries": [{"after_layer": 0, "verdict": "supported",
+def circuit(feature: str, layer: int = 0) -> dict:
+    return {"discovered": {"boundaries": [{"after_layer": layer, "verdict": "supported",
                                            "keep": {"bos": "none", "chars": feature, "eos": "none"}}]}}
 
 
 @functools.cache
-def explained(variant: str) -> tuple:
+def explained(variant: str, layer: int = 0) -> tuple:
     torch.set_num_threads(1)
     raw = tiny_params()
     raw["data"].update({"alphabet": ALPHABET, "lengths": [LENGTH], "n_train": 300, "n_val": 20, "n_test": 200})
@@ -49,7 +49,7 @@ def explained(variant: str) -> tuple:
     clf = spread_classifier(Tokenizer(ALPHABET, LENGTH, add_eos=True), variant)
     edits = adversarial_search(clf.model, clf.tokenizer, choose_palindromes(splits["test"], 10, 0), 256)
     feature = {"label": "label", "count": "n_mismatches"}[variant]
-    result = explain(clf, circuit(feature), splits["train"], splits["test"], edits, params.explain, seed=0)
+    result = explain(clf, circuit(feature, layer), splits["train"], splits["test"], edits, params.explain, seed=0)
     return clf, result, params.explain, fit_strings(splits["train"], params.explain, [LENGTH], ALPHABET, 0)
 
 
@@ -99,6 +99,15 @@ def test_the_count_variant_gets_no_passing_string_level_program_and_the_summary_
     assert not row["passes"] and row["agreement_test"] < params.agreement_target
     assert result.summary["passing_level"] is None and not result.summary["runs_program"]
     assert "does not pass" in result.summary["headline"][0] and "What it reproduces" in result.summary["headline"][0]
+
+
+def test_a_feature_found_after_a_later_layer_still_gets_layer_0_compiled_and_scored() -> None:
+    """The 3-layer x 4-head case: the label holds only after layer 1, the template reads layer 0; the stage compiles
+    and scores it anyway and says so first (here layer 0 is the whole story, so it passes)."""
+    _, result, _, _ = explained("label", 1)
+    assert result.summary["headline"][0].startswith("The search puts the string-level feature after layer 1, and this "
+                                                    "template reads layer 0 only")
+    assert result.program is not None and level(result, "string_level")["agreement_test"] == 1.0
 
 
 def test_a_program_with_one_heads_value_table_zeroed_misses_every_break_at_its_pair() -> None:
