@@ -45,6 +45,18 @@ def classifier(name: str) -> Classifier:
     return spread_classifier(tokenizer, name)
 
 
+def explain_params_and_splits(n_interchange: int = 100) -> tuple:
+    """Params (tiny profile over the hand-built models' alphabet and length) and their generated splits, as pandas."""
+    from palindrome_lens.params import validate
+    from tests.conftest import tiny_params
+
+    raw = tiny_params()
+    raw["data"].update({"alphabet": ALPHABET, "lengths": [LENGTH], "n_train": 300, "n_val": 20, "n_test": 200})
+    raw["explain"].update({"n_fit": 300, "n_interchange": n_interchange, "n_contexts": 2})
+    params = validate(raw)
+    return params, {name: t.to_pandas() for name, t in generate_splits(params.data, seed=0).items()}
+
+
 @functools.cache
 def scrubber(name: str, seed: int = 0) -> Scrubber:
     clf = classifier(name)

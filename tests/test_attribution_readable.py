@@ -11,19 +11,15 @@ import functools
 
 import numpy as np
 import pytest
-from ground_truth import ALPHABET, LENGTH
 from ground_truth_chain import DECFLAG
-from hand_worlds import classifier, scrubber
+from hand_worlds import classifier, explain_params_and_splits, scrubber
 
 from palindrome_lens.attribution.adversarial import adversarial_search, choose_palindromes
 from palindrome_lens.attribution.discovery import discover
 from palindrome_lens.attribution.readable import directions, read_test, verdict
 from palindrome_lens.attribution.summary import chain_sentence, scrub_verdict
-from palindrome_lens.data.generate import generate_splits
 from palindrome_lens.explanation.family import choose_family
 from palindrome_lens.explanation.run import explain
-from palindrome_lens.params import validate
-from tests.conftest import tiny_params
 
 TARGET = 0.9
 
@@ -78,11 +74,7 @@ def test_the_verdict_needs_the_ceiling_and_a_control_that_fails() -> None:
 
 
 def test_the_chain_model_is_compiled_as_a_chain_and_its_program_is_exact() -> None:
-    raw = tiny_params()
-    raw["data"].update({"alphabet": ALPHABET, "lengths": [LENGTH], "n_train": 300, "n_val": 20, "n_test": 200})
-    raw["explain"].update({"n_fit": 300, "n_interchange": 100, "n_contexts": 2})
-    params = validate(raw)
-    splits = {name: t.to_pandas() for name, t in generate_splits(params.data, seed=0).items()}
+    params, splits = explain_params_and_splits()
     clf = classifier("chain")
     edits = adversarial_search(clf.model, clf.tokenizer, choose_palindromes(splits["test"], 10, 0), 256)
     result = explain(clf, {"discovered": found("chain"), "nodes": []}, splits["train"], splits["test"], edits,

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 import torch
 from ground_truth import ALPHABET, KEY, LENGTH, STRENGTH, planted_classifier
+from hand_worlds import explain_params_and_splits
 
 from palindrome_lens.attribution.adversarial import adversarial_search, choose_palindromes
 from palindrome_lens.attribution.common import forward_logit_diff
-from palindrome_lens.data.generate import generate_splits
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.explanation import explain
 from palindrome_lens.explanation.agreement import figures
@@ -68,11 +68,7 @@ def test_the_lopsided_models_tables_are_its_keys_and_flag_strengths_at_every_pos
 
 @functools.cache
 def explained() -> tuple:
-    raw = tiny_params()
-    raw["data"].update({"alphabet": ALPHABET, "lengths": [LENGTH], "n_train": 300, "n_val": 20, "n_test": 200})
-    raw["explain"].update({"n_fit": 300, "n_interchange": 100, "n_contexts": 2})
-    params = validate(raw)
-    splits = {name: t.to_pandas() for name, t in generate_splits(params.data, seed=0).items()}
+    params, splits = explain_params_and_splits()
     clf = lopsided()
     edits = adversarial_search(clf.model, clf.tokenizer, choose_palindromes(splits["test"], 10, 0), 256)
     return clf, explain(clf, CIRCUIT, splits["train"], splits["test"], edits, params.explain, seed=0)

@@ -16,14 +16,13 @@ import pandas as pd
 import pytest
 import torch
 from ground_truth import ALPHABET, LENGTH, planted_classifier
+from hand_worlds import explain_params_and_splits
 
 from palindrome_lens.attribution.adversarial import adversarial_search, choose_palindromes
 from palindrome_lens.attribution.per_example import FOUND, MISCLASSIFIED, failure_views
-from palindrome_lens.data.generate import generate_splits
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import DataFileError
 from palindrome_lens.explanation import explain, write_explanation
-from palindrome_lens.params import validate
 from palindrome_lens.report.code import Code
 from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.explanation_inputs import load_explanation
@@ -33,7 +32,6 @@ from palindrome_lens.report.inputs import load_inputs
 from palindrome_lens.report.pages import report_pages
 from palindrome_lens.report.pages.explanation import explanation_page, graded_section
 from palindrome_lens.report.pages.explorer import explorer_page
-from tests.conftest import tiny_params
 from tests.report_outputs import write_all
 
 CIRCUIT = {"scrubbing": [{"name": "pair_flags", "after_layer": 0, "keep": {"chars": "pair_match"},
@@ -43,11 +41,7 @@ CIRCUIT = {"scrubbing": [{"name": "pair_flags", "after_layer": 0, "keep": {"char
 
 
 def params_and_data() -> tuple:
-    raw = tiny_params()
-    raw["data"].update({"alphabet": ALPHABET, "lengths": [LENGTH], "n_train": 300, "n_val": 20, "n_test": 200})
-    raw["explain"].update({"n_fit": 300, "n_interchange": 200, "n_contexts": 2})
-    params = validate(raw)
-    splits = {name: t.to_pandas() for name, t in generate_splits(params.data, seed=0).items()}
+    params, splits = explain_params_and_splits(n_interchange=200)
     tokenizer = Tokenizer(ALPHABET, LENGTH, add_eos=True)
     return params, splits, planted_classifier(tokenizer)
 
