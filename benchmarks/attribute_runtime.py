@@ -1,11 +1,14 @@
-"""Runtime of the attribute stage's analyses on a saved model, per part, at 1 and 2 torch threads.
+"""Runtime of the attribute stage's analyses on one or more saved models, per part, side by side.
 
-Builds the analysis set (extract.n_per_group / n_pairs from params.yaml) from data/model and
-data/raw/test.parquet into a temp directory, then runs `palindrome_lens.attribution.analyse` with the
-attribute params `--rounds` times, alternating thread counts round by round so load from other
-processes hits both alike, and prints the median seconds of each part (the stage's own timers).
+For each model (`--model A --model B` or `--models A B`; default data/model) builds the analysis set
+(extract.n_per_group / n_pairs from params.yaml) from the model and the test split (`--test`, default
+data/raw/test.parquet; every model must fit it) into a temp directory, then runs
+`palindrome_lens.attribution.analyse` with the attribute params `--rounds` times per model and thread count
+(`--threads`, default 1 as the stage runs), alternating the order round by round so load from other
+processes hits all alike. Prints the median seconds of each part (the stage's own timers) and the total per
+run, and each run's ratio to the first (the first model at the first thread count).
 
-    .venv/bin/python benchmarks/attribute_runtime.py [--rounds 3] [--threads 1 2] [--model data/model]
+    .venv/bin/python benchmarks/attribute_runtime.py [--rounds 3] [--threads 1] [--models data/model other/model]
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import string
 import tempfile
 import time
 from collections import defaultdict
@@ -32,40 +36,57 @@ from palindrome_lens.params import KNOWN_HOOKS, load_params_file  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def prepare(model: str, test, params, tmp: Path) -> tuple:
+    """The classifier, its activation cache and analysis examples, as the extract stage would write them."""
+    clf = load_classifier(model)
+    examples = choose_examples(test, params.extract.n_per_group, params.extract.n_pairs, params.seed,
+                               clf.tokenizer.alphabet)
+    write_activations(tmp, clf, examples, KNOWN_HOOKS, "float32", params.extract.batch_size)
+    return clf, load_cache(tmp, clf, hooks=needed_hooks(clf)), load_examples(tmp / "examples.parquet")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--model", default=str(ROOT / "data" / "model"))
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--model", action="append", default=[], help="a model directory; repeat for more")
+    parser.add_argument("--models", nargs="+", default=[], help="model directories")
     parser.add_argument("--test", default=str(ROOT / "data" / "raw" / "test.parquet"))
     args = parser.parse_args()
+    models = args.model + args.models or [str(ROOT / "data" / "model")]
     params = load_params_file(ROOT / "params.yaml")
-    clf = load_classifier(args.model)
     test = read_table(args.test, {f.name: f.type for f in SCHEMA})
+    test_df = test.to_pandas()
+    runs = [(m, n) for m in range(len(models)) for n in args.threads]
+    name = {(m, n): string.ascii_uppercase[m] + (f"@{n}t" if len(args.threads) > 1 else "") for m, n in runs}
+    seconds: dict[tuple[int, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     with tempfile.TemporaryDirectory() as tmp:
-        acts = Path(tmp) / "acts"
-        examples = choose_examples(test, params.extract.n_per_group, params.extract.n_pairs, params.seed,
-                                   clf.tokenizer.alphabet)
-        write_activations(acts, clf, examples, KNOWN_HOOKS, "float32", params.extract.batch_size)
-        ex = load_examples(acts / "examples.parquet")
-        cache = load_cache(acts, clf, hooks=needed_hooks(clf))
-        test_df = test.to_pandas()
-        print(f"model {clf.config['n_layers']}L d{clf.config['d_model']} h{clf.config['n_heads']}, "
-              f"{len(ex)} analysis examples, {params.attribute.n_adversarial} adversarial palindromes, "
-              f"device {clf.device}, cpus {os.cpu_count()}")
-        seconds: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        prepared = [prepare(model, test, params, Path(tmp) / str(m)) for m, model in enumerate(models)]
+        for m, (clf, _, ex) in enumerate(prepared):
+            c = clf.config
+            print(f"{string.ascii_uppercase[m]}: {models[m]}: {c['n_layers']}L d{c['d_model']} h{c['n_heads']}, "
+                  f"{len(ex)} analysis examples, device {clf.device}")
+        print(f"{params.attribute.n_adversarial} adversarial palindromes, cpus {os.cpu_count()}, "
+              f"threads {args.threads}, {args.rounds} rounds")
         for r in range(args.rounds):
-            for threads in args.threads if r % 2 == 0 else list(reversed(args.threads)):
-                torch.set_num_threads(threads)
+            for m, n in runs if r % 2 == 0 else runs[::-1]:
+                clf, cache, ex = prepared[m]
+                torch.set_num_threads(n)
                 start = time.perf_counter()
                 result = analyse(clf, cache, ex, test_df, params.attribute, params.seed)
                 for part, value in result.seconds.items():
-                    seconds[threads][part].append(value)
-                seconds[threads]["total"].append(time.perf_counter() - start)
-    parts = list(next(iter(seconds.values())))
-    print(f"{'part':<28}" + "".join(f"{f'{n} thread(s) s':>16}" for n in args.threads))
-    for part in parts:
-        print(f"{part:<28}" + "".join(f"{statistics.median(seconds[n][part]):>16.2f}" for n in args.threads))
+                    seconds[m, n][part].append(value)
+                seconds[m, n]["total"].append(time.perf_counter() - start)
+                print(f"round {r + 1} {name[m, n]}: {seconds[m, n]['total'][-1]:.1f} s", flush=True)
+    parts = list(dict.fromkeys(p for run in runs for p in seconds[run] if p != "total")) + ["total"]
+    median = {run: {p: statistics.median(v) for p, v in seconds[run].items()} for run in runs}
+    first = runs[0]
+    print(f"{'part':<28}" + "".join(f"{name[run] + ' s':>10}" for run in runs)
+          + "".join(f"{name[run] + '/' + name[first]:>10}" for run in runs[1:]))
+    for p in parts:
+        cells = [median[run].get(p, float("nan")) for run in runs]
+        ratios = [cell / cells[0] if cells[0] else float("nan") for cell in cells[1:]]
+        print(f"{p:<28}" + "".join(f"{cell:>10.2f}" for cell in cells) + "".join(f"{x:>10.2f}" for x in ratios))
 
 
 if __name__ == "__main__":
