@@ -6,6 +6,9 @@
   fitting them would change them;
 - the combination level's CP decomposition recovers a table that is additive plus rank 2 by construction at
   every position: a factorisation that drops a position misses it there;
+- the full level's tables merged per mirrored pair give the per-position tables' numbers exactly (odd and even
+  lengths, with a pair set from another string), in half the entries: a merge that swaps the right position's
+  own and mirror characters, or drops the centre, is off;
 - the interventions that keep a pair's match status: on the lopsided model the characters level follows the
   model's change exactly, the exact check and the algorithm level score 0 (they cannot see a character)."""
 
@@ -23,12 +26,14 @@ from ground_truth import ALPHABET, KEY, LENGTH, planted_classifier
 
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.explanation.constants import rounded
+from palindrome_lens.explanation.emulate import Emulator
 from palindrome_lens.explanation.ladder import (
     compress_pair_tables,
     emulation_entry,
     expand_pair_table,
     ladder,
     level_tables,
+    merged_pairs,
     pair_masks,
 )
 from palindrome_lens.explanation.tables import read_tables
@@ -102,6 +107,37 @@ def test_the_combination_level_recovers_an_additive_plus_rank_two_table_at_every
         for i in range(length):
             assert rebuilt[i][broken[i]] == pytest.approx(table[i][broken[i]], abs=1e-6), f"position {i}"
     assert all(np.abs(shared["position"]).sum(axis=1) > 0)
+
+
+def random_doc(length: int, rng: np.random.Generator, merged: bool = False) -> dict:
+    """Two readout heads with random (position, own, mirror) tables, a context head and a random readout."""
+    n = len(ALPHABET)
+    heads = []
+    for name in ("L1H0", "L1H1"):
+        salience, evidence = 2 * rng.normal(size=(length, n, n)), rng.normal(size=(length, n, n))
+        heads.append({"name": name, "salience": salience, "evidence": evidence, "special": {"bos": [0.3, -0.2]}})
+    context = [{"name": "L0H0", "salience": rng.normal(size=(length, n)), "value": rng.normal(size=(length, n, 1)),
+                "special": {"bos": [0.1, [0.4]]}}]
+    entry = {"heads": heads, "context": context, "gate": rng.normal(size=3), "readout": {
+        side: rng.normal(size=1 + 3 + 6) for side in ("palindrome", "not_palindrome")}}
+    return {"alphabet": [ord(c) for c in ALPHABET], "lengths": {str(length): entry}}
+
+
+@pytest.mark.parametrize("length", [6, 7])
+def test_merging_each_mirrored_pair_is_exact(length: int) -> None:
+    rng = np.random.default_rng(length)
+    doc = random_doc(length, rng)
+    merged = json.loads(json.dumps(doc, default=lambda a: a.tolist()))
+    for head in merged["lengths"][str(length)]["heads"]:
+        s, e = merged_pairs(np.asarray(head["salience"]), np.asarray(head["evidence"]))
+        assert s.shape == e.shape == ((length + 1) // 2, len(ALPHABET), len(ALPHABET))
+        head["salience"], head["evidence"] = s.tolist(), e.tolist()
+    texts = ["".join(rng.choice(list(ALPHABET), size=length)) for _ in range(300)]
+    sources = ["".join(rng.choice(list(ALPHABET), size=length)) for _ in range(300)]
+    whole, halved = Emulator(doc), Emulator(merged)
+    assert halved.logit_diff(texts) == pytest.approx(whole.logit_diff(texts), abs=1e-10)
+    for pair in range((length + 1) // 2):
+        assert halved.logit_diff(texts, pair, sources) == pytest.approx(whole.logit_diff(texts, pair, sources), abs=1e-10)
 
 
 def test_interventions_that_keep_the_match_status_need_the_characters() -> None:

@@ -22,8 +22,8 @@ def _special(marks: Mapping[str, Any], name: str) -> list[tuple[float, Any]]:
 class LengthProgram:
     """One length's tables as arrays."""
 
-    salience: np.ndarray  # (H, L, A, A)
-    evidence: np.ndarray  # (H, L, A, A)
+    salience: np.ndarray  # (H, L, A, A), or (H, ceil(L / 2), A, A) merged per mirrored pair
+    evidence: np.ndarray
     before: list[list[tuple[float, float]]]  # per head
     after: list[list[tuple[float, float]]]
     context_salience: np.ndarray  # (C, L, A)
@@ -97,10 +97,14 @@ class Emulator:
         prog = self.lengths[length]
         codes, own, mirror = self._compared(texts, pair, sources)
         positions = np.arange(length)[None, :]
+        rows = prog.salience.shape[1]  # L, or ceil(L / 2) for tables merged per mirrored pair (own = the left)
+        if rows not in (length, (length + 1) // 2):
+            raise ValueError(f"tables of {rows} rows for strings of length {length}")
+        at = positions[:, :rows], own[:, :rows], mirror[:, :rows]
         out = []
         for h in range(len(prog.salience)):
-            scores = _with_specials(prog.before[h], prog.salience[h][positions, own, mirror], prog.after[h], 0)
-            values = _with_specials(prog.before[h], prog.evidence[h][positions, own, mirror], prog.after[h], 1)
+            scores = _with_specials(prog.before[h], prog.salience[h][at], prog.after[h], 0)
+            values = _with_specials(prog.before[h], prog.evidence[h][at], prog.after[h], 1)
             out.append(weighted_mean(scores, values)[:, None])
         k = prog.context_value.shape[-1]
         context = np.zeros((len(texts), k))

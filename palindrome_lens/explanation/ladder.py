@@ -53,7 +53,8 @@ def ladder(rank: int, context_dims: int) -> list[Level]:
     if context_dims:
         levels.append(Level("context", "the readout position's own layer-0 reading of the string, per position and "
                                        "character (additive)", "combination", "additive", rank))
-    levels.append(Level("full", "every table whole: each (position, own, mirror) entry and each context entry",
+    levels.append(Level("full", "every table whole: a readout head's per mirrored pair and (left, right) characters, "
+                                "its two positions merged exactly, and each context entry",
                         "full", "full" if context_dims else "none"))
     return levels
 
@@ -169,6 +170,25 @@ def expand_pair_table(form: Mapping[str, Any], shared: Mapping[str, Any], length
     chars = np.arange(n_alpha)
     out[:, chars, chars] = matched
     return out
+
+
+def merged_pairs(salience: np.ndarray, evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A readout head's (L, A, A) tables as one entry per mirrored pair: (P, A, A) with P = ceil(L / 2), row k
+    for positions k and L-1-k, indexed by (left character, right character); an odd length's centre keeps its row.
+    A softmax over positions sees a pair's two positions only through the sum of their weights and the weighted
+    mean of their evidence, so salience = log(exp s_left + exp s_right) and evidence = their softmax-weighted
+    mean give the same readout features: exact, with half the entries."""
+    length = salience.shape[0]
+    half = length // 2
+    left_s, left_e = salience[:half], evidence[:half]
+    right_s = salience[::-1][:half].transpose(0, 2, 1)  # position L-1-k, own b and mirror a, indexed [a, b]
+    right_e = evidence[::-1][:half].transpose(0, 2, 1)
+    merged_s = np.logaddexp(left_s, right_s)
+    merged_e = np.exp(left_s - merged_s) * left_e + np.exp(right_s - merged_s) * right_e
+    if length % 2:
+        merged_s = np.concatenate([merged_s, salience[half:half + 1]])
+        merged_e = np.concatenate([merged_e, evidence[half:half + 1]])
+    return merged_s, merged_e
 
 
 # --- compressing a context table --------------------------------------------------------------------------

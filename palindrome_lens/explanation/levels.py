@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from palindrome_lens.explanation.constants import rounded
+from palindrome_lens.explanation.constants import counts, rounded
 from palindrome_lens.explanation.emulate import Emulator
-from palindrome_lens.explanation.ladder import Level, emulation_entry, level_tables, n_read
+from palindrome_lens.explanation.ladder import Level, emulation_entry, level_tables, merged_pairs, n_read
 from palindrome_lens.explanation.readout import fit_readout, n_fitted, quadratic_terms
 from palindrome_lens.explanation.template import full_level, level_filename, render_level
 
@@ -108,12 +108,32 @@ def build_compact(level: Level, tables: Mapping[int, Any], header: Mapping[str, 
     return BuiltLevel(level, constants, source, emulator.logit_diff, time.perf_counter() - start)
 
 
+def merged_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """constants.json with each readout head's tables merged per mirrored pair (ladder.merged_pairs), rounded as
+    the program holds them; the readout fitted there still applies, since the features are the same."""
+    lengths = {}
+    for key, entry in doc["lengths"].items():
+        heads = []
+        for head in entry["heads"]:
+            salience, evidence = merged_pairs(np.asarray(head["salience"], dtype=np.float64),
+                                              np.asarray(head["evidence"], dtype=np.float64))
+            heads.append({**head, "salience": rounded(salience), "evidence": rounded(evidence)})
+        lengths[key] = {**entry, "heads": heads}
+    return {**doc, "lengths": lengths, "counts": counts(lengths)}
+
+
+def render_program(doc: Mapping[str, Any]) -> str:
+    """The full level's program from a constants document (constants.load_constants checks its shape first)."""
+    return render_level(full_level(merged_document(doc)))
+
+
 def build_full(level: Level, doc: Mapping[str, Any], n_model: int) -> BuiltLevel:
-    """The top: every table whole, as constants.json holds them (its readout fitted there)."""
+    """The top: every table whole (a readout head's merged per mirrored pair), its readout fitted in constants.json."""
     start = time.perf_counter()
-    constants = {**full_level(doc, n_model), "adds": level.adds}
+    merged = merged_document(doc)
+    constants = {**full_level(merged, n_model), "adds": level.adds}
     source = render_level(constants, level_filename(level.name))
-    return BuiltLevel(level, constants, source, Emulator(doc).logit_diff, time.perf_counter() - start)
+    return BuiltLevel(level, constants, source, Emulator(merged).logit_diff, time.perf_counter() - start)
 
 
 def build_ladder(levels: Sequence[Level], tables: Mapping[int, Any], doc: Mapping[str, Any], n_model: int,

@@ -18,7 +18,7 @@ from palindrome_lens.errors import DataFileError
 CONSTANTS_MARKER = "# ---- constants"
 READOUT_WORDS = {"bos": "BOS", "eos": "EOS"}
 _HEAD = re.compile(r"^L(\d+)H(\d+)$")
-FORM_KEYS = ("full", "match", "match_char", "broken", "own", "mirror", "cp_weight", "position", "char")
+FORM_KEYS = ("full", "pair", "match", "match_char", "broken", "own", "mirror", "cp_weight", "position", "char")
 _LEVEL = re.compile(r"^[a-z_]+$")
 
 # What every table-driven program shares (each program is a standalone file, so these are pasted in): the fitted
@@ -81,14 +81,13 @@ def weighted_mean(scores, values):
 
 
 def pair_entry(form, cp, i, a, b):
-    """A readout head's salience or evidence at position i for own character a and mirror character b."""
-    if "full" in form:
-        return form["full"][i][a][b]
+    """A readout head's salience or evidence at position i for own character a and mirror character b
+    (a broken pair: its position, then each character, then how the two combine)."""
+    if "pair" in form:  # the whole table merged per mirrored pair: i is the pair, a its left character
+        return form["pair"][i][a][b]
     if a == b:  # a matched pair: its position, and which character it is
         return form["match"][i] + (form["match_char"][a] if "match_char" in form else 0.0)
-    value = form["broken"][i]  # a broken pair: its position, then each character
-    if "own" in form:
-        value += form["own"][a] + form["mirror"][b]
+    value = form["broken"][i] + (form["own"][a] + form["mirror"][b] if "own" in form else 0.0)
     if "cp_weight" in form:  # how the two characters combine: factors shared by positions and tables
         value += sum(w * p * x * y for w, p, x, y in zip(form["cp_weight"], cp["position"][i], cp["own"][a],
                                                          cp["mirror"][b]))
@@ -116,9 +115,10 @@ def features(text, pairs=None):
     """The readout's inputs: each readout head's evidence, then the readout's context."""
     table, seen, out = table_of(text), compared(text, pairs), []
     for head in table["heads"]:
+        kept = seen[:(len(seen) + 1) // 2] if "pair" in head["salience"] else seen  # merged: one entry per pair
         marks = head["before"] + [(pair_entry(head["salience"], table["cp"], i, a, b),
                                    pair_entry(head["evidence"], table["cp"], i, a, b))
-                                  for i, (a, b) in enumerate(seen)] + head["after"]
+                                  for i, (a, b) in enumerate(kept)] + head["after"]
         out.append(weighted_mean([s for s, _ in marks], [e for _, e in marks]))
     context = [0.0] * N_CONTEXT
     for head in table["context"]:
@@ -291,24 +291,21 @@ def render_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
 
 def full_level(doc: Mapping[str, Any], n_model: int = 0) -> dict[str, Any]:
     """A constants document (constants.json: every table whole) as the compact constants of the `full` level."""
-    def head(h: Mapping[str, Any], value: str) -> dict[str, Any]:
+    def head(h: Mapping[str, Any], value: str, length: int) -> dict[str, Any]:
         special = h["special"]
+        form = "pair" if len(h["salience"]) < length else "full"  # merged per mirrored pair (ladder.merged_pairs)
         return {"name": h["name"], "before": [special["bos"]] if "bos" in special else [],
                 "after": [special["eos"]] if "eos" in special else [],
-                "salience": {"full": h["salience"]}, value: {"full": h[value]}}
+                "salience": {form: h["salience"]}, value: {form: h[value]}}
 
-    lengths = {k: {"heads": [head(h, "evidence") for h in e["heads"]], "context": [head(c, "value") for c in e["context"]],
+    lengths = {k: {"heads": [head(h, "evidence", int(k)) for h in e["heads"]],
+                   "context": [head(c, "value", int(k)) for c in e["context"]],
                    "gate": e["gate"], "readout": e["readout"]} for k, e in doc["lengths"].items()}
     first = doc["lengths"][min(doc["lengths"], key=int)]
     n_context = len(first["context"][0]["value"][0][0]) if first["context"] else 0
     return {"name": "full", "adds": "every table whole", "after_layer": doc["after_layer"], "readout": doc["readout"],
             "alphabet": doc["alphabet"], "n_read": doc["counts"]["read"], "n_model": n_model, "n_context": n_context,
             "n_fitted": doc["counts"]["fitted"], "lengths": lengths}
-
-
-def render_program(doc: Mapping[str, Any]) -> str:
-    """program.py from a constants document (constants.load_constants checks its shape first): the full level."""
-    return render_level(full_level(doc))
 
 
 def logic_lines(source: str) -> int:
