@@ -301,7 +301,9 @@ def ladder_table(runs: list[Run]) -> pd.DataFrame:
             "failures found (best level: distinct misclassified, hit rate, x random)":
                 "n/a" if best is None else f"none: 0 of {best['proposals']} at every level"
                 if not best.get("distinct_wrong") else f"{best['level']}: {best['distinct_wrong']} of "
-                f"{best['proposals']}, {_pct(best.get('hit_rate'), 1)}, {_times(best.get('times_random'))}",
+                f"{best['proposals']}, {_pct(best.get('hit_rate'), 1)}, {_times(best.get('times_random'))}"
+                + (f" (>= {best['times_random_at_least']:.0f}x: 0 of {best['random_n']:,} random edits wrong)"
+                   if best.get("times_random_at_least") else ""),
             "graded Spearman, broken (level)": "n/a" if graded is None else
                 f"{_num(graded.get('spearman'))} ({pick['name']}; control {_num(graded.get('control_spearman'))})",
         })

@@ -20,7 +20,13 @@ from palindrome_lens.attribution.common import forward_logit_diff
 from palindrome_lens.data.generate import generate_splits
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.explanation import explain
-from palindrome_lens.explanation.failures import palindromes_over, propose, single_edits_of
+from palindrome_lens.explanation.failures import (
+    palindromes_over,
+    propose,
+    random_edits,
+    scores,
+    single_edits_of,
+)
 from palindrome_lens.explanation.program import run_program
 from palindrome_lens.explanation.run import Explanation
 from palindrome_lens.model.classifier import Classifier
@@ -141,3 +147,30 @@ def test_the_proposals_come_from_the_levels_written_program_not_the_model(level:
     assert predicted(again) == predicted(mine)
     if level == "context":
         assert len(predicted(mine)) == 192
+
+
+@pytest.mark.parametrize("lengths", [[8], [7, 10]])
+def test_random_edits_are_single_edits_of_palindromes_drawn_uniformly(lengths: list[int]) -> None:
+    drawn = random_edits(ALPHABET, lengths, 20_000, seed=3)
+    assert drawn == random_edits(ALPHABET, lengths, 20_000, seed=3) != random_edits(ALPHABET, lengths, 20_000, seed=4)
+    assert len(drawn) == 20_000 and {len(t) for t in drawn} == set(lengths) and set("".join(drawn)) == set(ALPHABET)
+    for length in lengths:
+        texts = [t for t in drawn if len(t) == length]
+        assert abs(len(texts) / len(drawn) - 1 / len(lengths)) < 0.02
+        broken = np.array([sum(a != b for a, b in zip(t[:length // 2], t[::-1][:length // 2])) for t in texts])
+        centre = length % 2 * (1 / length)  # an odd length's centre edited leaves a palindrome
+        assert set(broken) <= {0, 1} and (broken == 0).mean() == pytest.approx(centre, abs=0.01)
+        # the broken pair is spread evenly over the pairs
+        where = [next(i for i in range(length // 2) if t[i] != t[length - 1 - i]) for t, b in zip(texts, broken) if b]
+        assert np.bincount(where, minlength=length // 2) / len(where) == pytest.approx(
+            [1 / (length // 2)] * (length // 2), abs=0.02)
+
+
+def test_a_model_that_never_errs_on_random_edits_gives_a_lower_bound_not_a_ratio() -> None:
+    proposals = pd.DataFrame({"level": ["full"] * 4, "text": list("abcd"), "model_wrong": [True, True, False, False],
+                              "program_wrong_side": [1.0, -1.0, -1.0, -1.0], "pattern": ["p"] * 4})
+    (none,) = scores(proposals, 0, 30_000)
+    assert none["random_rate"] == 0.0 and none["times_random"] is None
+    assert none["times_random_at_least"] == pytest.approx(0.5 / (3 / 30_000))  # the rule of three's bound
+    (some,) = scores(proposals, 3, 30_000)
+    assert some["times_random"] == pytest.approx(0.5 / 1e-4) and some["times_random_at_least"] is None

@@ -22,6 +22,7 @@ BOUNDS = {
     "n_graded": ([1, 100_001], r"must be (>= 2|<= 100000)", [2, 100_000]),
     "failure_chars": ([0, 9], r"must be (>= 1|<= 8)", [1, 8]),
     "failure_proposals": ([0, 1_000_001], r"must be (>= 1|<= 1000000)", [1, 1_000_000]),
+    "failure_random_edits": ([0, 10_000_001], r"must be (>= 1|<= 10000000)", [1, 10_000_000]),
     "min_errors": ([0, 1_000_001], r"must be (>= 1|<= 1000000)", [1, 1_000_000]),
     "spearman_target": ([-1.1, 1.1], r"must be (>= -1|<= 1)", [-1.0, 1.0]),
     "r2_target": ([-1.1, 1.1], r"must be (>= -1|<= 1)", [-1.0, 1.0]),
@@ -34,7 +35,7 @@ BOUNDS = {
 }
 FAMILY = ("family", "string_level", r"explain\.family: 'string_level' is not allowed; it must be one of auto, pair_comparison")
 INTEGERS = {"n_contexts", "context_dims", "n_fit", "n_fit_edits", "n_interchange", "batch_size", "rank", "n_graded",
-            "failure_chars", "failure_proposals", "min_errors"}
+            "failure_chars", "failure_proposals", "failure_random_edits", "min_errors"}
 
 
 def with_explain(key: str, value: object) -> dict:

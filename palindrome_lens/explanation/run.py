@@ -30,7 +30,7 @@ from palindrome_lens.explanation.agreement import (
 from palindrome_lens.explanation.constants import FORMAT as CONSTANTS_FORMAT
 from palindrome_lens.explanation.constants import counts, length_entry, provenance
 from palindrome_lens.explanation.emulate import Emulator
-from palindrome_lens.explanation.failures import propose, scores
+from palindrome_lens.explanation.failures import propose, random_edits, scores
 from palindrome_lens.explanation.family import STRING_LEVEL_FAMILY, FamilyChoice, choose_family
 from palindrome_lens.explanation.files import (
     AGREEMENT,
@@ -193,10 +193,10 @@ def level_row(built: BuiltLevel, agreement: Mapping[str, Any], kinds: list, iia:
             "passes": all(ok is not False for ok in checks.values())}
 
 
-def find_failures(clf: Classifier, built: list[BuiltLevel], edits: pd.DataFrame, lengths: list[int],
-                  params: ExplainParams) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Every level's proposals shown to the model, and the scores against uniformly drawn single edits (the
-    attribute stage's edits of test palindromes, with the model's logits)."""
+def find_failures(clf: Classifier, built: list[BuiltLevel], lengths: list[int], params: ExplainParams,
+                  seed: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Every level's proposals shown to the model, and the scores against `explain.failure_random_edits` single
+    edits of fresh random palindromes, drawn uniformly (failures.random_edits)."""
     proposals = propose([(b.name, b.logit_diff) for b in built if b.level.pairs != "none"], clf.tokenizer.alphabet,
                         lengths, params.failure_chars, params.failure_proposals)
     if proposals.empty:
@@ -204,11 +204,13 @@ def find_failures(clf: Classifier, built: list[BuiltLevel], edits: pd.DataFrame,
     model = forward_logit_diff(clf.model, clf.encode(proposals["text"].tolist()), params.batch_size).cpu().numpy()
     proposals["model_logit_diff"] = model.astype(np.float64)
     proposals["model_wrong"] = (model > 0) != proposals["label"].to_numpy()
-    random_wrong = (edits["logit_diff"].to_numpy() > 0) != edits["label"].to_numpy(dtype=bool)
-    rate = float(random_wrong.mean()) if len(edits) else None
+    drawn = random_edits(clf.tokenizer.alphabet, lengths, params.failure_random_edits, seed)
+    drawn_logits = forward_logit_diff(clf.model, clf.encode(drawn), params.batch_size).cpu().numpy()
+    drawn_labels = np.array([t == t[::-1] for t in drawn])  # an odd length's centre edited stays a palindrome
+    random_wrong = int(((drawn_logits > 0) != drawn_labels).sum())
     table = proposals[["text", "length", "label", "level", "pattern", "model_logit_diff", "program_logit_diff",
                        "model_wrong"]].reset_index(drop=True)
-    return table, scores(proposals, rate, len(edits))
+    return table, scores(proposals, random_wrong, len(drawn))
 
 
 def algorithm_facts(built: BuiltLevel, row: Mapping[str, Any], n_model: int) -> dict[str, Any]:
@@ -267,7 +269,7 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
                              params.batch_size)
     graded = score(changes, programs)
     start = out.lap("graded", start)
-    failures, failure_scores = find_failures(clf, built, edits, lengths, params)
+    failures, failure_scores = find_failures(clf, built, lengths, params, seed)
     start = out.lap("failures", start)
     rows = []
     for b, (_, agreement, kinds, _) in zip(built, measured):

@@ -208,7 +208,7 @@ def explain_string_level(clf: Classifier, choice: FamilyChoice, train: pd.DataFr
     test_model = forward_logit_diff(model, clf.encode(test["text"].tolist()), params.batch_size).cpu().numpy()
     measured = [measure(b, test, test_model.astype(np.float64), edits, baseline) for b in built]
     start = out.lap("agreement", start)
-    failures, failure_scores = find_failures(clf, built, edits, lengths, params)
+    failures, failure_scores = find_failures(clf, built, lengths, params, seed)
     start = out.lap("failures", start)
     empty_iia = pd.DataFrame(columns=["alignment", "node", "kind", "iia_changed"])
     rows = [level_row(b, agreement, kinds, empty_iia, string_checks(agreement, params), n_model)

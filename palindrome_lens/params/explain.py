@@ -23,6 +23,7 @@ class ExplainParams(Section):
     n_graded: int = rule(integer(lo=2, hi=100_000))  # base/source pairs per pair and kind (graded interventions)
     failure_chars: int = rule(integer(lo=1, hi=8))  # characters of the palindromes the failure search edits
     failure_proposals: int = rule(integer(lo=1, hi=1_000_000))  # strings each level proposes to fool the model
+    failure_random_edits: int = rule(integer(lo=1, hi=10_000_000))  # uniformly drawn single edits: the baseline
     batch_size: int = rule(integer(lo=1, hi=1 << 20))
     agreement_target: float = rule(number(lo=0.0, hi=1.0, lo_open=True))  # share of decisions alike
     error_recall_target: float = rule(number(lo=0.0, hi=1.0))  # share of the model's own errors reproduced
