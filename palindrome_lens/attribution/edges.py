@@ -157,28 +157,36 @@ def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: Activat
     group_mask = {g: torch.from_numpy(m[pairs["corrupted_id"].to_numpy()]) for g, m in masks.items()}
     outputs: dict[str, torch.Tensor] = {}
     ln = LayerNorms(model)
-    rows = []
-    for edge in tqdm(edges, desc="path patching", unit="edge", disable=tqdm_disabled()):
-        s = edge.sender
-        if s.component not in outputs:
-            outputs[s.component] = (sender_output(model, cache, s.component, clean_ids)
-                                    - sender_output(model, cache, s.component, corrupted_ids))
-        delta = outputs[s.component] * group_mask[s.group][..., None].float()
-        receiver_mask = readout_mask if edge.receiver is None else group_mask[edge.receiver.group]
+    groups: dict[tuple[str, str], list[Edge]] = {}  # edges into one receiver input share their hooks
+    for edge in edges:
+        groups.setdefault((edge.receiver_name, edge.via), []).append(edge)
+    patched: dict[Edge, np.ndarray] = {}
+    n = len(corrupted)
+    for group in tqdm(groups.values(), desc="path patching", unit="receiver", disable=tqdm_disabled()):
+        receiver = group[0].receiver
+        for s in {e.sender.component for e in group} - set(outputs):
+            outputs[s] = sender_output(model, cache, s, clean_ids) - sender_output(model, cache, s, corrupted_ids)
+        # every (edge, pair) is one row of a stacked batch: the senders' deltas side by side, one forward per slice
+        delta = torch.cat([outputs[e.sender.component] * group_mask[e.sender.group][..., None].float() for e in group])
+        receiver_mask = (readout_mask if receiver is None else group_mask[receiver.group]).repeat(len(group), 1)
         corrupted_z = None
-        if edge.receiver is not None and edge.receiver.is_head:
-            layer, head = parse_head(edge.receiver.component)
-            corrupted_z = cache_tensor(cache, f"blocks.{layer}.attn.hook_z")[corrupted_ids][:, :, head]
-        patched = []
-        for start in range(0, len(corrupted), batch_size):
+        if receiver is not None and receiver.is_head:
+            layer, head = parse_head(receiver.component)
+            corrupted_z = cache_tensor(cache, f"blocks.{layer}.attn.hook_z")[corrupted_ids][:, :, head].repeat(
+                len(group), 1, 1)
+        stacked, at = corrupted.repeat(len(group), 1), positions.repeat(len(group))
+        out = []
+        for start in range(0, len(stacked), batch_size):
             sl = slice(start, start + batch_size)
-            hooks = edge_hooks(model, ln, edge, delta[sl].to(device), receiver_mask[sl].to(device),
+            hooks = edge_hooks(model, ln, group[0], delta[sl].to(device), receiver_mask[sl].to(device),
                                None if corrupted_z is None else corrupted_z[sl].to(device))
             with torch.inference_mode():
-                logits = model.run_with_hooks(corrupted[sl].to(device), fwd_hooks=hooks)
-            patched.append(logit_diff(logits, positions[sl]).float().cpu().numpy())
-        rows.append(_row(edge, np.concatenate(patched), clean, base, model.cfg.n_layers))
-    return pd.DataFrame(rows)
+                logits = model.run_with_hooks(stacked[sl].to(device), fwd_hooks=hooks)
+            out.append(logit_diff(logits, at[sl]).float().cpu().numpy())
+        values = np.concatenate(out)
+        for i, edge in enumerate(group):
+            patched[edge] = values[i * n:(i + 1) * n]
+    return pd.DataFrame([_row(edge, patched[edge], clean, base, model.cfg.n_layers) for edge in edges])
 
 
 def _row(edge: Edge, patched: np.ndarray, clean: np.ndarray, corrupted: np.ndarray, n_layers: int) -> dict[str, Any]:
