@@ -12,10 +12,13 @@ import pytest
 import torch
 import yaml
 
+from palindrome_lens.stage import prefer_fast_cpu_kernels
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "tiny_params.yaml"
 BIN = Path(sys.executable).parent
 os.environ.setdefault("PALINDROME_LENS_QUIET", "1")
+prefer_fast_cpu_kernels()  # as every stage does (palindrome_lens/stage.py), before the first tensor
 # One intra-op thread for the models run in the test process (stages run by `run` keep torch's default): the test
 # models are tiny, and two threads spent most of their time waiting on each other (test_attribution_summary.py:
 # 66 s of CPU with two, 15 s with one, on 2 cores). It also fixes the count for the whole session: before, it

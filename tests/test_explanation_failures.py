@@ -174,3 +174,17 @@ def test_a_model_that_never_errs_on_random_edits_gives_a_lower_bound_not_a_ratio
     assert none["times_random_at_least"] == pytest.approx(0.5 / (3 / 30_000))  # the rule of three's bound
     (some,) = scores(proposals, 3, 30_000)
     assert some["times_random"] == pytest.approx(0.5 / 1e-4) and some["times_random_at_least"] is None
+
+
+def test_proposals_are_split_evenly_between_the_pools_when_the_program_predicts_no_error() -> None:
+    """A program that leans the same way everywhere (it predicts no error) still spends its proposals on every pool:
+    one-character strings, then palindromes of 2 and 3 characters, a third each; ranking across pools alone
+    would fill them from the largest."""
+    def leaning(texts: list[str]) -> np.ndarray:  # every non-palindrome at -1 + a little per distinct character
+        return np.array([-1.0 + 0.01 * len(set(t)) for t in texts])
+
+    proposals = propose([("lean", leaning)], ALPHABET, [LENGTH], 3, 90)
+    assert len(proposals) == 90 and proposals["text"].is_unique
+    kinds = proposals["pattern"].map(lambda p: "one" if "one-character" in p else p[-3:]).value_counts()
+    assert sorted(kinds.tolist()) == [30, 30, 30], kinds
+    assert (np.diff(np.where(proposals["label"], -1, 1) * proposals["program_logit_diff"]) <= 1e-12).all()

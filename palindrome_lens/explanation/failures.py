@@ -73,21 +73,25 @@ def wrong_side(logits: np.ndarray, palindrome: np.ndarray) -> np.ndarray:
 
 
 def candidates(fn: LogitFn, alphabet: str, length: int, n_chars: int) -> pd.DataFrame:
-    """The pool for one length, each candidate with the pattern it comes from and the program's score."""
+    """The pool for one length, each candidate with its pattern, its pool (k: the characters its base is made of)
+    and the program's score. Pool 1 holds the edits of one-character strings, pool k those of the palindromes made
+    of the k characters the program leans most towards "palindrome" (each string in the smallest pool it is in)."""
     uniform = [c * length for c in alphabet]
     texts, origin = single_edits_of(uniform, alphabet)
     lean = pd.Series(fn(texts)).groupby(np.array(origin)).mean().to_numpy()  # per character: its edits' mean
-    chars = "".join(alphabet[i] for i in np.argsort(-lean, kind="stable")[:n_chars])
-    pool = pd.DataFrame({"text": texts, "pattern": [f"one edit of a one-character string ({uniform[o][0]})"
-                                                    for o in origin]})
-    bases = [p for p in palindromes_over(chars, length) if len(set(p)) > 1]
-    if bases:
-        edited, where = single_edits_of(bases, alphabet)
+    order = "".join(alphabet[i] for i in np.argsort(-lean, kind="stable"))
+    frames = [pd.DataFrame({"text": texts, "pool": 1, "pattern": [f"one edit of a one-character string "
+                                                                  f"({uniform[o][0]})" for o in origin]})]
+    for k in range(2, min(n_chars, len(alphabet)) + 1):
+        chars = order[:k]
+        bases = [p for p in palindromes_over(chars, length) if len(set(p)) > 1]  # a smaller pool's kept there
+        if not bases:
+            continue
+        edited, _ = single_edits_of(bases, alphabet)
         keep = np.linspace(0, len(edited) - 1, num=min(len(edited), MAX_POOL)).astype(int)
-        pool = pd.concat([pool, pd.DataFrame({
-            "text": [edited[i] for i in keep],
-            "pattern": f"one edit of a palindrome of the characters {chars}"})], ignore_index=True)
-    pool = pool.drop_duplicates("text", ignore_index=True)
+        frames.append(pd.DataFrame({"text": [edited[i] for i in keep], "pool": k,
+                                    "pattern": f"one edit of a palindrome of the characters {chars}"}))
+    pool = pd.concat(frames, ignore_index=True).drop_duplicates("text", ignore_index=True)
     pool = pool[pool["text"] != pool["text"].str[::-1]].reset_index(drop=True)  # an edit that stays a palindrome
     pool["program_logit_diff"] = fn(pool["text"].tolist())
     return pool
@@ -95,7 +99,11 @@ def candidates(fn: LogitFn, alphabet: str, length: int, n_chars: int) -> pd.Data
 
 def propose(levels: Sequence[tuple[str, LogitFn]], alphabet: str, lengths: Sequence[int], n_chars: int,
             n_proposals: int) -> pd.DataFrame:
-    """Every level's proposals (text, level, pattern, program_logit_diff, label), each level's best first."""
+    """Every level's proposals (text, level, pattern, program_logit_diff, label), each level's best first: per
+    length an even share of `n_proposals`; first every string the program itself puts on the wrong side (the
+    errors it predicts), then the rest split evenly between the pools (what one pool leaves goes to the next),
+    each pool's strings farthest towards the wrong side first. The split hedges a program that leans in the right
+    places but not far enough: its scores are not comparable across pools."""
     frames = []
     for name, fn in levels:
         per_length = max(1, n_proposals // max(1, len(lengths)))
@@ -103,8 +111,17 @@ def propose(levels: Sequence[tuple[str, LogitFn]], alphabet: str, lengths: Seque
             pool = candidates(fn, alphabet, length, n_chars)
             pool["label"] = pool["text"].map(lambda t: t == t[::-1])
             pool["program_wrong_side"] = wrong_side(pool["program_logit_diff"].to_numpy(), pool["label"].to_numpy())
-            top = pool.sort_values("program_wrong_side", ascending=False, kind="stable").head(per_length)
-            frames.append(top.assign(level=name, length=length))
+            ranked = pool.sort_values("program_wrong_side", ascending=False, kind="stable")
+            taken = [ranked[ranked["program_wrong_side"] > 0].head(per_length)]  # the errors it predicts outright
+            ranked = ranked.drop(taken[0].index)
+            left = per_length - len(taken[0])
+            pools = sorted(ranked["pool"].unique(), key=lambda k: (ranked["pool"] == k).sum())  # smallest first
+            for i, k in enumerate(pools):
+                share = left // (len(pools) - i)
+                taken.append(ranked[ranked["pool"] == k].head(share))
+                left -= len(taken[-1])
+            top = pd.concat(taken).sort_values("program_wrong_side", ascending=False, kind="stable")
+            frames.append(top.drop(columns="pool").assign(level=name, length=length))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
