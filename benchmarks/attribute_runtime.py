@@ -32,6 +32,9 @@ from palindrome_lens.data.generate import SCHEMA  # noqa: E402
 from palindrome_lens.data.parquet import read_table  # noqa: E402
 from palindrome_lens.model.classifier import load_classifier  # noqa: E402
 from palindrome_lens.params import KNOWN_HOOKS, load_params_file  # noqa: E402
+from palindrome_lens.stage import prefer_fast_cpu_kernels  # noqa: E402
+
+prefer_fast_cpu_kernels()  # as every stage runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,6 +29,7 @@ from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.model.bridge import new_native_model, resolve_device
 from palindrome_lens.model.config import model_config
 from palindrome_lens.params import ModelParams, load_params_file
+from palindrome_lens.stage import prefer_fast_cpu_kernels
 from palindrome_lens.training.schedule import warmup_cosine
 from palindrome_lens.training.train import make_optimizer, train_step, training_mode
 
@@ -92,6 +93,7 @@ def batches(tokenizer: Tokenizer, lengths: list[int], batch_size: int, n: int, s
 
 
 def main() -> None:
+    prefer_fast_cpu_kernels()  # as the train stage runs
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
     parser.add_argument("--rounds", type=int, default=9)
