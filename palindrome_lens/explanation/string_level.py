@@ -2,11 +2,12 @@
 attention spreads over the whole string and MLP 0 reads the average), so the program is layer 0 itself, read from
 the model, and a small readout fitted to the model's logits.
 
-Read (exact: in layer 0 a query, key or value depends only on the token and its position, LayerNorm included):
-- per layer-0 head, the query at every (character position, character), the key at every (position, token) divided
-  by the attention scale, and the value through W_O: which positions a position attends to and what each
-  (position, character) contributes to the average;
-- the residual stream before layer 0 per (position, character) (embeddings), b_O, MLP 0's LayerNorm and W_in;
+Read (exact: in layer 0 a query, key or value depends only on the token and its position, LayerNorm included), as
+factors rather than expanded tables, so the program holds fewer numbers than the model:
+- the residual stream before layer 0 as a character part plus a position part (it is their sum: checked);
+- layer 0's LayerNorm, and per head W_Q, b_Q, W_K, b_K (divided by the attention scale), W_V, b_V and W_O: a
+  (position, character)'s query, key and value follow from its residual stream (the tables `expanded` gives);
+- [BOS]'s and [EOS]'s key and value as the model computes them (one each per head), b_O, MLP 0's LayerNorm and W_in;
 - MLP 0's W_out and b_out read through the `dims` readout directions (only that projection is used);
 - the readout directions: the difference of the class means of the string's mean layer-0 output at the character
   positions (what separates palindromes from the rest there), then its principal directions orthogonal to it, over
@@ -36,19 +37,29 @@ CHECK_STRINGS = 256  # fit strings on which the read layer 0 must reproduce bloc
 CHECK_TOLERANCE = 1e-3  # relative to the residual stream's scale (float32 model, float64 program)
 
 
+LayerNormWeights = tuple[np.ndarray, np.ndarray, float]  # (weight, bias, eps)
+
+
 @dataclass
 class SpreadTables:
-    """Layer 0 of one string length, read from the model. Token positions: 0 [BOS], 1..L characters, L+1 [EOS]."""
+    """Layer 0 for one string length, read from the model as factors. Token positions: 0 [BOS], 1..L characters,
+    L+1 [EOS]."""
 
     length: int
-    query: np.ndarray  # (H, L, A, d_head) at each character position and character
-    key: np.ndarray  # (H, L, A, d_head) / scale
-    value: np.ndarray  # (H, L, A, d_model) value through W_O
+    char_embed: np.ndarray  # (A, d_model) the character part of the residual stream entering layer 0
+    pos_embed: np.ndarray  # (L, d_model) its position part at the character positions
+    ln1: LayerNormWeights | None  # None without LayerNorm
+    w_q: np.ndarray  # (H, d_model, d_head)
+    b_q: np.ndarray  # (H, d_head)
+    w_k: np.ndarray  # (H, d_model, d_head) / scale
+    b_k: np.ndarray  # (H, d_head) / scale
+    w_v: np.ndarray  # (H, d_model, d_head)
+    b_v: np.ndarray  # (H, d_head)
+    w_o: np.ndarray  # (H, d_head, d_model)
     special_key: dict[str, np.ndarray]  # "bos"/"eos" -> (H, d_head) / scale
     special_value: dict[str, np.ndarray]  # "bos"/"eos" -> (H, d_model)
-    embed: np.ndarray  # (L, A, d_model) the residual stream entering layer 0
     b_o: np.ndarray  # (d_model,)
-    ln2: tuple[np.ndarray, np.ndarray, float] | None  # (weight, bias, eps), None without LayerNorm
+    ln2: LayerNormWeights | None
     w_in: np.ndarray  # (d_model, d_mlp)
     b_in: np.ndarray  # (d_mlp,)
     w_out: np.ndarray  # (d_mlp, d_model)
@@ -57,42 +68,74 @@ class SpreadTables:
     causal: bool
 
 
+def layer_norm(x: np.ndarray, ln: LayerNormWeights | None) -> np.ndarray:
+    if ln is None:
+        return x
+    w, b, eps = ln
+    x = x - x.mean(axis=-1, keepdims=True)
+    return x / np.sqrt((x**2).mean(axis=-1, keepdims=True) + eps) * w + b
+
+
+def expanded(t: SpreadTables) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(query (H, L, A, d_head), key / scale (H, L, A, d_head), value through W_O (H, L, A, d_model), the residual
+    stream entering layer 0 (L, A, d_model)) at every (character position, character): what the factors compute."""
+    embed = t.pos_embed[:, None, :] + t.char_embed[None, :, :]
+    normed = layer_norm(embed, t.ln1)
+    query = np.einsum("lam,hmd->hlad", normed, t.w_q) + t.b_q[:, None, None, :]
+    key = np.einsum("lam,hmd->hlad", normed, t.w_k) + t.b_k[:, None, None, :]
+    value = np.einsum("hlad,hdm->hlam", np.einsum("lam,hmd->hlad", normed, t.w_v) + t.b_v[:, None, None, :], t.w_o)
+    return query, key, value, embed
+
+
 def _state(model: TransformerBridge) -> dict[str, np.ndarray]:
     return {k: v.detach().float().cpu().numpy().astype(np.float64) for k, v in model.state_dict().items()
             if k.startswith("blocks.0.")}
 
 
+def _weights(model: TransformerBridge, name: str) -> np.ndarray:
+    return getattr(model, name).detach()[0].double().cpu().numpy()
+
+
 def read_spread(model: TransformerBridge, tokenizer: Tokenizer, length: int, batch_size: int) -> SpreadTables:
-    """Layer 0's tables for strings of `length` (strings of one repeated character give every (position, char))."""
+    """Layer 0's factors for strings of `length` (strings of one repeated character give every (position, char))."""
     cfg = model.cfg
     if cfg.act_fn not in ACTIVATIONS:
         raise AnalysisError(f"the string-level template implements {ACTIVATIONS}, not act_fn {cfg.act_fn!r}")
     alphabet = tokenizer.alphabet
     tokens = tokenizer.encode([c * length for c in alphabet])
-    names = ["blocks.0.attn.hook_q", "blocks.0.attn.hook_k", "blocks.0.attn.hook_v", "blocks.0.hook_resid_pre"]
+    names = ["blocks.0.attn.hook_k", "blocks.0.attn.hook_v", "blocks.0.hook_resid_pre"]
     acts: dict[str, torch.Tensor] = {}
     run_capturing(model, tokens, names, batch_size, lambda rows, a: acts.update({k: v.cpu() for k, v in a.items()}))
-    q, k, v, pre = (acts[n].double().numpy() for n in names)  # (A, T, H, d) and (A, T, d_model)
-    w_o = model.W_O.detach()[0].double().cpu().numpy()  # (H, d_head, d_model)
-    written = np.einsum("athd,hdm->athm", v, w_o)
+    k, v, pre = (acts[n].double().numpy() for n in names)  # (A, T, H, d) and (A, T, d_model)
+    w_o = _weights(model, "W_O")  # (H, d_head, d_model)
     scale = attn_scale(model, 0)
     chars = slice(1, length + 1)
+    # the residual stream entering layer 0 is a character part plus a position part: character 0's string gives
+    # the positions, every string's first character the characters (less character 0's, counted in the positions)
+    pos_embed = pre[0, chars]
+    char_embed = pre[:, 1] - pre[0, 1]
+    additive = np.abs(pos_embed[None] + char_embed[:, None] - pre[:, chars]).max()
+    if additive > CHECK_TOLERANCE * max(1.0, float(np.abs(pre).max())):
+        raise AnalysisError(f"the residual stream entering layer 0 is not a character part plus a position part "
+                            f"(off by {additive:.3g}); the string-level template assumes it is")
     specials = {"bos": 0, **({"eos": length + 1} if tokenizer.add_eos else {})}
     state = _state(model)
-    ln2 = None
-    if "blocks.0.ln2.weight" in state:
-        ln2 = (state["blocks.0.ln2.weight"], state["blocks.0.ln2.bias"], float(getattr(cfg, "eps", 1e-5)))
+    eps = float(getattr(cfg, "eps", 1e-5))
+
+    def ln(name: str) -> LayerNormWeights | None:
+        return (state[f"{name}.weight"], state[f"{name}.bias"], eps) if f"{name}.weight" in state else None
+
     # nn.Linear stores (out, in): W_in is read as (d_model, d_mlp)
     w_in, w_out = state["blocks.0.mlp.in.weight"].T, state["blocks.0.mlp.out.weight"].T
     return SpreadTables(
-        length=length,
-        query=q[:, chars].transpose(2, 1, 0, 3), key=k[:, chars].transpose(2, 1, 0, 3) / scale,
-        value=written[:, chars].transpose(2, 1, 0, 3),
+        length=length, char_embed=char_embed, pos_embed=pos_embed, ln1=ln("blocks.0.ln1"),
+        w_q=_weights(model, "W_Q"), b_q=_weights(model, "b_Q"), w_k=_weights(model, "W_K") / scale,
+        b_k=_weights(model, "b_K") / scale, w_v=_weights(model, "W_V"), b_v=_weights(model, "b_V"), w_o=w_o,
         special_key={n: k[0, p] / scale for n, p in specials.items()},
-        special_value={n: written[0, p] for n, p in specials.items()},
-        embed=pre[:, chars].transpose(1, 0, 2), b_o=model.b_O.detach()[0].double().cpu().numpy(), ln2=ln2,
-        w_in=w_in, b_in=state["blocks.0.mlp.in.bias"], w_out=w_out, b_out=state["blocks.0.mlp.out.bias"],
-        act_fn=str(cfg.act_fn), causal=str(getattr(cfg, "attention_dir", "bidirectional")) == "causal")
+        special_value={n: np.einsum("hd,hdm->hm", v[0, p], w_o) for n, p in specials.items()},
+        b_o=_weights(model, "b_O"), ln2=ln("blocks.0.ln2"), w_in=w_in, b_in=state["blocks.0.mlp.in.bias"],
+        w_out=w_out, b_out=state["blocks.0.mlp.out.bias"], act_fn=str(cfg.act_fn),
+        causal=str(getattr(cfg, "attention_dir", "bidirectional")) == "causal")
 
 
 def activation(x: np.ndarray, name: str) -> np.ndarray:
@@ -107,11 +150,12 @@ def attention_out(t: SpreadTables, codes: np.ndarray) -> tuple[np.ndarray, np.nd
     """(resid_mid (n, L, d_model), pattern (n, H, L, T)) at the character positions for strings of indices."""
     n, length = codes.shape
     pos = np.arange(length)[None, :]
-    query = t.query[:, pos, codes].transpose(1, 0, 2, 3)  # (n, H, L, dh)
-    keys = [np.broadcast_to(t.special_key["bos"][None, :, None], (n, t.key.shape[0], 1, t.key.shape[-1])),
-            t.key[:, pos, codes].transpose(1, 0, 2, 3)]
-    values = [np.broadcast_to(t.special_value["bos"][None, :, None], (n, t.value.shape[0], 1, t.value.shape[-1])),
-              t.value[:, pos, codes].transpose(1, 0, 2, 3)]
+    q_table, k_table, v_table, embed = expanded(t)
+    query = q_table[:, pos, codes].transpose(1, 0, 2, 3)  # (n, H, L, dh)
+    keys = [np.broadcast_to(t.special_key["bos"][None, :, None], (n, k_table.shape[0], 1, k_table.shape[-1])),
+            k_table[:, pos, codes].transpose(1, 0, 2, 3)]
+    values = [np.broadcast_to(t.special_value["bos"][None, :, None], (n, v_table.shape[0], 1, v_table.shape[-1])),
+              v_table[:, pos, codes].transpose(1, 0, 2, 3)]
     if "eos" in t.special_key:
         keys.append(np.broadcast_to(t.special_key["eos"][None, :, None], keys[0].shape))
         values.append(np.broadcast_to(t.special_value["eos"][None, :, None], values[0].shape))
@@ -123,17 +167,12 @@ def attention_out(t: SpreadTables, codes: np.ndarray) -> tuple[np.ndarray, np.nd
     weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
     weights /= weights.sum(axis=-1, keepdims=True)
     mixed = np.einsum("nhit,nhtm->nim", weights, value)
-    return t.embed[pos, codes] + mixed + t.b_o, weights
+    return embed[pos, codes] + mixed + t.b_o, weights
 
 
 def mlp_in(t: SpreadTables, mid: np.ndarray) -> np.ndarray:
     """MLP 0's activations (.., d_mlp) from the residual stream (.., d_model)."""
-    x = mid
-    if t.ln2 is not None:
-        w, b, eps = t.ln2
-        x = x - x.mean(axis=-1, keepdims=True)
-        x = x / np.sqrt((x**2).mean(axis=-1, keepdims=True) + eps) * w + b
-    return activation(x @ t.w_in + t.b_in, t.act_fn)
+    return activation(layer_norm(mid, t.ln2) @ t.w_in + t.b_in, t.act_fn)
 
 
 def resid_post(t: SpreadTables, codes: np.ndarray) -> np.ndarray:
@@ -225,14 +264,14 @@ def check_layer0(model: TransformerBridge, tokenizer: Tokenizer, tables: SpreadT
 
 
 def length_read(p: SpreadProgram) -> int:
-    """Numbers one length's tables hold (all read from the model or summarised from the program's own layer 0)."""
+    """Numbers one length's part holds (read from the model or summarised from the program's own layer 0)."""
     t = p.tables
-    parts = [t.query, t.key, t.value, *t.special_key.values(), *t.special_value.values(), t.embed, p.out_read,
-             p.b_out_read, p.directions]
+    parts = [t.pos_embed, *t.special_key.values(), *t.special_value.values(), p.out_read, p.b_out_read, p.directions]
     return int(sum(np.asarray(x).size for x in parts))
 
 
 def shared_read(t: SpreadTables) -> int:
-    """Numbers of layer 0 every length shares: b_O, MLP 0's LayerNorm and W_in."""
-    parts = [t.b_o, t.w_in, t.b_in, *(t.ln2[:2] if t.ln2 is not None else ())]
+    """Numbers of layer 0 every length shares: the character part, the heads' weights, b_O, the LayerNorms, W_in."""
+    parts = [t.char_embed, t.w_q, t.b_q, t.w_k, t.b_k, t.w_v, t.b_v, t.w_o, t.b_o, t.w_in, t.b_in,
+             *(t.ln1[:2] if t.ln1 is not None else ()), *(t.ln2[:2] if t.ln2 is not None else ())]
     return int(sum(np.asarray(x).size for x in parts))

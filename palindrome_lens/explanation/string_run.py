@@ -65,11 +65,14 @@ def _rounded_tables(t: SpreadTables) -> SpreadTables:
     def r(x: np.ndarray) -> np.ndarray:
         return np.asarray(rounded(x), dtype=np.float64).reshape(np.shape(x))
 
+    def ln(weights: tuple | None) -> tuple | None:
+        return None if weights is None else (r(weights[0]), r(weights[1]), weights[2])
+
     return dataclasses.replace(
-        t, query=r(t.query), key=r(t.key), value=r(t.value), embed=r(t.embed), b_o=r(t.b_o), w_in=r(t.w_in),
+        t, char_embed=r(t.char_embed), pos_embed=r(t.pos_embed), ln1=ln(t.ln1), w_q=r(t.w_q), b_q=r(t.b_q),
+        w_k=r(t.w_k), b_k=r(t.b_k), w_v=r(t.w_v), b_v=r(t.b_v), w_o=r(t.w_o), b_o=r(t.b_o), w_in=r(t.w_in),
         b_in=r(t.b_in), special_key={k: r(v) for k, v in t.special_key.items()},
-        special_value={k: r(v) for k, v in t.special_value.items()},
-        ln2=None if t.ln2 is None else (r(t.ln2[0]), r(t.ln2[1]), t.ln2[2]))
+        special_value={k: r(v) for k, v in t.special_value.items()}, ln2=ln(t.ln2))
 
 
 def fit_spread(t: SpreadTables, codes: np.ndarray, logits: np.ndarray, palindrome: np.ndarray) -> SpreadProgram:
@@ -94,17 +97,21 @@ def constants_of(programs: Mapping[int, SpreadProgram], alphabet: str, n_model: 
     for n, p in programs.items():
         t = p.tables
         lengths[str(n)] = {
-            "query": t.query.tolist(), "key": t.key.tolist(), "value": t.value.tolist(),
+            "pos_embed": t.pos_embed.tolist(),
             "bos_key": t.special_key["bos"].tolist(), "bos_value": t.special_value["bos"].tolist(),
             "eos_key": t.special_key["eos"].tolist() if "eos" in t.special_key else [],
             "eos_value": t.special_value["eos"].tolist() if "eos" in t.special_value else [],
-            "embed": t.embed.tolist(), "directions": p.directions.tolist(), "out_read": p.out_read.T.tolist(),
+            "directions": p.directions.tolist(), "out_read": p.out_read.T.tolist(),
             "b_out_read": p.b_out_read.tolist(), "gate": p.gate.tolist(),
             "readout": {s: c.tolist() for s, c in p.readout.items()}}
     k = programs[min(programs)].directions.shape[0]
+    def ln(weights: tuple | None) -> dict[str, Any] | None:
+        return None if weights is None else {"weight": weights[0].tolist(), "bias": weights[1].tolist(),
+                                             "eps": weights[2]}
+
+    heads = {name: getattr(first, name).tolist() for name in ("w_q", "b_q", "w_k", "b_k", "w_v", "b_v", "w_o")}
     return {"name": "string_level", "act_fn": first.act_fn, "causal": first.causal, "b_o": first.b_o.tolist(),
-            "ln2": None if first.ln2 is None else {"weight": first.ln2[0].tolist(), "bias": first.ln2[1].tolist(),
-                                                   "eps": first.ln2[2]},
+            "char_embed": first.char_embed.tolist(), "ln1": ln(first.ln1), "heads": heads, "ln2": ln(first.ln2),
             "w_in": first.w_in.T.tolist(), "b_in": first.b_in.tolist(), "alphabet": [ord(c) for c in alphabet],
             "n_read": shared_read(first) + sum(length_read(p) for p in programs.values()),
             "n_fitted": len(programs) * n_fitted(k, k), "n_model": n_model, "lengths": lengths}
@@ -161,12 +168,15 @@ def string_verdict(agreement: Mapping[str, Any], checks: Mapping[str, bool | Non
 
 def provenance(n_fit: int) -> list[dict[str, str]]:
     return [
-        {"constant": "lengths[].query, key, value, bos_*, eos_*, embed", "how": "read",
-         "component": "layer 0: blocks.0.attn.hook_q, hook_k (divided by the attention scale), hook_v through W_O, "
-                      "and blocks.0.hook_resid_pre, per (position, character)",
-         "inputs": "strings of one repeated character (exact in layer 0: each depends on the token and position)"},
-        {"constant": "b_o, ln2, w_in, b_in", "how": "read", "component": "layer 0's b_O, MLP 0's LayerNorm and W_in",
-         "inputs": "the weights"},
+        {"constant": "char_embed, lengths[].pos_embed", "how": "read",
+         "component": "blocks.0.hook_resid_pre as a character part plus a position part (checked to sum to it)",
+         "inputs": "strings of one repeated character"},
+        {"constant": "lengths[].bos_*, eos_*", "how": "read",
+         "component": "layer 0: blocks.0.attn.hook_k (divided by the attention scale) and hook_v through W_O at [BOS] "
+                      "and [EOS]", "inputs": "strings of one repeated character (the same at every string)"},
+        {"constant": "ln1, heads (w_q, b_q, w_k, b_k, w_v, b_v, w_o), b_o, ln2, w_in, b_in", "how": "read",
+         "component": "layer 0's LayerNorm, W_Q, b_Q, W_K and b_K (divided by the attention scale), W_V, b_V, W_O, "
+                      "b_O, MLP 0's LayerNorm and W_in", "inputs": "the weights"},
         {"constant": "lengths[].directions, out_read, b_out_read", "how": "read",
          "component": "the class-mean difference of the mean layer-0 output over the character positions, then its "
                       "principal directions orthogonal to it; MLP 0's W_out and b_out through them",

@@ -28,11 +28,12 @@ palindrome-lens from the trained model; standard library only. `python {filename
 logit difference; `from {module} import logit_diff, is_palindrome` gives them to Python.
 
 The model decides in layer 0, at every character position at once:
-1. Each of layer 0's {n_heads} heads spreads a character position's attention over the whole string: token t gets
-   the score QUERY[h][i][own character] . KEY[h][t][t's character] and the head averages VALUE[h][t][t's
-   character] (what that position and character contribute, through W_V W_O) with softmax weights.
-2. MLP 0 reads that average at every position (LayerNorm: {layernorm}; W_IN, then {act}).
-3. The readout reads layer 0's output at the character positions, averaged over them, on {n_dims} DIRECTIONS
+1. A position's residual stream is its character's part (CHAR_EMBED) plus its position's part (pos_embed).
+2. Each of layer 0's {n_heads} heads spreads a character position's attention over the whole string: after LayerNorm
+   (LN1: {layernorm1}) token t gets the score query(i) . key(t), and the head averages value(t) through W_O with
+   softmax weights (HEADS: layer 0's own weights; [BOS] and [EOS] as the model computes them).
+3. MLP 0 reads that average at every position (LayerNorm: {layernorm}; W_IN, then {act}).
+4. The readout reads layer 0's output at the character positions, averaged over them, on {n_dims} DIRECTIONS
    (the first separates palindromes from the rest), and a GATE and a quadratic per side (READOUT) give the logit
    difference; the string is a palindrome when it is above THRESHOLD.
 {n_read} numbers read from the model's own components (the model has {n_model} parameters); GATE and READOUT
@@ -50,44 +51,51 @@ def activation(x):
 {activation}
 
 
-def layer0_average(table, text, i):
-    """Position i's residual stream after layer 0's attention: its embedding, plus every head's average."""
-    own = INDEX[text[i]]
-    tokens = [(table["bos_key"], table["bos_value"])]
-    tokens += [([k[j][INDEX[c]] for k in table["key"]], [v[j][INDEX[c]] for v in table["value"]])
-               for j, c in enumerate(text)]
+def layer_norm(x, ln):
+    """LayerNorm with the model's weight and bias; `ln` None: the model has none there."""
+    if not ln:
+        return x
+    mean = sum(x) / len(x)
+    centred = [v - mean for v in x]
+    scale = math.sqrt(sum(v * v for v in centred) / len(x) + ln["eps"])
+    return [v / scale * w + b for v, w, b in zip(centred, ln["weight"], ln["bias"])]
+
+
+def project(x, w, b):
+    """x through a (rows of x's length) matrix w, plus b."""
+    return [dot(x, column) + c for column, c in zip(zip(*w), b)]
+
+
+def layer0_attention(table, text):
+    """Every character position's residual stream after layer 0's attention: its own, plus every head's average."""
+    streams = [[c + p for c, p in zip(CHAR_EMBED[INDEX[ch]], table["pos_embed"][i])] for i, ch in enumerate(text)]
+    normed = [layer_norm(x, LN1) for x in streams]
+    heads = range(len(HEADS["w_q"]))
+    keys = [table["bos_key"]] + [[project(x, HEADS["w_k"][h], HEADS["b_k"][h]) for h in heads] for x in normed]
+    values = [table["bos_value"]] + [[project(project(x, HEADS["w_v"][h], HEADS["b_v"][h]), HEADS["w_o"][h],
+                                              [0.0] * len(x)) for h in heads] for x in normed]
     if table["eos_key"]:
-        tokens.append((table["eos_key"], table["eos_value"]))
-    if CAUSAL:  # character i is token i + 1: it sees tokens 0 .. i + 1
-        tokens = tokens[:i + 2]
-    out = [e + b for e, b in zip(table["embed"][i][own], B_O)]
-    for h in range(len(table["query"])):
-        scores = [dot(table["query"][h][i][own], key[h]) for key, _ in tokens]
-        top = max(scores)
-        weights = [math.exp(s - top) for s in scores]
-        total = sum(weights)
-        for w, (_, value) in zip(weights, tokens):
-            out = [o + w / total * v for o, v in zip(out, value[h])]
+        keys, values = keys + [table["eos_key"]], values + [table["eos_value"]]
+    out = []
+    for i, x in enumerate(normed):
+        seen = i + 2 if CAUSAL else len(keys)  # causal: character i is token i + 1 and sees tokens 0 .. i + 1
+        mid = [s + b for s, b in zip(streams[i], B_O)]
+        for h in heads:
+            query = project(x, HEADS["w_q"][h], HEADS["b_q"][h])
+            scores = [dot(query, key[h]) for key in keys[:seen]]
+            weights = [math.exp(s - max(scores)) for s in scores]
+            for w, value in zip(weights, values[:seen]):
+                mid = [m + w / sum(weights) * v for m, v in zip(mid, value[h])]
+        out.append(mid)
     return out
-
-
-def mlp_hidden(x):
-    """MLP 0's neurons on a residual stream vector."""
-    if LN2:
-        mean = sum(x) / len(x)
-        centred = [v - mean for v in x]
-        scale = math.sqrt(sum(v * v for v in centred) / len(x) + LN2["eps"])
-        x = [v / scale * w + b for v, w, b in zip(centred, LN2["weight"], LN2["bias"])]
-    return [activation(dot(row, x) + b) for row, b in zip(W_IN, B_IN)]
 
 
 def features(text):
     """The mean over character positions of layer 0's output, on each readout direction."""
     table = table_of(text)
     total = [0.0] * len(table["directions"])
-    for i in range(len(text)):
-        mid = layer0_average(table, text, i)
-        hidden = mlp_hidden(mid)
+    for mid in layer0_attention(table, text):
+        hidden = [activation(dot(row, layer_norm(mid, LN2)) + b) for row, b in zip(W_IN, B_IN)]  # MLP 0's neurons
         for k, direction in enumerate(table["directions"]):
             total[k] += dot(direction, mid) + dot(table["out_read"][k], hidden) + table["b_out_read"][k]
     return [t / len(text) for t in total]
@@ -109,6 +117,9 @@ ALPHABET = "".join(map(chr, {alphabet}))
 INDEX = {{c: i for i, c in enumerate(ALPHABET)}}
 THRESHOLD = 0.0
 CAUSAL = {causal}
+CHAR_EMBED = {char_embed}  # one row per character
+LN1 = {ln1}
+HEADS = {heads}  # per head: W_Q, b_Q, W_K and b_K (divided by the attention scale), W_V, b_V, W_O
 B_O = {b_o}
 LN2 = {ln2}
 W_IN = {w_in}  # one row per MLP 0 neuron
@@ -120,8 +131,8 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 '''
 
-LENGTH_KEYS = ("query", "key", "value", "bos_key", "bos_value", "eos_key", "eos_value", "embed", "directions",
-               "out_read", "b_out_read")
+LENGTH_KEYS = ("pos_embed", "bos_key", "bos_value", "eos_key", "eos_value", "directions", "out_read", "b_out_read")
+HEAD_KEYS = ("w_q", "b_q", "w_k", "b_k", "w_v", "b_v", "w_o")
 
 
 def render_length(length: int, entry: Mapping[str, Any]) -> str:
@@ -137,24 +148,32 @@ def render_length(length: int, entry: Mapping[str, Any]) -> str:
     return "".join(lines)
 
 
+def layer_norm_literal(ln: Mapping[str, Any] | None) -> str:
+    return "None" if ln is None else (f'{{"eps": {number(ln["eps"])}, "weight": {numbers(ln["weight"])}, '
+                                      f'"bias": {numbers(ln["bias"])}}}')
+
+
 def render_string_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
-    """A string-level program from its constants: {name, act_fn, causal, b_o, ln2 ({weight, bias, eps} or None),
-    w_in, b_in, alphabet, n_read, n_fitted, n_model, lengths: {L: LENGTH_KEYS + gate, readout}}."""
+    """A string-level program from its constants: {name, act_fn, causal, char_embed, ln1 and ln2 ({weight, bias, eps}
+    or None), heads {HEAD_KEYS}, b_o, w_in, b_in, alphabet, n_read, n_fitted, n_model, lengths: {L: LENGTH_KEYS + gate,
+    readout}}."""
     if level["act_fn"] not in ACTIVATION_BODIES:
         raise DataFileError(f"activation {level['act_fn']!r} is not one of {tuple(ACTIVATION_BODIES)}")
-    ln2 = level["ln2"]
-    ln2_text = "None" if ln2 is None else (f'{{"eps": {number(ln2["eps"])}, "weight": {numbers(ln2["weight"])}, '
-                                           f'"bias": {numbers(ln2["bias"])}}}')
+    heads = level["heads"]
+    if sorted(heads) != sorted(HEAD_KEYS):
+        raise DataFileError(f"the heads' weights are {sorted(heads)}, not {sorted(HEAD_KEYS)}")
+    heads_text = "{\n" + "".join(f'    "{key}": {literal(heads[key], 4)},\n' for key in HEAD_KEYS) + "}"
     lengths = level["lengths"]
-    first = lengths[min(lengths, key=int)]
     return STRING_LEVEL.format(
         level=level_filename(level["name"]).removesuffix(".py"), filename=filename, module=filename.removesuffix(".py"),
-        n_heads=len(first["query"]), layernorm="yes" if ln2 is not None else "none",
-        act=str(level["act_fn"]).upper(), n_dims=len(first["directions"]), n_read=int(level["n_read"]),
+        n_heads=len(heads["w_q"]), layernorm1="yes" if level["ln1"] is not None else "none",
+        layernorm="yes" if level["ln2"] is not None else "none", act=str(level["act_fn"]).upper(),
+        n_dims=len(lengths[min(lengths, key=int)]["directions"]), n_read=int(level["n_read"]),
         n_model=int(level["n_model"]), n_fitted=int(level["n_fitted"]),
         activation=ACTIVATION_BODIES[level["act_fn"]], marker=CONSTANTS_MARKER,
         main=MAIN.format(filename=filename), readout_code=READOUT.format(),
         alphabet="(" + ", ".join(str(int(c)) for c in level["alphabet"]) + ",)",
-        causal="True" if level["causal"] else "False", b_o=numbers(level["b_o"]), ln2=ln2_text,
-        w_in=literal(level["w_in"], 0), b_in=numbers(level["b_in"]),
+        causal="True" if level["causal"] else "False", char_embed=literal(level["char_embed"], 0),
+        ln1=layer_norm_literal(level["ln1"]), heads=heads_text, b_o=numbers(level["b_o"]),
+        ln2=layer_norm_literal(level["ln2"]), w_in=literal(level["w_in"], 0), b_in=numbers(level["b_in"]),
         tables="".join(render_length(int(k), lengths[k]) for k in sorted(lengths, key=int)))
