@@ -8,7 +8,8 @@ program leans most towards "palindrome", and the edited (position, own, mirror) 
 The pool per length: every single edit of a one-character string, and every single edit of the palindromes
 made of the `n_chars` characters whose one-character strings' edits the program scores most palindrome-like;
 each candidate is ranked by how far the program puts it on the wrong side (its logit difference towards the
-other class), and the top `n_proposals` distinct strings are proposed. The exact check proposes nothing.
+other class), and `n_proposals` distinct strings are proposed: every one the program puts on the wrong side, then
+each pool's best in even shares (`propose`). The exact check proposes nothing.
 The baseline is the model's error rate on single edits drawn uniformly (`random_edits`): a random palindrome,
 one uniformly drawn position set to a uniformly drawn other character. Where the model gets none of them wrong,
 the rate is below 3 / n at 95% confidence (the rule of three), and the hit rate's ratio is a lower bound.
