@@ -83,9 +83,11 @@ def layer0_attention(table, text):
         for h in heads:
             query = project(x, HEADS["w_q"][h], HEADS["b_q"][h])
             scores = [dot(query, key[h]) for key in keys[:seen]]
-            weights = [math.exp(s - max(scores)) for s in scores]
+            top = max(scores)
+            weights = [math.exp(s - top) for s in scores]
+            total = sum(weights)
             for w, value in zip(weights, values[:seen]):
-                mid = [m + w / sum(weights) * v for m, v in zip(mid, value[h])]
+                mid = [m + w / total * v for m, v in zip(mid, value[h])]
         out.append(mid)
     return out
 
