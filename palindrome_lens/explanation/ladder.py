@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 CP_STEPS = 200
+CP_SEED = 20240
 BACKFIT_STEPS = 20
 
 
@@ -79,12 +80,17 @@ def joint_cp(residual: np.ndarray, mask: np.ndarray, rank: int, start: list[np.n
     mask = np.broadcast_to(mask, residual.shape)
     filled = np.where(mask, residual, 0.0)
 
-    def lead(matrix: np.ndarray) -> np.ndarray:
+    def lead(matrix: np.ndarray, mode: int) -> np.ndarray:
         u = np.linalg.svd(matrix, full_matrices=False)[0][:, :rank]
-        return np.pad(u, ((0, 0), (0, rank - u.shape[1])))
+        if u.shape[1] == rank:
+            return u
+        # a mode with fewer singular vectors than the rank: columns of zeros would stay zero under ALS (and cap
+        # the rank at the smallest mode's size), so the rest start from fixed pseudo-random unit columns
+        extra = np.random.default_rng([CP_SEED, mode]).standard_normal((u.shape[0], rank - u.shape[1]))
+        return np.concatenate([u, extra / np.linalg.norm(extra, axis=0)], axis=1)
 
     factors = [f.copy() for f in start] if start is not None else \
-        [lead(np.moveaxis(filled, mode, 0).reshape(filled.shape[mode], -1)) for mode in range(4)]
+        [lead(np.moveaxis(filled, mode, 0).reshape(filled.shape[mode], -1), mode) for mode in range(4)]
     subscripts = "tr,ir,ar,br->tiab"
     for _ in range(steps):
         target = np.where(mask, residual, np.einsum(subscripts, *factors, optimize=True))
