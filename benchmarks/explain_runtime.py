@@ -11,7 +11,6 @@ the explanation page in this process.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -36,10 +35,10 @@ def stage_once(work: Path) -> tuple[float, dict[str, float], dict[str, float]]:
                           check=True)
     wall = time.perf_counter() - start
     first = proc.stdout.splitlines()[0]
-    parts = {name.strip(): float(value) for name, value in PART.findall(first[first.find("("):])}
-    summary = json.loads((work / "data" / "explanation" / "summary.json").read_text())
-    levels = {row["name"]: row["seconds"] for row in summary.get("levels", [])}  # each level's build (fit included)
-    return wall, parts, levels
+    found = {name.strip(): float(value) for name, value in PART.findall(first[first.find("("):])}
+    levels = {name.removeprefix("level "): v for name, v in found.items() if name.startswith("level ")}
+    parts = {name: v for name, v in found.items() if not name.startswith("level ")}
+    return wall, parts, levels  # levels: each ladder level's build (its readout fit included), within "ladder"
 
 
 def main() -> None:
