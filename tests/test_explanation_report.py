@@ -27,6 +27,7 @@ from palindrome_lens.report.code import Code
 from palindrome_lens.report.content import Figure, Table, Text
 from palindrome_lens.report.explanation_inputs import load_explanation
 from palindrome_lens.report.explorer import explorer_payload
+from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import build_report, render_page
 from palindrome_lens.report.inputs import load_inputs
 from palindrome_lens.report.pages import report_pages
@@ -201,6 +202,10 @@ def test_the_index_ends_its_paragraph_with_the_explain_stage_headline(written: P
     assert f"it is the ladder's {program['level']} level, {program['n_read'] + program['n_fitted']:,} numbers" \
         in lines[-1].evidence
     assert lines[-1].href == "explanation.html" and "of test strings (the exact palindrome check:" in lines[-1].evidence
+    edits, targets = json.loads((written / "summary.json").read_text())["agreement"]["edits"], \
+        json.loads((written / "summary.json").read_text())["targets"]
+    assert (f"with Spearman {num(edits['spearman'], 3)} and R^2 {num(edits['r2'], 3)} (gates "
+            f"{targets['spearman_target']:.3g} and {targets['r2_target']:.3g})") in lines[-1].evidence  # beside the gates
     ladder = next(v for v in lines if v.link_text == "the explanation ladder")  # straight to the algorithm's section
     assert ladder.href == "explanation.html#algorithm" and ladder.sentence.startswith("The algorithm: Each character")
     assert "explanation.html" not in [s.href for s in section(report_pages(load_inputs(write_all(

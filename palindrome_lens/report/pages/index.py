@@ -13,7 +13,7 @@ import pandas as pd
 from palindrome_lens.report.algorithm import Step, algorithm_steps
 from palindrome_lens.report.content import Glossary, Links, Steps, Table, Text
 from palindrome_lens.report.explanation_inputs import ExplanationInputs
-from palindrome_lens.report.formatting import num, pct
+from palindrome_lens.report.formatting import missing, num, pct
 from palindrome_lens.report.glossary import TERMS
 from palindrome_lens.report.html import Page, Section
 from palindrome_lens.report.inputs import Attribution, ReportInputs
@@ -152,8 +152,17 @@ def program_verdict(explanation: ExplanationInputs | None) -> Step | None:
                 "Program: the compiled program does not pass its gates.",
                 f"it decides like the model on {pct(test['agreement'])} of test strings (the exact palindrome check: "
                 f"{pct(test['baseline_agreement'])}) and follows its logit difference within a class on single edits "
-                f"with R^2 {num(edits['r2'], 2)} (exact check {num(edits['baseline_r2'], 2)}){size}",
+                f"with Spearman {num(edits['spearman'], 3)} and R^2 {num(edits['r2'], 3)}{fit_targets(s)} (exact check "
+                f"{num(edits['baseline_spearman'], 2)} and {num(edits['baseline_r2'], 2)}){size}",
                 "explanation.html", "the program")
+
+
+def fit_targets(summary: dict) -> str:
+    """' (gates 0.8 and 0.3)': the within-class fit's gates beside the figures, where the summary gives them."""
+    targets = summary.get("targets") or {}
+    if missing(targets.get("spearman_target")) or missing(targets.get("r2_target")):
+        return ""
+    return f" (gates {num(targets['spearman_target'], 3)} and {num(targets['r2_target'], 3)})"
 
 
 def verdict_lines(inputs: ReportInputs) -> list[Step]:
