@@ -83,7 +83,7 @@ def test_the_page_says_which_level_and_why_then_prints_the_algorithm_whole(writt
     lead = section(page, "Which program, and why")
     assert isinstance(lead, Text) and lead.text.startswith(
         "program.py is the algorithm level of the ladder: the smallest of its 6 levels that passes every gate. It "
-        "reads 72 numbers from the model and fits 15, 0.9% of the model's 10,162 parameters.\n\nThe model runs this "
+        "reads 72 numbers from the model and fits 15, 0.86% of the model's 10,162 parameters.\n\nThe model runs this "
         "program.")
     code = section(page, "The algorithm, as a program")
     assert isinstance(code, Code) and code.source == (written / "programs" / "algorithm.py").read_text()

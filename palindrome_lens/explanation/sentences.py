@@ -140,7 +140,7 @@ def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_mod
         return (f"No level of the ladder passes the gates (the model has {n_model:,} parameters): {misses}. "
                 f"program.py is the {top} level, the closest the ladder gets.")
     row = next(r for r in rows if r["name"] == chosen)
-    return (f"The smallest level that passes every gate is {chosen}: {size(row)}, {row['n_total'] / n_model:.1%} of "
+    return (f"The smallest level that passes every gate is {chosen}: {size(row)}, {row['n_total'] / n_model:.2%} of "
             f"the model's {n_model:,} parameters" + (f". Smaller levels fail: {misses}." if misses else "."))
 
 

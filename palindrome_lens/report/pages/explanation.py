@@ -111,7 +111,7 @@ def lead_text(summary: dict[str, Any]) -> str:
     bigger = (": more numbers than the model has, so it restates the model's tables rather than compressing them"
               if row["n_total"] >= n_model else "")
     return (f"program.py is the {chosen} level of the ladder: {why}. It reads {row['n_read']:,} numbers from the model "
-            f"and fits {row['n_fitted']:,}, {pct(row['n_total'] / n_model)} of the model's {n_model:,} "
+            f"and fits {row['n_fitted']:,}, {pct(row['n_total'] / n_model, 2)} of the model's {n_model:,} "
             f"parameters{bigger}.\n\n" + "\n\n".join(summary["sentences"]))
 
 
