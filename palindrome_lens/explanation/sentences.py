@@ -33,6 +33,13 @@ def num(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
 
 
+def against(x: float | None, target: float) -> str:
+    """A figure beside its gate: with three decimals where two would read as the target itself (0.303 and 0.297
+    both read 0.30 against 0.30)."""
+    close = x is not None and not np.isnan(x) and num(x) == num(target) and x != target
+    return num(x, 3 if close else 2)
+
+
 def errors_pass(f: Mapping[str, Any], params: ExplainParams) -> bool | None:
     """Recall and precision reach their targets; None (cannot be judged) when the model makes fewer than
     `min_errors` errors: a recall of 0 of 2 says nothing."""
@@ -110,7 +117,8 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
     figures = (f"it decides like the model on {pct(test['agreement'], 2)} of test strings and {pct(edits['agreement'], 2)} "
                f"of {edits['n']} single edits (target {pct(params.agreement_target, 2)}; the exact palindrome check "
                f"{pct(test['baseline_agreement'], 2)} and {pct(edits['baseline_agreement'], 2)}); within a class its "
-               f"logit difference follows the model's with Spearman {num(edits['spearman'])} and R^2 {num(edits['r2'])} "
+               f"logit difference follows the model's with Spearman {against(edits['spearman'], params.spearman_target)} and R^2 "
+               f"{against(edits['r2'], params.r2_target)} "
                f"on the edits (targets {num(params.spearman_target)} and {num(params.r2_target)}) and "
                f"{num(test['spearman'])} and {num(test['r2'])} on test (exact check {num(test['baseline_spearman'])} and "
                f"{num(test['baseline_r2'])}); on the edits {errors_text(edits, params.min_errors)}")
