@@ -25,6 +25,7 @@ from palindrome_lens.explanation.failures import (
     propose,
     random_edits,
     scores,
+    single_edits_at,
     single_edits_of,
 )
 from palindrome_lens.explanation.program import run_program
@@ -188,3 +189,15 @@ def test_proposals_are_split_evenly_between_the_pools_when_the_program_predicts_
     kinds = proposals["pattern"].map(lambda p: "one" if "one-character" in p else p[-3:]).value_counts()
     assert sorted(kinds.tolist()) == [30, 30, 30], kinds
     assert (np.diff(np.where(proposals["label"], -1, 1) * proposals["program_logit_diff"]) <= 1e-12).all()
+
+
+@pytest.mark.parametrize("length", [6, 7])
+def test_the_edits_kept_from_a_large_pool_are_the_same_as_building_all_of_them(length: int) -> None:
+    """A pool past MAX_POOL keeps evenly spaced edits; picking them by index must give exactly the strings that
+    building every edit and indexing it gives (ARENA's 3-character pool holds 35 million edits)."""
+    alphabet = "abcdefg"
+    bases = [p for p in palindromes_over("gca", length) if len(set(p)) > 1]
+    every, _ = single_edits_of(bases, alphabet)
+    keep = np.linspace(0, len(every) - 1, num=97).astype(int)
+    assert single_edits_at(bases, alphabet, keep) == [every[i] for i in keep]
+    assert single_edits_at(bases, alphabet, np.arange(len(every))) == every

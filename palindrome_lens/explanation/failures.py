@@ -58,6 +58,22 @@ def single_edits_of(bases: Sequence[str], alphabet: str) -> tuple[list[str], lis
     return texts, origin
 
 
+def single_edits_at(bases: Sequence[str], alphabet: str, picks: np.ndarray) -> list[str]:
+    """The edits at positions `picks` of single_edits_of(bases, alphabet)[0] (bases of one length), without
+    building the others: ARENA's pools hold tens of millions, of which MAX_POOL are kept."""
+    if not bases:
+        return []
+    length, others = len(bases[0]), len(alphabet) - 1
+    base, rest = np.divmod(np.asarray(picks, dtype=np.int64), length * others)
+    position, new = np.divmod(rest, others)
+    out = []
+    for b, i, k in zip(base.tolist(), position.tolist(), new.tolist()):
+        text = bases[b]
+        replacement = alphabet[k + (alphabet.index(text[i]) <= k)]  # the k-th character other than the old one
+        out.append(text[:i] + replacement + text[i + 1:])
+    return out
+
+
 def palindromes_over(chars: str, length: int) -> list[str]:
     """Every palindrome of `length` made of `chars` only."""
     half = length // 2
@@ -88,9 +104,9 @@ def candidates(fn: LogitFn, alphabet: str, length: int, n_chars: int) -> pd.Data
         bases = [p for p in palindromes_over(chars, length) if len(set(p)) > 1]  # a smaller pool's kept there
         if not bases:
             continue
-        edited, _ = single_edits_of(bases, alphabet)
-        keep = np.linspace(0, len(edited) - 1, num=min(len(edited), MAX_POOL)).astype(int)
-        frames.append(pd.DataFrame({"text": [edited[i] for i in keep], "pool": k,
+        total = len(bases) * length * (len(alphabet) - 1)  # every single edit of every base
+        keep = np.linspace(0, total - 1, num=min(total, MAX_POOL)).astype(int)
+        frames.append(pd.DataFrame({"text": single_edits_at(bases, alphabet, keep), "pool": k,
                                     "pattern": f"one edit of a palindrome of the characters {chars}"}))
     pool = pd.concat(frames, ignore_index=True).drop_duplicates("text", ignore_index=True)
     pool = pool[pool["text"] != pool["text"].str[::-1]].reset_index(drop=True)  # an edit that stays a palindrome
