@@ -3,9 +3,11 @@ that rounds to the gate itself gets a third decimal (R^2 0.297 against 0.3 must 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from palindrome_lens.explanation.sentences import against
+from palindrome_lens.explanation.sentences import against, ceiling_sentence
 
 
 @pytest.mark.parametrize(("figure", "gate", "shown"), [
@@ -13,3 +15,18 @@ from palindrome_lens.explanation.sentences import against
     (None, 0.3, "n/a"), (float("nan"), 0.8, "n/a")])
 def test_a_figure_that_rounds_to_its_gate_shows_which_side_it_is_on(figure, gate, shown) -> None:
     assert against(figure, gate) == shown
+
+
+def test_the_ceiling_sentence_says_where_the_fit_is_lost() -> None:
+    """Three cases: the model's own features miss the gate (the template cannot pass), they pass and the top
+    level fails (the tables lose it), both pass (the tables keep what the gate asks)."""
+    params = SimpleNamespace(spearman_target=0.8, r2_target=0.3)  # the gates the sentence reads
+    top = {"name": "full", "spearman_edits": 0.7, "r2_edits": 0.25, "passes": False}
+    low = ceiling_sentence({"edits": {"spearman": 0.75, "r2": 0.5}}, top, params)
+    assert "reaches Spearman 0.75 and R^2 0.50" in low and "cannot pass the within-class fit" in low
+    high = ceiling_sentence({"edits": {"spearman": 0.92, "r2": 0.8}}, top, params)
+    assert "the full level reaches 0.70 and 0.25" in high and "lost in the tables" in high
+    both = ceiling_sentence({"edits": {"spearman": 0.92, "r2": 0.8}}, {**top, "spearman_edits": 0.9, "r2_edits": 0.38,
+                                                                      "passes": True}, params)
+    assert "the tables keep what the gate asks" in both
+    assert ceiling_sentence({"edits": {"spearman": None, "r2": None}}, top, params) == ""

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from palindrome_lens.explanation.readout import quadratic_terms
+from palindrome_lens.explanation.readout import apply_readout
 
 
 def _special(marks: Mapping[str, Any], name: str) -> list[tuple[float, Any]]:
@@ -126,9 +126,5 @@ class Emulator:
             rows = np.flatnonzero(lengths == length)
             prog = self.lengths[int(length)]
             f = self.features([texts[i] for i in rows], pair, None if sources is None else [sources[i] for i in rows])
-            n_heads = len(prog.salience)
-            z = f[:, :n_heads] @ prog.gate[:-1] + prog.gate[-1]
-            side = 0.5 * (1.0 + np.tanh(z / 2.0))
-            terms = quadratic_terms(f)
-            out[rows] = side * (terms @ prog.readout["palindrome"]) + (1 - side) * (terms @ prog.readout["not_palindrome"])
+            out[rows] = apply_readout(f, len(prog.salience), prog.gate, prog.readout)
         return out

@@ -61,6 +61,14 @@ def fit_readout(features: np.ndarray, n_heads: int, logits: np.ndarray) -> tuple
     return gate, sides
 
 
+def apply_readout(features: np.ndarray, n_heads: int, gate: np.ndarray, sides: dict[str, np.ndarray]) -> np.ndarray:
+    """(n,) the logit difference the fitted readout gives for `features` (n, F): the program's arithmetic."""
+    z = features[:, :n_heads] @ np.asarray(gate)[:-1] + np.asarray(gate)[-1]
+    side = 0.5 * (1.0 + np.tanh(z / 2.0))
+    terms = quadratic_terms(features)
+    return side * (terms @ np.asarray(sides["palindrome"])) + (1 - side) * (terms @ np.asarray(sides["not_palindrome"]))
+
+
 def n_fitted(n_heads: int, n_features: int) -> int:
     """How many numbers the gate and the two quadratics hold."""
     return n_heads + 1 + 2 * (1 + n_features + n_features * (n_features + 1) // 2)

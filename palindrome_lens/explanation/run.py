@@ -27,6 +27,7 @@ from palindrome_lens.explanation.agreement import (
     figures,
     finite_or_none,
 )
+from palindrome_lens.explanation.ceiling import feature_ceiling
 from palindrome_lens.explanation.constants import FORMAT as CONSTANTS_FORMAT
 from palindrome_lens.explanation.constants import counts, length_entry, provenance
 from palindrome_lens.explanation.emulate import Emulator
@@ -51,6 +52,7 @@ from palindrome_lens.explanation.levels import BuiltLevel, build_ladder
 from palindrome_lens.explanation.program import run_program
 from palindrome_lens.explanation.readout import fit_readout, quadratic_terms
 from palindrome_lens.explanation.sentences import (
+    ceiling_sentence,
     forced_sentence,
     gate_checks,
     iia_facts,
@@ -272,6 +274,9 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
     start = out.lap("graded", start)
     failures, failure_scores = find_failures(clf, built, lengths, params, seed)
     start = out.lap("failures", start)
+    ceiling = feature_ceiling(model, clf.encode, tables, fit_texts, fit_logits, test, test_model.astype(np.float64),
+                              edits, baseline, params.batch_size)
+    start = out.lap("ceiling", start)
     rows = []
     for b, (_, agreement, kinds, _) in zip(built, measured):
         iia = iia_all[iia_all["level"] == b.name]
@@ -292,13 +297,16 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
     ladder_text = ladder_sentence(rows, None if chosen is None else program_level.name, n_model)
     weakest = weakest_pair(table[table["set"] == "edits"], pd.concat([pair_constants(doc, n) for n in lengths]))
     headline = [*forced_sentence(choice), sentence, ladder_text]  # what the index says
-    sentences = [*headline, *([s] if (s := weakest_sentence(weakest)) else [])]
+    ceiling_text = ceiling_sentence(ceiling, rows[-1], params)
+    sentences = [*headline, *([ceiling_text] if ceiling_text else []),
+                 *([s] if (s := weakest_sentence(weakest)) else [])]
     algorithm = next((b for b in built if b.name == "algorithm"), None)
     out.summary = finite_or_none({
         "format": FORMAT, "family": family_facts(choice), "program": program_facts, "agreement": agreement,
         "by_kind": kinds,
         "interchange": iia.to_dict(orient="records"), "weakest_pair": weakest,
-        "levels": rows, "program_level": program_level.name, "passing_level": None if chosen is None else
+        "levels": rows, "ceiling": {name: {k: ceiling[name][k] for k in ("agreement", "spearman", "r2")}
+                                    for name in ("test", "edits")}, "program_level": program_level.name, "passing_level": None if chosen is None else
         program_level.name, "n_model": n_model, "graded": graded, "failures": failure_scores,
         "algorithm": None if algorithm is None else algorithm_facts(algorithm, rows[built.index(algorithm)], n_model),
         "baseline": {"name": "exact palindrome check", "logit_by_class": {"palindrome": baseline[True],

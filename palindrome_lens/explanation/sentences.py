@@ -152,6 +152,29 @@ def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_mod
             f"the model's {n_model:,} parameters" + (f". Smaller levels fail: {misses}." if misses else "."))
 
 
+def ceiling_sentence(ceiling: Mapping[str, Any], top: Mapping[str, Any], params: ExplainParams) -> str:
+    """What the template's readout reaches on the model's own features (explanation/ceiling.py), beside the
+    ladder's top level: whether what a level misses is lost in its tables or is not in the features at all."""
+    edits = ceiling["edits"]
+    if edits["spearman"] is None or edits["r2"] is None:
+        return ""
+    passes = edits["spearman"] >= params.spearman_target and edits["r2"] >= params.r2_target
+    head = (f"Fed the model's own features (each readout head's output along its evidence direction and the "
+            f"readout's layer-0 reading, as the model computes them), the same readout reaches Spearman "
+            f"{against(edits['spearman'], params.spearman_target)} and R^2 {against(edits['r2'], params.r2_target)} "
+            f"on the edits, a ceiling for every level; the {top['name']} level reaches "
+            f"{against(top['spearman_edits'], params.spearman_target)} and {against(top['r2_edits'], params.r2_target)}")
+    if not passes:
+        return (head + ": this template cannot pass the within-class fit on this model whatever its tables hold; the "
+                "model's lean within a class is not in these features (the readout heads' query moves with the "
+                "string, and what reads them sees more than one direction per head).")
+    tables = ("one salience and one evidence per (position, own, mirror), averaged over contexts, while the model's "
+              "move with the rest of the string")
+    if top.get("passes"):
+        return head + f": the tables keep what the gate asks; the ceiling's lead is what they leave out, {tables}."
+    return head + f": what the levels miss is lost in the tables, {tables}."
+
+
 def forced_sentence(choice: Any) -> list[str]:
     """When the template was asked for (explain.family) rather than supported: say so first."""
     if not choice.forced:
