@@ -19,14 +19,23 @@ def test_a_figure_that_rounds_to_its_gate_shows_which_side_it_is_on(figure, gate
 
 def test_the_ceiling_sentence_says_where_the_fit_is_lost() -> None:
     """Three cases: the model's own features miss the gate (the template cannot pass), they pass and the top
-    level fails (the tables lose it), both pass (the tables keep what the gate asks)."""
+    level fails (the tables lose it, and each half's share is given), both pass (the tables keep what the gate
+    asks)."""
     params = SimpleNamespace(spearman_target=0.8, r2_target=0.3)  # the gates the sentence reads
+
+    def ceiling(spearman: float | None, r2: float | None) -> dict:
+        return {"model": {"edits": {"spearman": spearman, "r2": r2}},
+                "model_attention": {"edits": {"spearman": 0.91, "r2": 0.61}},
+                "model_evidence": {"edits": {"spearman": 0.914, "r2": 0.63}}}
+
     top = {"name": "full", "spearman_edits": 0.7, "r2_edits": 0.25, "passes": False}
-    low = ceiling_sentence({"edits": {"spearman": 0.75, "r2": 0.5}}, top, params)
-    assert "reaches Spearman 0.75 and R^2 0.50" in low and "cannot pass the within-class fit" in low
-    high = ceiling_sentence({"edits": {"spearman": 0.92, "r2": 0.8}}, top, params)
-    assert "the full level reaches 0.70 and 0.25" in high and "lost in the tables" in high
-    both = ceiling_sentence({"edits": {"spearman": 0.92, "r2": 0.8}}, {**top, "spearman_edits": 0.9, "r2_edits": 0.38,
-                                                                      "passes": True}, params)
+    low = ceiling_sentence(ceiling(0.75, 0.5), top, params)
+    assert "reaches Spearman / R^2 0.75 / 0.50" in low and "cannot pass the within-class fit" in low
+    high = ceiling_sentence(ceiling(0.92, 0.8), top, params)
+    assert "the full level reaches 0.70 / 0.25" in high and "lost in the tables" in high
+    assert "the model's attention with the tables' evidence reaches 0.91 / 0.61" in high
+    assert "the tables' attention with the model's evidence 0.91 / 0.63" in high
+    both = ceiling_sentence(ceiling(0.92, 0.8), {**top, "spearman_edits": 0.9, "r2_edits": 0.38, "passes": True},
+                            params)
     assert "the tables keep what the gate asks" in both
-    assert ceiling_sentence({"edits": {"spearman": None, "r2": None}}, top, params) == ""
+    assert ceiling_sentence(ceiling(None, None), top, params) == ""

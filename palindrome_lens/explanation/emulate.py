@@ -88,6 +88,21 @@ class Emulator:
             own[:, right], mirror[:, right] = src[:, right], src[:, pair]
         return codes, own, mirror
 
+    def head_marks(self, texts: Sequence[str], pair: int | None = None, sources: Sequence[str] | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per readout head, the (scores, values) (n, P) its softmax weighs: [BOS], each looked-up entry, [EOS]."""
+        length = len(texts[0])
+        prog = self.lengths[length]
+        _, own, mirror = self._compared(texts, pair, sources)
+        positions = np.arange(length)[None, :]
+        rows = prog.salience.shape[1]  # L, or ceil(L / 2) for tables merged per mirrored pair (own = the left)
+        if rows not in (length, (length + 1) // 2):
+            raise ValueError(f"tables of {rows} rows for strings of length {length}")
+        at = positions[:, :rows], own[:, :rows], mirror[:, :rows]
+        return [(_with_specials(prog.before[h], prog.salience[h][at], prog.after[h], 0),
+                 _with_specials(prog.before[h], prog.evidence[h][at], prog.after[h], 1))
+                for h in range(len(prog.salience))]
+
     def features(self, texts: Sequence[str], pair: int | None = None, sources: Sequence[str] | None = None
                  ) -> np.ndarray:
         """(n, F) for strings of one length."""
@@ -95,17 +110,9 @@ class Emulator:
             return np.zeros((0, 0))
         length = len(texts[0])
         prog = self.lengths[length]
-        codes, own, mirror = self._compared(texts, pair, sources)
+        codes = self.codes(texts)
         positions = np.arange(length)[None, :]
-        rows = prog.salience.shape[1]  # L, or ceil(L / 2) for tables merged per mirrored pair (own = the left)
-        if rows not in (length, (length + 1) // 2):
-            raise ValueError(f"tables of {rows} rows for strings of length {length}")
-        at = positions[:, :rows], own[:, :rows], mirror[:, :rows]
-        out = []
-        for h in range(len(prog.salience)):
-            scores = _with_specials(prog.before[h], prog.salience[h][at], prog.after[h], 0)
-            values = _with_specials(prog.before[h], prog.evidence[h][at], prog.after[h], 1)
-            out.append(weighted_mean(scores, values)[:, None])
+        out = [weighted_mean(scores, values)[:, None] for scores, values in self.head_marks(texts, pair, sources)]
         k = prog.context_value.shape[-1]
         context = np.zeros((len(texts), k))
         for c in range(len(prog.context_salience)):

@@ -274,8 +274,8 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
     start = out.lap("graded", start)
     failures, failure_scores = find_failures(clf, built, lengths, params, seed)
     start = out.lap("failures", start)
-    ceiling = feature_ceiling(model, clf.encode, tables, fit_texts, fit_logits, test, test_model.astype(np.float64),
-                              edits, baseline, params.batch_size)
+    ceiling = feature_ceiling(model, clf.encode, tables, Emulator(doc), fit_texts, fit_logits, test,
+                              test_model.astype(np.float64), edits, baseline, params.batch_size)
     start = out.lap("ceiling", start)
     rows = []
     for b, (_, agreement, kinds, _) in zip(built, measured):
@@ -305,8 +305,8 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
         "format": FORMAT, "family": family_facts(choice), "program": program_facts, "agreement": agreement,
         "by_kind": kinds,
         "interchange": iia.to_dict(orient="records"), "weakest_pair": weakest,
-        "levels": rows, "ceiling": {name: {k: ceiling[name][k] for k in ("agreement", "spearman", "r2")}
-                                    for name in ("test", "edits")}, "program_level": program_level.name, "passing_level": None if chosen is None else
+        "levels": rows, "ceiling": {variant: {name: {k: sets[name][k] for k in ("agreement", "spearman", "r2")}
+                                              for name in ("test", "edits")} for variant, sets in ceiling.items()}, "program_level": program_level.name, "passing_level": None if chosen is None else
         program_level.name, "n_model": n_model, "graded": graded, "failures": failure_scores,
         "algorithm": None if algorithm is None else algorithm_facts(algorithm, rows[built.index(algorithm)], n_model),
         "baseline": {"name": "exact palindrome check", "logit_by_class": {"palindrome": baseline[True],

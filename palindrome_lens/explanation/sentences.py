@@ -154,25 +154,31 @@ def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_mod
 
 def ceiling_sentence(ceiling: Mapping[str, Any], top: Mapping[str, Any], params: ExplainParams) -> str:
     """What the template's readout reaches on the model's own features (explanation/ceiling.py), beside the
-    ladder's top level: whether what a level misses is lost in its tables or is not in the features at all."""
-    edits = ceiling["edits"]
-    if edits["spearman"] is None or edits["r2"] is None:
+    ladder's top level: whether what a level misses is lost in its tables, and in which half, or is not in the
+    features at all."""
+    own = ceiling["model"]["edits"]
+    if own["spearman"] is None or own["r2"] is None:
         return ""
-    passes = edits["spearman"] >= params.spearman_target and edits["r2"] >= params.r2_target
-    head = (f"Fed the model's own features (each readout head's output along its evidence direction and the "
-            f"readout's layer-0 reading, as the model computes them), the same readout reaches Spearman "
-            f"{against(edits['spearman'], params.spearman_target)} and R^2 {against(edits['r2'], params.r2_target)} "
-            f"on the edits, a ceiling for every level; the {top['name']} level reaches "
-            f"{against(top['spearman_edits'], params.spearman_target)} and {against(top['r2_edits'], params.r2_target)}")
+
+    def fit(f: Mapping[str, Any]) -> str:
+        return f"{against(f['spearman'], params.spearman_target)} / {against(f['r2'], params.r2_target)}"
+
+    passes = own["spearman"] >= params.spearman_target and own["r2"] >= params.r2_target
+    head = (f"Fed the model's own features (each readout head's attention and evidence, and the readout's layer-0 "
+            f"reading, as the model computes them), the same readout reaches Spearman / R^2 {fit(own)} on the edits, "
+            f"a ceiling for every level; the {top['name']} level reaches "
+            f"{fit({'spearman': top['spearman_edits'], 'r2': top['r2_edits']})}")
     if not passes:
         return (head + ": this template cannot pass the within-class fit on this model whatever its tables hold; the "
-                "model's lean within a class is not in these features (the readout heads' query moves with the "
-                "string, and what reads them sees more than one direction per head).")
-    tables = ("one salience and one evidence per (position, own, mirror), averaged over contexts, while the model's "
-              "move with the rest of the string")
+                "model's lean within a class is not in these features (what reads the readout heads sees more than "
+                "one direction per head).")
+    halves = (f"; the model's attention with the tables' evidence reaches {fit(ceiling['model_attention']['edits'])}, "
+              f"the tables' attention with the model's evidence {fit(ceiling['model_evidence']['edits'])}")
+    lost = ("one salience (from the readout's mean query) and one evidence per (position, own, mirror), averaged over "
+            "contexts, where the model's move with the rest of the string")
     if top.get("passes"):
-        return head + f": the tables keep what the gate asks; the ceiling's lead is what they leave out, {tables}."
-    return head + f": what the levels miss is lost in the tables, {tables}."
+        return head + halves + f": the tables keep what the gate asks; the ceiling's lead is what they leave out, {lost}."
+    return head + halves + f": what the levels miss is lost in the tables, {lost}."
 
 
 def forced_sentence(choice: Any) -> list[str]:
