@@ -169,9 +169,9 @@ def ceiling_sentence(ceiling: Mapping[str, Any], top: Mapping[str, Any], params:
             f"a ceiling for every level; the {top['name']} level reaches "
             f"{fit({'spearman': top['spearman_edits'], 'r2': top['r2_edits']})}")
     if not passes:
-        return (head + ": this template cannot pass the within-class fit on this model whatever its tables hold; the "
-                "model's lean within a class is not in these features (what reads the readout heads sees more than "
-                "one direction per head).")
+        return (head + ": even the model's own features miss the within-class fit through this template's "
+                "readout, so truer tables are not expected to pass it on this model; the model's lean within a class "
+                "is not in these features (what reads the readout heads sees more than one direction per head).")
     halves = (f"; the model's attention with the tables' evidence reaches {fit(ceiling['model_attention']['edits'])}, "
               f"the tables' attention with the model's evidence {fit(ceiling['model_evidence']['edits'])}")
     lost = ("one salience (from the readout's mean query) and one evidence per (position, own, mirror), averaged over "
