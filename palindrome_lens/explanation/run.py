@@ -215,6 +215,12 @@ def find_failures(clf: Classifier, built: list[BuiltLevel], lengths: list[int], 
     return table, scores(proposals, random_wrong, len(drawn))
 
 
+def ceiling_facts(ceiling: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """summary.json's ceiling: per variant and set, decisions alike and the within-class fit."""
+    return {variant: {name: {k: sets[name][k] for k in ("agreement", "spearman", "r2")} for name in ("test", "edits")}
+            for variant, sets in ceiling.items()}
+
+
 def algorithm_facts(built: BuiltLevel, row: Mapping[str, Any], n_model: int) -> dict[str, Any]:
     """The algorithm level in words, with its numbers: what the index's first screen states."""
     first = built.constants["lengths"][min(built.constants["lengths"], key=int)]
@@ -305,9 +311,8 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
         "format": FORMAT, "family": family_facts(choice), "program": program_facts, "agreement": agreement,
         "by_kind": kinds,
         "interchange": iia.to_dict(orient="records"), "weakest_pair": weakest,
-        "levels": rows, "ceiling": {variant: {name: {k: sets[name][k] for k in ("agreement", "spearman", "r2")}
-                                              for name in ("test", "edits")} for variant, sets in ceiling.items()}, "program_level": program_level.name, "passing_level": None if chosen is None else
-        program_level.name, "n_model": n_model, "graded": graded, "failures": failure_scores,
+        "levels": rows, "ceiling": ceiling_facts(ceiling), "program_level": program_level.name,
+        "passing_level": None if chosen is None else program_level.name, "n_model": n_model, "graded": graded, "failures": failure_scores,
         "algorithm": None if algorithm is None else algorithm_facts(algorithm, rows[built.index(algorithm)], n_model),
         "baseline": {"name": "exact palindrome check", "logit_by_class": {"palindrome": baseline[True],
                                                                           "not_palindrome": baseline[False]}},
