@@ -85,11 +85,20 @@ def words(feature: str) -> str:
 
 
 def _ids(columns: Sequence[np.ndarray], n: int) -> np.ndarray:
-    """One int64 code per row for the tuple of `columns` (equal tuples, equal codes)."""
-    if not columns:
-        return np.zeros(n, dtype=np.int64)
-    stacked = np.concatenate([np.asarray(c, dtype=np.int64).reshape(n, -1) for c in columns], axis=1)
-    return np.unique(stacked, axis=0, return_inverse=True)[1].reshape(n).astype(np.int64)
+    """One int64 code per row for the tuple of `columns` (equal tuples, equal codes): the row's rank among
+    the distinct tuples in lexicographic order, as `np.unique(axis=0)` numbers them. Built as one mixed-radix
+    key per row, so the sort is over integers, not rows (the scrubbing search asks for thousands of these)."""
+    key = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return key
+    for column in (np.asarray(c, dtype=np.int64).reshape(n, -1) for c in columns):
+        for digit in column.T:
+            digit = digit - digit.min()
+            radix = int(digit.max()) + 1
+            if (int(key.max()) + 1) * radix >= 2**62:  # renumber the key densely (order kept) before it overflows
+                key = np.unique(key, return_inverse=True)[1].reshape(n).astype(np.int64)
+            key = key * radix + digit
+    return np.unique(key, return_inverse=True)[1].reshape(n).astype(np.int64)
 
 
 def _counts(chars: np.ndarray, upto: int, n_symbols: int) -> np.ndarray:

@@ -71,3 +71,16 @@ def test_bits_of_a_local_feature_are_its_entropy_on_the_analysis_rows(feature: s
         p = counts / counts.sum()
         values.append(-(p * np.log2(p)).sum())
     assert bits == pytest.approx(np.mean(values))
+
+
+@pytest.mark.parametrize("feature", ["char_counts", "odd_chars+n_mismatches", "pair_diff+mismatch_set", "label"])
+def test_codes_number_the_distinct_values_in_lexicographic_order(feature: str) -> None:
+    # the scrubbing draws depend on the code numbers, not only the partition: they are the rank of the row's
+    # tuple of values among the distinct tuples, as np.unique(axis=0) ranks rows; char_counts over 26 symbols
+    # overflows one mixed-radix key and must be renumbered on the way without losing the order
+    chars = np.random.default_rng(0).integers(0, 26, size=(3000, 10))
+    chars[:26] = np.arange(26)[:, None]  # one string of each repeated symbol: every count column runs 0..10
+    columns = [np.asarray(c, dtype=np.int64).reshape(len(chars), -1)
+               for name in F.parts(feature) for c in F._columns(F.base_of(name), False, chars, 3, 26)]
+    expected = np.unique(np.concatenate(columns, axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+    assert np.array_equal(F.codes(feature, chars, 3, 26), expected)
