@@ -170,3 +170,34 @@ def test_a_receiver_heads_change_stays_at_its_nodes_positions(via: str) -> None:
     assert torch.allclose(seen["bos"][:, 1:], corrupted_z[:, 1:], atol=1e-6)
     assert torch.allclose(seen["bos"][:, 0], seen["all"][:, 0], atol=1e-6)
     assert (seen["all"][:, 1:] - corrupted_z[:, 1:]).abs().max() > 1e-3  # the delta does reach them when allowed
+
+
+def test_each_edge_starting_at_its_receivers_layer_equals_the_whole_corrupted_run() -> None:
+    """path_patching starts each forward at the receiver's layer from the corrupted residual entering it; the
+    definition runs the whole corrupted string with the edge's hooks. Every edge of the wiring agrees."""
+    w = world("ln")
+    groups = NODE_POSITIONS["chars"]
+    masks = group_masks(w.examples["length"], w.tokens.shape[1], groups, True)
+    nodes = candidate_nodes(w.model, groups, masks, "bos")
+    senders = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"] + nodes
+    edges = possible_edges(senders, nodes, "bos")
+    assert {e.receiver.layer for e in edges if e.receiver is not None} == {0, 1}
+    pairs, clean, corrupted = _pairs(w)
+    table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16)
+    positions = torch.zeros(len(corrupted), dtype=torch.long)
+    clean_diff = logit_diff(w.logits[clean], positions).numpy()
+    corrupted_diff = logit_diff(w.logits[corrupted], positions).numpy()
+    group_mask = {g: torch.from_numpy(m[corrupted.numpy()]) for g, m in masks.items()}
+    for edge, effect in zip(edges, table["effect"]):
+        delta = _delta(w, [edge.sender.component], clean, corrupted) * group_mask[edge.sender.group][..., None]
+        receiver_mask = positions[:, None] == torch.arange(w.tokens.shape[1]) if edge.receiver is None else \
+            group_mask[edge.receiver.group]
+        z = None
+        if edge.receiver is not None and edge.receiver.is_head:
+            layer, head = edge.receiver.layer, int(edge.receiver.component.split("H")[1])
+            z = w.cache[f"blocks.{layer}.attn.hook_z"][corrupted][:, :, head]
+        hooks = edge_hooks(w.model, LayerNorms(w.model), edge, delta, receiver_mask, z)
+        with torch.inference_mode():
+            patched = logit_diff(w.model.run_with_hooks(w.tokens[corrupted], fwd_hooks=hooks), positions).numpy()
+        expected = (patched.mean() - corrupted_diff.mean()) / (clean_diff - corrupted_diff).mean()
+        assert effect == pytest.approx(expected, abs=1e-4), edge

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,12 @@ def forward_logit_diff(model: TransformerBridge, tokens: torch.Tensor, batch_siz
 
 
 def resume_logit_diff(model: TransformerBridge, resid: torch.Tensor, tokens: torch.Tensor,
-                      after_layer: int) -> torch.Tensor:
-    """(batch,) logit differences at the readout when the residual stream after `after_layer` is `resid`:
-    only the later blocks run, through the TL-native module under the bridge (no hook machinery: the search
-    runs thousands of these). PAD keys are masked as the bridge masks them; tests check it equals the
-    bridge with the residual patched in (`forward_logit_diff` with a hook)."""
+                      after_layer: int, fwd_hooks: Sequence[Hook] = ()) -> torch.Tensor:
+    """(batch,) logit differences at the readout when the residual stream after `after_layer` is `resid`
+    (-1: the blocks' input, embeddings included): only the later blocks run, through the TL-native module
+    under the bridge (the search runs thousands of these), with `fwd_hooks` on the bridge's hook points of
+    those blocks and the final LayerNorm. PAD keys are masked as the bridge masks them; tests check it equals
+    the bridge with the residual patched in (`forward_logit_diff` with a hook)."""
     native = model.original_model
     if float(getattr(native, "output_logits_soft_cap", 0.0)) > 0:
         raise ValueError("resume_logit_diff does not apply a logit soft cap")
@@ -148,7 +150,7 @@ def resume_logit_diff(model: TransformerBridge, resid: torch.Tensor, tokens: tor
     keep = tokens != readout_of(model).pad_id
     mask = None if bool(keep.all()) else keep
     hidden = resid
-    with torch.inference_mode():
+    with torch.inference_mode(), model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext():
         for block in native.layers[after_layer + 1:]:
             (hidden,) = block(hidden, attention_mask=mask)
         logits = native.head(native.ln_out(hidden))

@@ -11,7 +11,9 @@ the receiver's input recomputed from its own copy of the residual stream):
 - `mlp_in` of an MLP in the same or a later layer (same positions: an MLP works position by position);
 - `logits`: the final residual stream at the readout position.
 
-This is `transformer_lens.patching.get_act_patch_direct_path`'s intervention, which the native
+Each forward starts at the receiver's layer from the corrupted residual stream entering it (everything
+before the receiver is the corrupted run), so an edge into a late layer or the logits runs only what
+follows it. This is `transformer_lens.patching.get_act_patch_direct_path`'s intervention, which the native
 bridge cannot run (it has no pre-Q/K/V fork), extended to MLPs and the logits. The effect is the
 normalised recovery as a ratio of means over the pairs (common.recovery_stats), with the per-pair
 spread beside it. pos_embed sends nothing here:
@@ -37,10 +39,10 @@ from palindrome_lens.attribution.common import (
     forward_logit_diff,
     has_layernorm,
     layernorm,
-    logit_diff,
     parse_head,
     readout_positions,
     recovery_stats,
+    resume_logit_diff,
 )
 from palindrome_lens.attribution.nodes import Node, readout_group
 from palindrome_lens.stage import tqdm_disabled
@@ -140,6 +142,21 @@ def edge_hooks(model: TransformerBridge, ln: LayerNorms, edge: Edge, delta: torc
             (f"blocks.{layer}.attn.hook_z", restrict)]
 
 
+def entering_residuals(model: TransformerBridge, tokens: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """[layer] (n, pos, d_model) the residual stream entering each block, and last the one after the last block."""
+    n_layers = model.cfg.n_layers
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+    parts: list[list[torch.Tensor]] = [[] for _ in names]
+    device = device_of(model)
+    for start in range(0, len(tokens), batch_size):
+        with torch.inference_mode():
+            _, cache = model.run_with_cache(tokens[start:start + batch_size].to(device),
+                                            names_filter=lambda name: name in names)
+        for part, name in zip(parts, names):
+            part.append(cache[name].float())
+    return [torch.cat(part) for part in parts]
+
+
 def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: ActivationCache, pairs: pd.DataFrame,
                   masks: dict[str, np.ndarray], edges: list[Edge], batch_size: int) -> pd.DataFrame:
     """edges.parquet: one row per edge with its effect (ratio of means) and per-pair spread."""
@@ -156,6 +173,7 @@ def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: Activat
     readout_mask[torch.arange(len(corrupted)), positions] = True
     group_mask = {g: torch.from_numpy(m[pairs["corrupted_id"].to_numpy()]) for g, m in masks.items()}
     outputs: dict[str, torch.Tensor] = {}
+    entering = entering_residuals(model, corrupted, batch_size)
     ln = LayerNorms(model)
     groups: dict[tuple[str, str], list[Edge]] = {}  # edges into one receiver input share their hooks
     for edge in edges:
@@ -174,15 +192,14 @@ def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: Activat
             layer, head = parse_head(receiver.component)
             corrupted_z = cache_tensor(cache, f"blocks.{layer}.attn.hook_z")[corrupted_ids][:, :, head].repeat(
                 len(group), 1, 1)
-        stacked, at = corrupted.repeat(len(group), 1), positions.repeat(len(group))
+        layer = model.cfg.n_layers if receiver is None else receiver.layer  # the forward starts here
+        stacked, resid = corrupted.repeat(len(group), 1), entering[layer].repeat(len(group), 1, 1)
         out = []
         for start in range(0, len(stacked), batch_size):
             sl = slice(start, start + batch_size)
             hooks = edge_hooks(model, ln, group[0], delta[sl].to(device), receiver_mask[sl].to(device),
                                None if corrupted_z is None else corrupted_z[sl].to(device))
-            with torch.inference_mode():
-                logits = model.run_with_hooks(stacked[sl].to(device), fwd_hooks=hooks)
-            out.append(logit_diff(logits, at[sl]).float().cpu().numpy())
+            out.append(resume_logit_diff(model, resid[sl].to(device), stacked[sl], layer - 1, hooks).cpu().numpy())
         values = np.concatenate(out)
         for i, edge in enumerate(group):
             patched[edge] = values[i * n:(i + 1) * n]
