@@ -136,3 +136,43 @@ def test_table_baseline_is_the_model_and_lists_every_mode_and_node() -> None:
     per_node = table[(table["positions"] != "all") & (table["component"] != "none")]
     assert set(per_node["mode"]) == {"resample"}
     assert {f"{c}@{g}" for c, g in zip(per_node["component"], per_node["positions"])} == {nd.name for nd in nodes}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sets_that_share_earlier_layers_give_what_the_whole_bridge_gives_for_each_alone(mode: str) -> None:
+    """logit_diffs runs each block once per distinct set of nodes ablated up to it; every set must still get
+    what the bridge's own forward gives with that set's nodes replaced (hooks written here, not the Ablator's)."""
+    w = world("ln")
+    ablator = _ablator(w, mode)
+    masks = ablator.masks
+    nodes = candidate_nodes(w.model, NODE_POSITIONS["chars"], masks, "bos")
+    layer0 = [nd for nd in nodes if nd.layer == 0]
+    later = [nd for nd in nodes if nd.layer > 0]
+    rng = np.random.default_rng(0)
+    sets = [[*layer0[:2], nd] for nd in later] + [[nd, *later[:1]] for nd in layer0] + [
+        [nd for nd in nodes if rng.random() < 0.5] for _ in range(6)]
+    got = ablator.logit_diffs(sets)
+
+    def replace(component: str, where: torch.Tensor):
+        value = ablator.value(component)
+
+        def hook(x, hook):
+            out = x.clone()
+            if component.startswith("L"):
+                head = int(component.split("H")[1])
+                out[:, :, head] = torch.where(where[..., None], value, x[:, :, head])
+                return out
+            return torch.where(where[..., None], value, x)
+        return hook
+
+    for s, diff in zip(sets, got):
+        hooks = []
+        for component in dict.fromkeys(nd.component for nd in s):
+            where = torch.from_numpy(np.any([masks[nd.group] for nd in s if nd.component == component], axis=0))
+            name = (f"blocks.{component[1]}.attn.hook_z" if component.startswith("L")
+                    else f"blocks.{component.split('_')[0]}.hook_mlp_out")
+            hooks.append((name, replace(component, where)))
+        with torch.inference_mode():
+            logits = w.model.run_with_hooks(w.tokens, fwd_hooks=hooks)
+        expected = (logits[:, 0, 1] - logits[:, 0, 0]).numpy()
+        assert np.allclose(diff, expected, atol=1e-5), [nd.name for nd in s]

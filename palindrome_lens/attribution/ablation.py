@@ -35,9 +35,9 @@ from palindrome_lens.attribution.common import (
     balanced_mean,
     cache_tensor,
     device_of,
-    logit_diff,
     parse_head,
-    readout_positions,
+    readout_logit_diff,
+    run_blocks,
 )
 from palindrome_lens.attribution.nodes import Node, component_layer, components
 from palindrome_lens.data.generate import KINDS
@@ -48,6 +48,7 @@ ALL, DISTANCE_1, BALANCED = "all", "distance_1", "balanced"
 NONE = "none"
 _STREAM = 6  # a seed stream of its own (extract uses 4, adversarial 5)
 ROWS_PER_FORWARD = 4096  # rows of (node set x example) per batched forward pass (fastest on CPU)
+SHARED_FORWARDS = 16  # forwards' worth of rows whose sets share their blocks' runs (bounds the memory held)
 
 
 def component_hook(component: str) -> tuple[str, int | None]:
@@ -143,6 +144,7 @@ class Ablator:
     mode: str
     sources: np.ndarray
     values: dict[str, torch.Tensor] = field(default_factory=dict)
+    _embedded: torch.Tensor | None = field(default=None, repr=False)
 
     def value(self, component: str) -> torch.Tensor:
         if component not in self.values:
@@ -155,19 +157,64 @@ class Ablator:
         rows = np.arange(len(self.tokens)) if rows is None else rows
         if not sets:
             return np.zeros((0, len(rows)))
-        device = device_of(self.model)
-        per_forward = max(1, ROWS_PER_FORWARD // max(1, len(rows)))
-        out = []
-        starts = range(0, len(sets), per_forward)
-        for start in tqdm(starts, desc=desc, unit="fwd", disable=tqdm_disabled() or desc is None, leave=False):
-            chunk = sets[start:start + per_forward]
-            out.append(self._run(chunk, rows, device))
-        return np.concatenate(out, axis=0)
+        # Sets that ablate the same nodes up to layer l share that layer's output: runs go block by block and
+        # each block runs once per distinct prefix. Sets sorted by prefix share the most within a batch.
+        n_layers = self.model.cfg.n_layers
+        prefixes = [tuple(frozenset(nd for nd in s if nd.layer <= layer) for layer in range(n_layers)) for s in sets]
+        order = sorted(range(len(sets)), key=lambda i: [sorted(nd.name for nd in p) for p in prefixes[i]])
+        per_batch = max(1, ROWS_PER_FORWARD * SHARED_FORWARDS // max(1, len(rows)))
+        out = np.empty((len(sets), len(rows)))
+        starts = range(0, len(sets), per_batch)
+        for start in tqdm(starts, desc=desc, unit="batch", disable=tqdm_disabled() or desc is None, leave=False):
+            chosen = order[start:start + per_batch]
+            out[chosen] = self._run_layered([prefixes[i] for i in chosen], rows)
+        return out
 
-    def _run(self, sets: Sequence[Collection[Node]], rows: np.ndarray, device: torch.device) -> np.ndarray:
+    def _entering(self, rows: np.ndarray) -> torch.Tensor:
+        """(len(rows), pos, d_model) the residual stream entering block 0 (embeddings), computed once."""
+        if self._embedded is None:
+            name = "blocks.0.hook_resid_pre"
+            parts = []
+            for start in range(0, len(self.tokens), ROWS_PER_FORWARD):
+                with torch.inference_mode():
+                    _, cache = self.model.run_with_cache(self.tokens[start:start + ROWS_PER_FORWARD].to(
+                        device_of(self.model)), names_filter=lambda n: n == name, stop_at_layer=1)
+                parts.append(cache[name].float())
+            self._embedded = torch.cat(parts)
+        return self._embedded[torch.from_numpy(rows).to(self._embedded.device)]
+
+    def _run_layered(self, prefixes: Sequence[tuple[frozenset[Node], ...]], rows: np.ndarray) -> np.ndarray:
+        """(len(prefixes), len(rows)) logit differences, each block run once per distinct prefix up to it."""
         n = len(rows)
+        device = device_of(self.model)
+        tokens = self.tokens[torch.from_numpy(rows)].to(device)
         index = torch.from_numpy(rows).to(device)
-        tokens = self.tokens[torch.from_numpy(rows)].to(device).repeat(len(sets), 1)
+        states: dict[frozenset[Node], torch.Tensor] = {frozenset(): self._entering(rows)}
+        for layer in range(self.model.cfg.n_layers):
+            distinct = list(dict.fromkeys(p[layer] for p in prefixes))
+            new: dict[frozenset[Node], torch.Tensor] = {}
+            per_forward = max(1, ROWS_PER_FORWARD // max(1, n))
+            for start in range(0, len(distinct), per_forward):
+                chunk = distinct[start:start + per_forward]
+                hidden = torch.cat([states[frozenset(nd for nd in key if nd.layer < layer)] for key in chunk])
+                hooks = self._hooks([[nd for nd in key if nd.layer == layer] for key in chunk], rows, index, device)
+                out = run_blocks(self.model, hidden, tokens.repeat(len(chunk), 1), layer, layer + 1, hooks)
+                new.update(zip(chunk, out.split(n)))
+            states = new
+        finals = list(dict.fromkeys(p[-1] for p in prefixes))
+        where = {key: i for i, key in enumerate(finals)}
+        diffs = []
+        for start in range(0, len(finals), max(1, ROWS_PER_FORWARD // max(1, n))):
+            chunk = finals[start:start + max(1, ROWS_PER_FORWARD // max(1, n))]
+            diffs.append(readout_logit_diff(self.model, torch.cat([states[k] for k in chunk]),
+                                            tokens.repeat(len(chunk), 1)).cpu().numpy().reshape(len(chunk), n))
+        diff = np.concatenate(diffs)
+        return diff[[where[p[-1]] for p in prefixes]]
+
+    def _hooks(self, sets: Sequence[Sequence[Node]], rows: np.ndarray, index: torch.Tensor,
+               device: torch.device) -> list:
+        """Forward hooks that replace each stacked set's nodes (one block of rows per set)."""
+        n = len(rows)
         by_component: dict[str, np.ndarray] = {}
         for s, nodes in enumerate(sets):
             for nd in nodes:
@@ -179,10 +226,7 @@ class Ablator:
             where = torch.from_numpy(mask.reshape(len(sets) * n, -1)).to(device)
             values = self.value(component)[index].repeat(len(sets), *([1] * (self.value(component).dim() - 1)))
             hooks.append((hook, _replacer(head, where, values)))
-        with torch.inference_mode():
-            logits = self.model.run_with_hooks(tokens, fwd_hooks=hooks) if hooks else self.model(tokens)
-        diff = logit_diff(logits, readout_positions(self.model, tokens)).float().cpu().numpy()
-        return diff.reshape(len(sets), n)
+        return hooks
 
 
 def _replacer(head: int | None, where: torch.Tensor, values: torch.Tensor):  # noqa: ANN202

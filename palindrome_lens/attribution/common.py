@@ -136,25 +136,39 @@ def forward_logit_diff(model: TransformerBridge, tokens: torch.Tensor, batch_siz
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
+def run_blocks(model: TransformerBridge, hidden: torch.Tensor, tokens: torch.Tensor, first: int, stop: int,
+               fwd_hooks: Sequence[Hook] = ()) -> torch.Tensor:
+    """The residual stream after blocks first..stop-1 when `hidden` enters block `first`: the TL-native module
+    under the bridge, without the bridge's forward (analyses run thousands of these), with `fwd_hooks` on the
+    bridge's hook points of those blocks. PAD keys are masked as the bridge masks them."""
+    keep = tokens.to(hidden.device) != readout_of(model).pad_id
+    mask = None if bool(keep.all()) else keep
+    with torch.inference_mode(), model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext():
+        for block in model.original_model.layers[first:stop]:
+            (hidden,) = block(hidden, attention_mask=mask)
+    return hidden
+
+
+def readout_logit_diff(model: TransformerBridge, resid: torch.Tensor, tokens: torch.Tensor,
+                       fwd_hooks: Sequence[Hook] = ()) -> torch.Tensor:
+    """(batch,) logit differences at the readout from the residual stream after the last block."""
+    native = model.original_model
+    if float(getattr(native, "output_logits_soft_cap", 0.0)) > 0:
+        raise ValueError("the resumed forward does not apply a logit soft cap")
+    with torch.inference_mode(), model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext():
+        logits = native.head(native.ln_out(resid))
+    return logit_diff(logits, readout_positions(model, tokens.to(resid.device))).float()
+
+
 def resume_logit_diff(model: TransformerBridge, resid: torch.Tensor, tokens: torch.Tensor,
                       after_layer: int, fwd_hooks: Sequence[Hook] = ()) -> torch.Tensor:
     """(batch,) logit differences at the readout when the residual stream after `after_layer` is `resid`
-    (-1: the blocks' input, embeddings included): only the later blocks run, through the TL-native module
-    under the bridge (the search runs thousands of these), with `fwd_hooks` on the bridge's hook points of
-    those blocks and the final LayerNorm. PAD keys are masked as the bridge masks them; tests check it equals
-    the bridge with the residual patched in (`forward_logit_diff` with a hook)."""
-    native = model.original_model
-    if float(getattr(native, "output_logits_soft_cap", 0.0)) > 0:
-        raise ValueError("resume_logit_diff does not apply a logit soft cap")
-    tokens = tokens.to(resid.device)
-    keep = tokens != readout_of(model).pad_id
-    mask = None if bool(keep.all()) else keep
-    hidden = resid
-    with torch.inference_mode(), model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext():
-        for block in native.layers[after_layer + 1:]:
-            (hidden,) = block(hidden, attention_mask=mask)
-        logits = native.head(native.ln_out(hidden))
-    return logit_diff(logits, readout_positions(model, tokens)).float()
+    (-1: the blocks' input, embeddings included): only the later blocks run (`run_blocks`), with `fwd_hooks`
+    on their hook points and the final LayerNorm's. Tests check it equals the bridge with the residual
+    patched in (`forward_logit_diff` with a hook)."""
+    with model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext():
+        hidden = run_blocks(model, resid, tokens, after_layer + 1, model.cfg.n_layers)
+        return readout_logit_diff(model, hidden, tokens)
 
 
 def at_positions(tensor: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
