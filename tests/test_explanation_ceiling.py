@@ -38,3 +38,32 @@ def test_every_ceiling_variant_follows_the_lopsided_model_and_is_said() -> None:
     for variant, sets in result.summary["ceiling"].items():
         assert sets["edits"]["spearman"] > 0.999 and sets["edits"]["r2"] > 0.999, variant
     assert any(s.startswith("Fed the model's own features") for s in result.summary["sentences"])
+
+
+def test_the_reading_is_taken_at_each_strings_readout_position(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lopsided model reads at BOS, so a reading taken at position 0 whatever the readout would pass the tests
+    above; with the readout moved to a different position per string, the attention row and the layer-0 output
+    must be those at that position (the model's own hooks, read here)."""
+    import torch
+
+    import palindrome_lens.explanation.ceiling as ceiling
+
+    clf, _ = explained()
+    tables = read_tables(clf.model, clf.tokenizer, LENGTH, 2, 2, 256, seed=0)
+    rng = np.random.default_rng(1)
+    texts = ["".join(rng.choice(list(ALPHABET), size=LENGTH)) for _ in range(40)]
+    tokens = clf.encode(texts)
+    at = torch.arange(len(texts)) % tokens.shape[1]
+    monkeypatch.setattr(ceiling, "readout_positions", lambda model, t: at[:len(t)])
+    own = model_reading(clf.model, tokens, tables, 64)
+    with torch.inference_mode():
+        _, cache = clf.model.run_with_cache(tokens)
+    rows = torch.arange(len(texts))
+    pattern = cache["blocks.1.attn.hook_pattern"][rows, :, at].numpy()  # (n, H, key) at each readout query
+    assert own.weights == pytest.approx(pattern, abs=1e-6)
+    assert not np.allclose(own.weights[at.numpy() > 0], cache["blocks.1.attn.hook_pattern"][:, :, 0].numpy()[
+        at.numpy() > 0], atol=1e-3)  # another position's row differs: the check can tell
+    z = cache["blocks.0.attn.hook_z"][rows, at]  # (n, H, d_head)
+    context = torch.einsum("nhd,hdm->nm", z, clf.model.W_O.detach()[0]) @ torch.from_numpy(
+        tables.context_directions).float().T
+    assert own.context == pytest.approx(context.numpy(), abs=1e-4)
