@@ -3,7 +3,7 @@
 Every level computes the same features (each readout head's softmax-weighted mean of per-position evidence at
 the readout position, then the readout's layer-0 reading projected on the context directions) from tables, and
 a readout fitted to the model's logits turns them into the logit difference. Here the features come from the
-model's forward pass instead: the readout heads' attention pattern (`blocks.{last}.attn.hook_pattern`) and each
+model's forward pass instead: the readout heads' attention pattern (`blocks.{L}.attn.hook_pattern`) and each
 position's value through W_O projected on the head's evidence direction (`hook_v`), the layer-0 reading from
 `blocks.0.attn.hook_z` (in every variant). The same readout is fitted on the same strings. Three variants:
 - `model`: attention and evidence both the model's: a ceiling for every level, since what it misses is not in
@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
-from palindrome_lens.attribution.common import readout_positions
+from palindrome_lens.attribution.common import parse_head, readout_positions
 from palindrome_lens.explanation.agreement import agreement_table, figures
 from palindrome_lens.explanation.emulate import Emulator
 from palindrome_lens.explanation.readout import apply_readout, fit_readout
@@ -49,10 +49,12 @@ class Reading:
 
 
 def model_reading(model: TransformerBridge, tokens: torch.Tensor, tables: LengthTables, batch_size: int) -> Reading:
-    last = model.cfg.n_layers - 1
-    names = [f"blocks.{last}.attn.hook_pattern", f"blocks.{last}.attn.hook_v", "blocks.0.attn.hook_z"]
-    w_last, w_first = (model.W_O.detach()[layer].float().cpu() for layer in (last, 0))  # (H, d_head, d_model)
-    directions = torch.from_numpy(np.stack([h.direction for h in tables.heads])).float()  # (H, d_model)
+    heads = [parse_head(h.name) for h in tables.heads]  # (layer, head) of every readout head, in table order
+    layers = sorted({layer for layer, _ in heads})
+    names = [n for layer in layers for n in (f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.attn.hook_v")]
+    names.append("blocks.0.attn.hook_z")
+    w_o = model.W_O.detach().float().cpu()  # (layer, H, d_head, d_model)
+    directions = torch.from_numpy(np.stack([h.direction for h in tables.heads])).float()  # (heads, d_model)
     context = torch.from_numpy(tables.context_directions).float()  # (k, d_model)
     readout = readout_positions(model, tokens).cpu()
     parts: dict[str, list[np.ndarray]] = {"weights": [], "evidence": [], "context": []}
@@ -60,10 +62,15 @@ def model_reading(model: TransformerBridge, tokens: torch.Tensor, tables: Length
     def reduce(rows: slice, acts: dict[str, torch.Tensor]) -> None:
         at = readout[rows]
         every = torch.arange(len(at))
-        pattern, v, z_first = (acts[n].cpu() for n in names)
-        parts["weights"].append(pattern[every, :, at].double().numpy())  # (n, H, key position)
-        parts["evidence"].append(torch.einsum("nphd,hdm,hm->nhp", v, w_last, directions).double().numpy())
-        reading = torch.einsum("nhd,hdm->nm", z_first[every, at], w_first) @ context.T
+        weights, evidence = [], []
+        for i, (layer, head) in enumerate(heads):
+            pattern, v = (acts[f"blocks.{layer}.attn.hook_{n}"].cpu() for n in ("pattern", "v"))
+            weights.append(pattern[every, head, at])  # (n, key position)
+            evidence.append(v[:, :, head] @ w_o[layer, head] @ directions[i])  # (n, position)
+        parts["weights"].append(torch.stack(weights, dim=1).double().numpy())  # (n, heads, key position)
+        parts["evidence"].append(torch.stack(evidence, dim=1).double().numpy())
+        z_first = acts["blocks.0.attn.hook_z"].cpu()
+        reading = torch.einsum("nhd,hdm->nm", z_first[every, at], w_o[0]) @ context.T
         parts["context"].append(reading.double().numpy())
 
     run_capturing(model, tokens, names, batch_size, reduce)

@@ -62,7 +62,7 @@ from palindrome_lens.explanation.sentences import (
     weakest_pair,
     weakest_sentence,
 )
-from palindrome_lens.explanation.tables import read_tables
+from palindrome_lens.explanation.tables import read_tables, reader_layers
 from palindrome_lens.explanation.template import head_name, logic_lines, render_level
 from palindrome_lens.model.classifier import Classifier
 from palindrome_lens.model.readout import readout_of
@@ -258,8 +258,9 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
                                   "layer; the pair-comparison template needs a later layer to read it")
     lengths = sorted(int(n) for n in (clf.lengths or test["length"].unique()))
     out, start = Explanation({}), time.perf_counter()
-    tables = {n: read_tables(model, clf.tokenizer, n, params.n_contexts, params.context_dims, params.batch_size, seed)
-              for n in lengths}
+    readers = reader_layers(int(choice.after_layer), model.cfg.n_layers)
+    tables = {n: read_tables(model, clf.tokenizer, n, params.n_contexts, params.context_dims, params.batch_size, seed,
+                             readers) for n in lengths}
     start = out.lap("tables", start)
     doc, fit_texts, fit_logits = fit_program(clf, choice, tables, train, params, seed)
     baseline = class_means(fit_logits, np.array([is_palindrome(t) for t in fit_texts]))

@@ -1,7 +1,9 @@
 """The program's tables, read from the model's own components on controlled strings (nothing is fitted here).
 
-Readout heads (every head of the last layer, at the readout position), for each character position i of a
-string of length L and each (own, mirror) character pair:
+Readout heads (every head of the layers after the comparison, at the readout position: the last layer when the
+comparison is made in the layer before it, else each later layer too, since there the readout reads what the
+layer after the comparison wrote), for each character position i of a string of length L and each (own, mirror)
+character pair:
 - `salience`: the head's attention score from the readout to position i, q . k / scale, with q the readout's
   mean query and k the key at i, averaged over `n_contexts` controlled strings: random palindromes of
   length L whose pair (i, mirror) is set to (own, mirror);
@@ -18,7 +20,7 @@ projected on its first `context_dims` principal directions over uniformly random
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,10 +128,13 @@ def principal_direction(vectors: np.ndarray, positive: np.ndarray) -> np.ndarray
 
 
 def readout_head_tables(model: TransformerBridge, tokenizer: Tokenizer, length: int, n_contexts: int,
-                        batch_size: int, rng: np.random.Generator) -> list[HeadTable]:
-    """Salience and evidence per (position, own, mirror) for every head of the last layer."""
+                        batch_size: int, rng: np.random.Generator,
+                        layers: Sequence[int] | None = None) -> list[HeadTable]:
+    """Salience and evidence per (position, own, mirror) for every head of `layers` (default: the last layer),
+    all read on the same controlled strings."""
     cfg = model.cfg
-    last, n_heads, n_alpha = cfg.n_layers - 1, cfg.n_heads, len(tokenizer.alphabet)
+    layers = [cfg.n_layers - 1] if layers is None else list(layers)
+    n_heads, n_alpha = cfg.n_heads, len(tokenizer.alphabet)
     strings, pair, own, mirror = pair_strings(length, n_alpha, n_contexts, rng)
     tokens = tokenizer.encode(texts_of(strings, tokenizer.alphabet))
     readout = readout_positions(model, tokens)
@@ -138,56 +143,62 @@ def readout_head_tables(model: TransformerBridge, tokenizer: Tokenizer, length: 
     # entry of the left (or only) set position and of its mirror: (position, own, mirror) flattened
     left = (pair * n_alpha + own) * n_alpha + mirror
     right = ((length - 1 - pair) * n_alpha + mirror) * n_alpha + own
-    w_o = model.W_O.detach()[last].float().to(device_of(model))  # (heads, d_head, d_model)
-    sums = {"k": torch.zeros(entries, n_heads, cfg.d_head), "v": torch.zeros(entries, n_heads, cfg.d_model)}
-    special_sums = {name: {"k": torch.zeros(n_heads, cfg.d_head), "v": torch.zeros(n_heads, cfg.d_model)}
-                    for name in specials}
+    w_o = {layer: model.W_O.detach()[layer].float().to(device_of(model)) for layer in layers}  # (heads, d_head, d_model)
+    sums = {layer: {"k": torch.zeros(entries, n_heads, cfg.d_head), "v": torch.zeros(entries, n_heads, cfg.d_model)}
+            for layer in layers}
+    special_sums = {layer: {name: {"k": torch.zeros(n_heads, cfg.d_head), "v": torch.zeros(n_heads, cfg.d_model)}
+                            for name in specials} for layer in layers}
     counts = torch.zeros(entries)
-    query = torch.zeros(n_heads, cfg.d_head)
-    names = [f"blocks.{last}.attn.hook_q", f"blocks.{last}.attn.hook_k", f"blocks.{last}.attn.hook_v"]
+    query = {layer: torch.zeros(n_heads, cfg.d_head) for layer in layers}
+    names = {layer: [f"blocks.{layer}.attn.hook_q", f"blocks.{layer}.attn.hook_k", f"blocks.{layer}.attn.hook_v"]
+             for layer in layers}
 
     # the centre of an odd length is one position: count it once
     two_sided = (pair != length // 2) | (length % 2 == 0)
     sides = ((left, pair + 1, np.ones_like(two_sided)), (right, length - pair, two_sided))
 
     def reduce(rows: slice, acts: dict[str, torch.Tensor]) -> None:
-        nonlocal query
-        q, k, v = (acts[n].cpu() for n in names)
-        written = torch.einsum("nphd,hdm->nphm", v.to(w_o.device), w_o).cpu()  # value through W_O, per head
-        every = torch.arange(q.shape[0])
-        query += q[every, readout[rows].cpu()].sum(dim=0)
-        for index, at, take in sides:
-            take = torch.from_numpy(take[rows])
-            idx, row_pos = torch.from_numpy(index[rows])[take], torch.from_numpy(at[rows])[take]
-            sums["k"].index_add_(0, idx, k[every[take], row_pos])
-            sums["v"].index_add_(0, idx, written[every[take], row_pos])
-            counts.index_add_(0, idx, torch.ones(len(idx)))
-        for name, p in specials.items():
-            special_sums[name]["k"] += k[:, p].sum(dim=0)
-            special_sums[name]["v"] += written[:, p].sum(dim=0)
+        for n_layer, layer in enumerate(layers):
+            q, k, v = (acts[n].cpu() for n in names[layer])
+            written = torch.einsum("nphd,hdm->nphm", v.to(w_o[layer].device), w_o[layer]).cpu()  # value through W_O
+            every = torch.arange(q.shape[0])
+            query[layer] += q[every, readout[rows].cpu()].sum(dim=0)
+            for index, at, take in sides:
+                take = torch.from_numpy(take[rows])
+                idx, row_pos = torch.from_numpy(index[rows])[take], torch.from_numpy(at[rows])[take]
+                sums[layer]["k"].index_add_(0, idx, k[every[take], row_pos])
+                sums[layer]["v"].index_add_(0, idx, written[every[take], row_pos])
+                if n_layer == 0:
+                    counts.index_add_(0, idx, torch.ones(len(idx)))
+            for name, p in specials.items():
+                special_sums[layer][name]["k"] += k[:, p].sum(dim=0)
+                special_sums[layer][name]["v"] += written[:, p].sum(dim=0)
 
-    run_capturing(model, tokens, names, batch_size, reduce)
+    run_capturing(model, tokens, [n for layer in layers for n in names[layer]], batch_size, reduce)
     n = len(tokens)
-    q_mean = (query / n).numpy()
     filled = counts > 0
-    keys = (sums["k"] / counts.clamp(min=1)[:, None, None]).numpy()
-    values = (sums["v"] / counts.clamp(min=1)[:, None, None]).numpy()
-    scale = attn_scale(model, last)
     grid = np.arange(entries)
     entry_own = (grid // n_alpha) % n_alpha
     entry_mirror = grid % n_alpha
     mismatch = entry_own != entry_mirror
     out = []
-    for h in range(n_heads):
-        direction = principal_direction(values[filled.numpy(), h], mismatch[filled.numpy()])
-        salience = keys[:, h] @ q_mean[h] / scale
-        evidence = values[:, h] @ direction
-        salience, evidence = (_fill_centre(x.reshape(length, n_alpha, n_alpha), length) for x in (salience, evidence))
-        special = {name: (float(s["k"][h].numpy() @ q_mean[h] / n / scale), float(s["v"][h].numpy() @ direction / n))
-                   for name, s in special_sums.items()}
-        head_keys = _fill_centre(keys[:, h].reshape(length, n_alpha, n_alpha, -1), length) / scale
-        special_keys = {name: s["k"][h].numpy() / n / scale for name, s in special_sums.items()}
-        out.append(HeadTable(f"L{last}H{h}", salience, evidence, special, direction, head_keys, special_keys))
+    for layer in layers:
+        q_mean = (query[layer] / n).numpy()
+        keys = (sums[layer]["k"] / counts.clamp(min=1)[:, None, None]).numpy()
+        values = (sums[layer]["v"] / counts.clamp(min=1)[:, None, None]).numpy()
+        scale = attn_scale(model, layer)
+        for h in range(n_heads):
+            direction = principal_direction(values[filled.numpy(), h], mismatch[filled.numpy()])
+            salience = keys[:, h] @ q_mean[h] / scale
+            evidence = values[:, h] @ direction
+            salience, evidence = (_fill_centre(x.reshape(length, n_alpha, n_alpha), length)
+                                  for x in (salience, evidence))
+            special = {name: (float(s["k"][h].numpy() @ q_mean[h] / n / scale),
+                              float(s["v"][h].numpy() @ direction / n))
+                       for name, s in special_sums[layer].items()}
+            head_keys = _fill_centre(keys[:, h].reshape(length, n_alpha, n_alpha, -1), length) / scale
+            special_keys = {name: s["k"][h].numpy() / n / scale for name, s in special_sums[layer].items()}
+            out.append(HeadTable(f"L{layer}H{h}", salience, evidence, special, direction, head_keys, special_keys))
     return out
 
 
@@ -253,9 +264,15 @@ def context_vectors(strings: np.ndarray, salience: np.ndarray, value: np.ndarray
 
 
 def read_tables(model: TransformerBridge, tokenizer: Tokenizer, length: int, n_contexts: int, context_dims: int,
-                batch_size: int, seed: int) -> LengthTables:
-    """Every table of one string length (deterministic for a seed)."""
+                batch_size: int, seed: int, reader_layers: Sequence[int] | None = None) -> LengthTables:
+    """Every table of one string length (deterministic for a seed); readout heads of `reader_layers` (default:
+    the last layer)."""
     rng = np.random.default_rng([seed, _STREAM, length])
-    heads = readout_head_tables(model, tokenizer, length, n_contexts, batch_size, rng)
+    heads = readout_head_tables(model, tokenizer, length, n_contexts, batch_size, rng, reader_layers)
     context, directions = context_tables(model, tokenizer, length, context_dims, batch_size, rng)
     return LengthTables(length, heads, context, directions)
+
+
+def reader_layers(after_layer: int, n_layers: int) -> list[int]:
+    """The layers whose heads read the comparison made by `after_layer`: every later one."""
+    return list(range(after_layer + 1, n_layers))
