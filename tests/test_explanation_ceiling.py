@@ -67,3 +67,33 @@ def test_the_reading_is_taken_at_each_strings_readout_position(monkeypatch: pyte
     context = torch.einsum("nhd,hdm->nm", z, clf.model.W_O.detach()[0]) @ torch.from_numpy(
         tables.context_directions).float().T
     assert own.context == pytest.approx(context.numpy(), abs=1e-4)
+
+
+def test_every_head_after_the_comparison_reads_and_each_is_read_at_its_own_layer() -> None:
+    """The readout heads are every head after the comparison's layer (tables.reader_layers): on the 3-layer chain
+    model, after layer 0 that is layer 1's heads and layer 2's. The model's reading of each must come from its own
+    layer: the chain's layer 1 attends uniformly, its L2H0 evenly over the characters only."""
+    import torch
+    from hand_worlds import classifier
+
+    from palindrome_lens.explanation.tables import reader_layers
+
+    assert reader_layers(0, 3) == [1, 2] and reader_layers(1, 3) == [2] and reader_layers(0, 2) == [1]
+    clf = classifier("chain")
+    tables = read_tables(clf.model, clf.tokenizer, LENGTH, 2, 2, 256, seed=0, reader_layers=[1, 2])
+    assert [h.name for h in tables.heads] == ["L1H0", "L1H1", "L2H0", "L2H1"]
+    # each head's tables come from its own layer: layer 1's queries and keys are empty, L2H0's are not
+    assert np.abs(tables.heads[0].salience).max() < 1e-6 and abs(tables.heads[0].special["bos"][0]) < 1e-6
+    assert tables.heads[2].salience.min() > tables.heads[2].special["bos"][0] + 1.0  # L2H0 looks at characters
+    rng = np.random.default_rng(2)
+    texts = ["".join(rng.choice(list(ALPHABET), size=LENGTH)) for _ in range(30)]
+    tokens = clf.encode(texts)
+    own = model_reading(clf.model, tokens, tables, 64)
+    with torch.inference_mode():
+        _, cache = clf.model.run_with_cache(tokens)
+    for i, (layer, head) in enumerate([(1, 0), (1, 1), (2, 0), (2, 1)]):
+        assert own.weights[:, i] == pytest.approx(cache[f"blocks.{layer}.attn.hook_pattern"][:, head, 0].numpy(),
+                                                  abs=1e-6)
+        written = cache[f"blocks.{layer}.attn.hook_v"][:, :, head] @ clf.model.W_O.detach()[layer, head]
+        assert own.evidence[:, i] == pytest.approx((written.numpy() @ tables.heads[i].direction), abs=1e-4)
+    assert not np.allclose(own.weights[:, 0], own.weights[:, 2], atol=1e-3)  # the two layers attend differently
