@@ -18,9 +18,9 @@ def test_a_figure_that_rounds_to_its_gate_shows_which_side_it_is_on(figure, gate
 
 
 def test_the_ceiling_sentence_says_where_the_fit_is_lost() -> None:
-    """Three cases: the model's own features miss the gate (the template cannot pass), they pass and the top
+    """Four cases: the model's own features miss the gate (the template cannot pass), they pass and the top
     level fails (the tables lose it, and each half's share is given), both pass (the tables keep what the gate
-    asks)."""
+    asks), they miss while the top level passes (then they bound nothing, and the sentence must not say they do)."""
     params = SimpleNamespace(spearman_target=0.8, r2_target=0.3)  # the gates the sentence reads
 
     def ceiling(spearman: float | None, r2: float | None) -> dict:
@@ -38,4 +38,9 @@ def test_the_ceiling_sentence_says_where_the_fit_is_lost() -> None:
     both = ceiling_sentence(ceiling(0.92, 0.8), {**top, "spearman_edits": 0.9, "r2_edits": 0.38, "passes": True},
                             params)
     assert "the tables keep what the gate asks" in both
+    # a 3-layer model: the top level passes while the readout on the model's own features does not carry over
+    odd = ceiling_sentence(ceiling(0.88, -2.38), {**top, "spearman_edits": 0.82, "r2_edits": 0.5, "passes": True},
+                           params)
+    assert "while the full level passes at 0.82 / 0.50" in odd and "set no ceiling" in odd
+    assert "a ceiling for every level" not in odd and "not expected to pass" not in odd
     assert ceiling_sentence(ceiling(None, None), top, params) == ""
