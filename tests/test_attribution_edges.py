@@ -121,13 +121,18 @@ def test_without_layernorm_logit_edges_add_up_to_the_whole_gap() -> None:
     assert table.set_index("sender").loc["embed@bos", "effect"] == pytest.approx(0.0, abs=1e-6)  # BOS is BOS
 
 
-def test_table_has_its_schema_and_the_wiring_is_respected() -> None:
-    w = world("ln")
+def _wiring(w) -> tuple[dict, list[Edge]]:
+    """The group masks and every edge the world's model allows (node positions `chars`, read at BOS)."""
     groups = NODE_POSITIONS["chars"]
     masks = group_masks(w.examples["length"], w.tokens.shape[1], groups, True)
     nodes = candidate_nodes(w.model, groups, masks, "bos")
     senders = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"] + nodes
-    edges = possible_edges(senders, nodes, "bos")
+    return masks, possible_edges(senders, nodes, "bos")
+
+
+def test_table_has_its_schema_and_the_wiring_is_respected() -> None:
+    w = world("ln")
+    masks, edges = _wiring(w)
     for e in edges:
         if e.receiver is None:
             assert e.sender.group == "bos"
@@ -176,11 +181,7 @@ def test_each_edge_starting_at_its_receivers_layer_equals_the_whole_corrupted_ru
     """path_patching starts each forward at the receiver's layer from the corrupted residual entering it; the
     definition runs the whole corrupted string with the edge's hooks. Every edge of the wiring agrees."""
     w = world("ln")
-    groups = NODE_POSITIONS["chars"]
-    masks = group_masks(w.examples["length"], w.tokens.shape[1], groups, True)
-    nodes = candidate_nodes(w.model, groups, masks, "bos")
-    senders = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"] + nodes
-    edges = possible_edges(senders, nodes, "bos")
+    masks, edges = _wiring(w)
     assert {e.receiver.layer for e in edges if e.receiver is not None} == {0, 1}
     pairs, clean, corrupted = _pairs(w)
     table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16)
