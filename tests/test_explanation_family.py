@@ -46,6 +46,23 @@ def test_causal_visible_features_and_halves_are_pair_comparison() -> None:
     assert choice.name == PAIR_COMPARISON and choice.after_layer == 1
 
 
+def test_a_joined_feature_counts_by_its_parts() -> None:
+    """3 layers x 4 heads: after layer 0 each character keeps its pair's characters and the label, after layer 1
+    the label: the pair's characters are what layer 1 compares, so the pair-comparison template comes first."""
+    circuit = {"discovered": {"boundaries": [
+        {"name": "discovered_after_layer_0", "after_layer": 0, "keep": {"bos": "none", "chars": "label+pair_chars"},
+         "verdict": "supported"},
+        {"name": "discovered_after_layer_1", "after_layer": 1, "keep": {"bos": "label", "chars": "label"},
+         "verdict": "supported"},
+    ]}}
+    choice = choose_family(circuit)
+    assert (choice.name, choice.after_layer, choice.hypothesis) == (PAIR_COMPARISON, 0, "discovered_after_layer_0")
+    assert not choice.forced
+    only_counts = {"discovered": {"boundaries": [
+        {"after_layer": 0, "keep": {"chars": "label+n_mismatches"}, "verdict": "supported"}]}}
+    assert choose_family(only_counts).name == "string_level"
+
+
 def test_a_template_family_is_preferred_among_several_supported() -> None:
     circuit = {"scrubbing": [hypothesis("labels", {"chars": "label"}), hypothesis("pairs", {"chars": "pair_chars"})]}
     assert choose_family(circuit).hypothesis == "pairs"

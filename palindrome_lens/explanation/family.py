@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from palindrome_lens.features import JOIN
+
 PAIR_COMPARISON = "pair_comparison"
 PAIR_LOCAL = ("pair_match", "pair_diff", "pair_chars")
 STRING_LEVEL = ("mismatch_set", "n_mismatches", "label")
@@ -51,8 +53,10 @@ def base_feature(feature: str) -> str:
 
 
 def feature_family(keep: Mapping[str, str]) -> str | None:
-    """The family a `keep` mapping (position group -> feature) states at the character positions."""
-    kept = [base_feature(str(f)) for g, f in keep.items() if g in CHAR_GROUPS]
+    """The family a `keep` mapping (position group -> feature) states at the character positions; a joined
+    feature (`label+pair_chars`) counts by each of its parts, so a position that keeps its pair's characters
+    among other things is read as holding what a later layer compares."""
+    kept = [base_feature(part) for g, f in keep.items() if g in CHAR_GROUPS for part in str(f).split(JOIN)]
     if any(f in PAIR_LOCAL for f in kept):
         return PAIR_COMPARISON
     if any(f in STRING_LEVEL for f in kept):
