@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from palindrome_lens.explanation.sentences import against, ceiling_sentence
+from palindrome_lens.explanation.sentences import against, ceiling_sentence, ladder_sentence
 
 
 @pytest.mark.parametrize(("figure", "gate", "shown"), [
@@ -44,3 +44,17 @@ def test_the_ceiling_sentence_says_where_the_fit_is_lost() -> None:
     assert "while the full level passes at 0.82 / 0.50" in odd and "set no ceiling" in odd
     assert "a ceiling for every level" not in odd and "not expected to pass" not in odd
     assert ceiling_sentence(ceiling(None, None), top, params) == ""
+
+
+def test_a_level_larger_than_the_model_is_called_so() -> None:
+    """An explanation is a compression: a level with more numbers than the model has parameters is named as such
+    (3 layers x 4 heads: the full level holds 57,256 + 141 numbers for 39,554 parameters)."""
+    rows = [{"name": "context", "n_read": 3148, "n_fitted": 141, "n_total": 3289, "failed": ["the within-class fit"]},
+            {"name": "full", "n_read": 57256, "n_fitted": 141, "n_total": 57397, "failed": ["the within-class fit"]}]
+    text = ladder_sentence(rows, None, 39554)
+    assert "full (57,256 numbers read and 141 fitted, 1.45 times the model: more numbers than it explains)" in text
+    assert "context (3,148 numbers read and 141 fitted) misses" in text
+    passing = ladder_sentence([{**rows[1], "failed": []}], "full", 39554)
+    assert "141 fitted, 145.11% of the model's 39,554 parameters: more numbers than it explains." in passing
+    fits = ladder_sentence([{**rows[0], "failed": []}], "context", 39554)
+    assert "8.32% of the model's 39,554 parameters." in fits and "more numbers" not in fits

@@ -138,8 +138,10 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
 
 def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_model: int, top: str = "full") -> str:
     """Which level passes the gates, and what each smaller level misses."""
-    def size(r: Mapping[str, Any]) -> str:
-        return f"{r['n_read']:,} numbers read and {r['n_fitted']:,} fitted"
+    def size(r: Mapping[str, Any], times: bool = True) -> str:
+        larger = (f", {r['n_total'] / n_model:.2f} times the model: more numbers than it explains"
+                  if times and r["n_total"] > n_model else "")
+        return f"{r['n_read']:,} numbers read and {r['n_fitted']:,} fitted{larger}"
 
     misses = "; ".join(f"{r['name']} ({size(r)}) misses {', '.join(r['failed'])}" for r in rows
                        if r["name"] != chosen and (chosen is None or r["n_total"] <= next(
@@ -148,8 +150,10 @@ def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_mod
         return (f"No level of the ladder passes the gates (the model has {n_model:,} parameters): {misses}. "
                 f"program.py is the {top} level, the closest the ladder gets.")
     row = next(r for r in rows if r["name"] == chosen)
-    return (f"The smallest level that passes every gate is {chosen}: {size(row)}, {row['n_total'] / n_model:.2%} of "
-            f"the model's {n_model:,} parameters" + (f". Smaller levels fail: {misses}." if misses else "."))
+    larger = ": more numbers than it explains" if row["n_total"] > n_model else ""
+    return (f"The smallest level that passes every gate is {chosen}: {size(row, times=False)}, "
+            f"{row['n_total'] / n_model:.2%} of the model's {n_model:,} parameters{larger}"
+            + (f". Smaller levels fail: {misses}." if misses else "."))
 
 
 def ceiling_sentence(ceiling: Mapping[str, Any], top: Mapping[str, Any], params: ExplainParams) -> str:
