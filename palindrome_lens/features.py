@@ -93,12 +93,18 @@ def _ids(columns: Sequence[np.ndarray], n: int) -> np.ndarray:
         return key
     for column in (np.asarray(c, dtype=np.int64).reshape(n, -1) for c in columns):
         for digit in column.T:
-            digit = digit - digit.min()
-            radix = int(digit.max()) + 1
+            radix = int(digit.max()) - int(digit.min()) + 1
             if (int(key.max()) + 1) * radix >= 2**62:  # renumber the key densely (order kept) before it overflows
                 key = np.unique(key, return_inverse=True)[1].reshape(n).astype(np.int64)
-            key = key * radix + digit
+            if (int(key.max()) + 1) * radix >= 2**62:  # values too far apart for any key: rank the rows themselves
+                return _ranked_rows(columns, n)
+            key = key * radix + (digit - digit.min())
     return np.unique(key, return_inverse=True)[1].reshape(n).astype(np.int64)
+
+
+def _ranked_rows(columns: Sequence[np.ndarray], n: int) -> np.ndarray:
+    stacked = np.concatenate([np.asarray(c, dtype=np.int64).reshape(n, -1) for c in columns], axis=1)
+    return np.unique(stacked, axis=0, return_inverse=True)[1].reshape(n).astype(np.int64)
 
 
 def _counts(chars: np.ndarray, upto: int, n_symbols: int) -> np.ndarray:

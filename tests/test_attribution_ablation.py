@@ -176,3 +176,20 @@ def test_sets_that_share_earlier_layers_give_what_the_whole_bridge_gives_for_eac
             logits = w.model.run_with_hooks(w.tokens, fwd_hooks=hooks)
         expected = (logits[:, 0, 1] - logits[:, 0, 0]).numpy()
         assert np.allclose(diff, expected, atol=1e-5), [nd.name for nd in s]
+
+
+def test_a_subset_of_rows_of_mixed_lengths_gets_what_the_bridge_gives() -> None:
+    """Blocks run on their own from the embeddings of every row; a subset of rows (the circuit search screens on
+    one) must still be masked as its own padded strings are, whatever forward ran before."""
+    w = world("ln")
+    ablator = _ablator(w, "resample")
+    nodes = candidate_nodes(w.model, NODE_POSITIONS["chars"], ablator.masks, "bos")
+    rows = np.flatnonzero(np.arange(len(w.examples)) % 3 == 0)
+    assert w.examples["length"].to_numpy()[rows].min() < w.examples["length"].to_numpy()[rows].max()
+    sets = [[], nodes[:2], nodes[-2:]]
+    together = ablator.logit_diffs(sets, rows=rows)
+    with torch.inference_mode():
+        w.model(w.tokens.flip(0)[: len(rows) * len(sets)])  # another batch of the same size goes through the bridge
+    again = ablator.logit_diffs(sets, rows=rows)
+    alone = np.stack([ablator.logit_diffs([s])[0][rows] for s in sets])
+    assert np.allclose(together, alone, atol=1e-5) and np.allclose(again, alone, atol=1e-5)

@@ -202,3 +202,17 @@ def test_each_edge_starting_at_its_receivers_layer_equals_the_whole_corrupted_ru
             patched = logit_diff(w.model.run_with_hooks(w.tokens[corrupted], fwd_hooks=hooks), positions).numpy()
         expected = (patched.mean() - corrupted_diff.mean()) / (clean_diff - corrupted_diff).mean()
         assert effect == pytest.approx(expected, abs=1e-4), edge
+
+
+def test_the_batch_size_and_the_order_of_pairs_of_mixed_lengths_change_nothing() -> None:
+    """Strings of two lengths: the shorter are padded. Every batch must be masked as its own strings are, not as
+    the last batch the embedding saw (the blocks run on their own, so the PAD hook must be told)."""
+    w = world("ln")
+    masks, edges = _wiring(w)
+    pairs, _, _ = _pairs(w)
+    assert pairs["length"].nunique() == 2
+    reference = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=4096)
+    backwards = pairs.sort_values("length", ascending=False, kind="stable").reset_index(drop=True)  # padded last
+    for batch_size in (5, 16):
+        table = path_patching(w.model, w.tokens, w.cache, backwards, masks, edges, batch_size=batch_size)
+        assert np.allclose(table["effect"], reference["effect"], atol=1e-4), batch_size

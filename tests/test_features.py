@@ -84,3 +84,13 @@ def test_codes_number_the_distinct_values_in_lexicographic_order(feature: str) -
                for name in F.parts(feature) for c in F._columns(F.base_of(name), False, chars, 3, 26)]
     expected = np.unique(np.concatenate(columns, axis=1), axis=0, return_inverse=True)[1].reshape(-1)
     assert np.array_equal(F.codes(feature, chars, 3, 26), expected)
+
+
+@pytest.mark.parametrize("columns", [
+    [np.array([-2**63, 0, 2**63 - 1])],  # one column spanning all of int64
+    [np.array([0, 1, 0, 1]), np.array([0, 2**62, 2**62, 0])],  # a digit too wide for any key
+    [np.arange(8), np.array([0, 2**61, 5, 7, 2**61, 1, 2, 3])],  # too wide once the first column is in the key
+])
+def test_codes_of_values_too_far_apart_for_one_key_still_rank_the_rows(columns: list) -> None:
+    expected = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+    assert np.array_equal(F._ids(columns, len(columns[0])), expected)

@@ -143,6 +143,9 @@ def run_blocks(model: TransformerBridge, hidden: torch.Tensor, tokens: torch.Ten
     bridge's hook points of those blocks. PAD keys are masked as the bridge masks them."""
     keep = tokens.to(hidden.device) != readout_of(model).pad_id
     mask = None if bool(keep.all()) else keep
+    pad_mask = getattr(model, "pad_mask", None)
+    if pad_mask is not None:  # its permanent hook_pattern hook masks what the embedding last saw: make it these rows
+        pad_mask.record(None, (tokens,))
     with torch.inference_mode(), model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext():
         for block in model.original_model.layers[first:stop]:
             (hidden,) = block(hidden, attention_mask=mask)
