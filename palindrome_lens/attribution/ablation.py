@@ -190,10 +190,10 @@ class Ablator:
         tokens = self.tokens[torch.from_numpy(rows)].to(device)
         index = torch.from_numpy(rows).to(device)
         states: dict[frozenset[Node], torch.Tensor] = {frozenset(): self._entering(rows)}
+        per_forward = max(1, ROWS_PER_FORWARD // max(1, n))
         for layer in range(self.model.cfg.n_layers):
             distinct = list(dict.fromkeys(p[layer] for p in prefixes))
             new: dict[frozenset[Node], torch.Tensor] = {}
-            per_forward = max(1, ROWS_PER_FORWARD // max(1, n))
             for start in range(0, len(distinct), per_forward):
                 chunk = distinct[start:start + per_forward]
                 hidden = torch.cat([states[frozenset(nd for nd in key if nd.layer < layer)] for key in chunk])
@@ -204,8 +204,8 @@ class Ablator:
         finals = list(dict.fromkeys(p[-1] for p in prefixes))
         where = {key: i for i, key in enumerate(finals)}
         diffs = []
-        for start in range(0, len(finals), max(1, ROWS_PER_FORWARD // max(1, n))):
-            chunk = finals[start:start + max(1, ROWS_PER_FORWARD // max(1, n))]
+        for start in range(0, len(finals), per_forward):
+            chunk = finals[start:start + per_forward]
             diffs.append(readout_logit_diff(self.model, torch.cat([states[k] for k in chunk]),
                                             tokens.repeat(len(chunk), 1)).cpu().numpy().reshape(len(chunk), n))
         diff = np.concatenate(diffs)
