@@ -82,7 +82,7 @@ def test_the_page_says_which_level_and_why_then_prints_the_algorithm_whole(writt
     assert page.sections[0].heading == "Which program, and why"
     lead = section(page, "Which program, and why")
     assert isinstance(lead, Text) and lead.text.startswith(
-        "program.py is the algorithm level of the ladder: the smallest of its 6 levels that passes every gate. It "
+        "program.py is the algorithm level of the ladder: the smallest of its 7 levels that passes every gate. It "
         "reads 72 numbers from the model and fits 15, 0.86% of the model's 10,162 parameters.\n\nThe model runs this "
         "program.")
     code = section(page, "The algorithm, as a program")
@@ -114,7 +114,7 @@ def test_the_ladder_is_a_figure_on_a_log_axis_and_a_table(written: Path) -> None
     targets = summary["targets"]
     assert {y for _, y in lines} >= {targets["agreement_target"], targets["spearman_target"], targets["r2_target"]}
     table = section(page, "The ladder, level by level").df.set_index("level")
-    assert list(table.index) == ["exact", "algorithm", "characters", "combination", "context", "full"]
+    assert list(table.index) == ["exact", "algorithm", "characters", "combination", "context", "full", "layer_zero"]
     assert table.loc["exact", "gates"] == "fails: the within-class fit"
     assert table.loc["algorithm", "gates"] == "passes" and table.loc["algorithm", "read + fitted"] == "72 + 15"
     assert table.loc["algorithm", "what it adds"] == summary["levels"][1]["adds"]
@@ -124,7 +124,8 @@ def test_where_it_breaks_lists_the_search_and_the_strings_that_fool_the_model(wr
     page = explanation_page(load_explanation(written), n_examples=5)
     search = next(s for s in page.sections if s.heading == "Where it breaks: the failure search")
     assert search.caption.endswith("None of the proposals fools the model.")
-    assert list(search.content.df["level"]) == ["algorithm", "characters", "combination", "context", "full"]
+    assert list(search.content.df["level"]) == ["algorithm", "characters", "combination", "context", "full",
+                                                "layer_zero"]
     assert not any(s.heading.startswith("Where it breaks: the model's worst") for s in page.sections)
     copy = tmp_path / "explanation"
     shutil.copytree(written, copy)

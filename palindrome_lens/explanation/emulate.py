@@ -108,11 +108,15 @@ class Emulator:
         """(n, F) for strings of one length."""
         if not texts:
             return np.zeros((0, 0))
+        out = [weighted_mean(scores, values)[:, None] for scores, values in self.head_marks(texts, pair, sources)]
+        return np.concatenate([*out, self.context_features(texts)], axis=1)
+
+    def context_features(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, k) the readout's own layer-0 reading, on the context directions, for strings of one length."""
         length = len(texts[0])
         prog = self.lengths[length]
         codes = self.codes(texts)
         positions = np.arange(length)[None, :]
-        out = [weighted_mean(scores, values)[:, None] for scores, values in self.head_marks(texts, pair, sources)]
         k = prog.context_value.shape[-1]
         context = np.zeros((len(texts), k))
         for c in range(len(prog.context_salience)):
@@ -121,7 +125,7 @@ class Emulator:
             values = _with_specials(prog.context_before[c], prog.context_value[c][positions, codes],
                                     prog.context_after[c], 1)
             context += weighted_mean(scores, values)
-        return np.concatenate([*out, context], axis=1)
+        return context
 
     def logit_diff(self, texts: Sequence[str], pair: int | None = None, sources: Sequence[str] | None = None
                    ) -> np.ndarray:

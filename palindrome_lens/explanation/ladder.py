@@ -36,10 +36,12 @@ class Level:
     pairs: str  # "none" (the exact check), "mean", "characters", "combination" or "full"
     context: str = "none"  # "none", "additive" or "full"
     rank: int = 0  # CP rank of a broken pair's combination, shared by the readout tables
+    layer_zero: bool = False  # layer 1's readout heads read each position's own layer-0 output (layer_zero.py)
 
 
-def ladder(rank: int, context_dims: int) -> list[Level]:
-    """The levels, smallest first (the context level only when the readout's context is read at all)."""
+def ladder(rank: int, context_dims: int, layer_zero: bool = False) -> list[Level]:
+    """The levels, smallest first (the context level only when the readout's context is read at all, the
+    layer_zero level only when the comparison is read right after layer 0)."""
     levels = [
         Level("exact", "the floor: the exact palindrome check, with the model's mean logit difference per class",
               "none"),
@@ -54,6 +56,11 @@ def ladder(rank: int, context_dims: int) -> list[Level]:
     if context_dims:
         levels.append(Level("context", "the readout position's own layer-0 reading of the string, per position and "
                                        "character (additive)", "combination", "additive", rank))
+    if layer_zero:
+        levels.append(Level("layer_zero", "layer 1's readout heads read each position's own layer-0 output, computed "
+                                          "with layer 0's weights, along one key and one value direction of their own "
+                                          "weights: salience and evidence that move with the rest of the string",
+                            "combination", "additive" if context_dims else "none", rank, layer_zero=True))
     levels.append(Level("full", "every table whole: a readout head's per mirrored pair and (left, right) characters, "
                                 "its two positions merged exactly, and each context entry",
                         "full", "full" if context_dims else "none"))

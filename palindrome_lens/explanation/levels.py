@@ -14,6 +14,7 @@ import numpy as np
 from palindrome_lens.explanation.constants import counts, rounded
 from palindrome_lens.explanation.emulate import Emulator
 from palindrome_lens.explanation.ladder import Level, emulation_entry, level_tables, merged_pairs, n_read
+from palindrome_lens.explanation.layer_zero import ZeroEmulator, ZeroReading, reading_read, rounded_reading
 from palindrome_lens.explanation.readout import fit_readout, n_fitted, quadratic_terms
 from palindrome_lens.explanation.template import full_level, level_filename, render_level
 
@@ -108,6 +109,74 @@ def build_compact(level: Level, tables: Mapping[int, Any], header: Mapping[str, 
     return BuiltLevel(level, constants, source, emulator.logit_diff, time.perf_counter() - start)
 
 
+def zero_constants(r: ZeroReading) -> dict[str, Any]:
+    """The layer_zero level's globals (template.layer0_globals), from a rounded reading."""
+    t = r.spread
+
+    def ln(w: Any) -> dict[str, Any] | None:
+        return None if w is None else {"weight": w[0].tolist(), "bias": w[1].tolist(), "eps": w[2]}
+
+    return {"act_fn": t.act_fn, "causal": t.causal, "char_embed": t.char_embed.tolist(), "ln1": ln(t.ln1),
+            "heads": {k: getattr(t, k).tolist() for k in ("w_q", "b_q", "w_k", "b_k", "w_v", "b_v", "w_o")},
+            "b_o": t.b_o.tolist(), "ln2": ln(t.ln2), "w_in": t.w_in.T.tolist(), "b_in": t.b_in.tolist(),
+            "w_out": t.w_out.T.tolist(), "b_out": t.b_out.tolist(), "ln_read": ln(r.ln_read)}
+
+
+def build_layer_zero(level: Level, tables: Mapping[int, Any], readings: Mapping[int, ZeroReading],
+                     header: Mapping[str, Any], fit_texts: Sequence[str], fit_logits: np.ndarray,
+                     cache: dict | None = None) -> BuiltLevel:
+    """The layer_zero level: layer 1's readout heads from each position's own layer-0 output (layer_zero.py), the
+    other readout heads and the context as `level`'s tables, then its own readout fitted on the fit strings."""
+    start = time.perf_counter()
+    alphabet = "".join(map(chr, header["alphabet"]))
+    lengths = np.array([len(t) for t in fit_texts])
+    entries, expanded, order, specials, rounded_readings, fitted = {}, {}, {}, {}, {}, 0
+    for n, t in sorted(tables.items()):
+        reading = rounded_readings[n] = rounded_reading(readings[n])
+        zero = {h.name: h for h in reading.heads}
+        entry = level_tables(level, t, rounded, cache)
+        heads = []
+        for h in entry["heads"]:
+            z = zero.get(h["name"])
+            heads.append(h if z is None else {"name": h["name"], "before": h["before"], "after": h["after"],
+                                              "key": z.key.tolist(), "key_bias": z.key_bias,
+                                              "value": z.value.tolist(), "value_bias": z.value_bias})
+        table_heads = [h for h in heads if "key" not in h]
+        spread = reading.spread
+        entry = {"heads": heads, "context": entry["context"], "cp": entry["cp"] if table_heads else {},
+                 "layer0": {"pos_embed": spread.pos_embed.tolist(), "bos_key": spread.special_key["bos"].tolist(),
+                            "bos_value": spread.special_value["bos"].tolist(),
+                            "eos_key": spread.special_key["eos"].tolist() if "eos" in spread.special_key else [],
+                            "eos_value": spread.special_value["eos"].tolist() if "eos" in spread.special_value else []}}
+        order[n] = [h["name"] for h in heads]
+        specials[n] = {h["name"]: (h["before"], h["after"]) for h in heads if "key" in h}
+        expanded[str(n)] = emulation_entry({**entry, "heads": table_heads}, n, len(alphabet))
+        n_context = int(t.context_directions.shape[0]) if entry["context"] else 0
+        rows = np.flatnonzero(lengths == n)
+        blank = ZeroEmulator({"alphabet": header["alphabet"], "lengths": {str(n): _blank(expanded[str(n)],
+                                                                                         len(heads) + n_context)}},
+                             {n: reading}, {n: order[n]}, {n: specials[n]})
+        features = blank.features([fit_texts[i] for i in rows]).reshape(len(rows), -1)
+        gate, sides = fit_readout(features, len(heads), fit_logits[rows])
+        entry["gate"], entry["readout"] = rounded(gate), {k: rounded(v) for k, v in sides.items()}
+        expanded[str(n)]["gate"], expanded[str(n)]["readout"] = entry["gate"], entry["readout"]
+        entries[str(n)] = entry
+        fitted += n_fitted(len(heads), len(heads) + n_context)
+    first = min(tables)
+    read = sum(n_read({**e, "heads": [h for h in e["heads"] if "key" not in h]}) for e in entries.values())
+    read += sum(reading_read(r, with_shared=(n == first)) + sum(
+        sum(np.asarray(m).size for pair in (*h["before"], *h["after"]) for m in pair)
+        for h in entries[str(n)]["heads"] if "key" in h) for n, r in rounded_readings.items())
+    constants = {"name": level.name, "adds": level.adds, "after_layer": header["after_layer"],
+                 "readout": header["readout"], "alphabet": header["alphabet"], "n_read": read,
+                 "n_model": header["n_model"], "n_fitted": fitted,
+                 "n_context": int(tables[first].context_directions.shape[0]) if entries[str(first)]["context"] else 0,
+                 "layer0": zero_constants(rounded_readings[first]), "lengths": entries}
+    emulator = ZeroEmulator({"alphabet": header["alphabet"], "lengths": expanded}, rounded_readings, order, specials)
+    source = render_level(constants, level_filename(level.name))
+    return BuiltLevel(level, constants, source, emulator.logit_diff, time.perf_counter() - start)
+
+
 def merged_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     """constants.json with each readout head's tables merged per mirrored pair (ladder.merged_pairs), rounded as
     the program holds them; the readout fitted there still applies, since the features are the same."""
@@ -137,8 +206,11 @@ def build_full(level: Level, doc: Mapping[str, Any], n_model: int) -> BuiltLevel
 
 
 def build_ladder(levels: Sequence[Level], tables: Mapping[int, Any], doc: Mapping[str, Any], n_model: int,
-                 fit_texts: Sequence[str], fit_logits: np.ndarray, baseline: Mapping[bool, float]) -> list[BuiltLevel]:
-    """Every level, smallest first. `doc` is constants.json (the full tables with their fitted readout)."""
+                 fit_texts: Sequence[str], fit_logits: np.ndarray, baseline: Mapping[bool, float],
+                 readings: Mapping[int, ZeroReading] | None = None) -> list[BuiltLevel]:
+    """Every level, smallest first (by numbers held: layer_zero holds layer 0's weights, which can outweigh the full
+    tables of a small alphabet). `doc` is constants.json (the full tables with their fitted readout);
+    `readings` (layer_zero.read_zero per length) for the layer_zero level."""
     header = {"after_layer": doc["after_layer"], "readout": doc["readout"], "alphabet": doc["alphabet"],
               "n_model": n_model}
     out, cache = [], {}  # the context level reuses the combination level's decomposition
@@ -147,6 +219,10 @@ def build_ladder(levels: Sequence[Level], tables: Mapping[int, Any], doc: Mappin
             out.append(build_exact(level, "".join(map(chr, doc["alphabet"])), baseline))
         elif level.pairs == "full":
             out.append(build_full(level, doc, n_model))
+        elif level.layer_zero:
+            if readings is None:
+                raise ValueError("the layer_zero level needs layer 0's readings")
+            out.append(build_layer_zero(level, tables, readings, header, fit_texts, fit_logits, cache))
         else:
             out.append(build_compact(level, tables, header, fit_texts, fit_logits, cache))
-    return out
+    return sorted(out, key=lambda b: b.n_read + b.n_fitted)  # smallest first, whatever the model's shape

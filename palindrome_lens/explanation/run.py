@@ -48,6 +48,7 @@ from palindrome_lens.explanation.files import (
 from palindrome_lens.explanation.graded import graded_changes, score
 from palindrome_lens.explanation.interchange import interchange
 from palindrome_lens.explanation.ladder import ladder
+from palindrome_lens.explanation.layer_zero import check_reading, read_zero, zero_applies
 from palindrome_lens.explanation.levels import BuiltLevel, build_ladder
 from palindrome_lens.explanation.program import run_program
 from palindrome_lens.explanation.readout import fit_readout, quadratic_terms
@@ -261,11 +262,17 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
     readers = reader_layers(int(choice.after_layer), model.cfg.n_layers)
     tables = {n: read_tables(model, clf.tokenizer, n, params.n_contexts, params.context_dims, params.batch_size, seed,
                              readers) for n in lengths}
+    readings = None
+    if zero_applies(model, readers):
+        readings = {n: read_zero(model, clf.tokenizer, tables[n], params.batch_size) for n in lengths}
     start = out.lap("tables", start)
     doc, fit_texts, fit_logits = fit_program(clf, choice, tables, train, params, seed)
+    for reading in (readings or {}).values():
+        check_reading(model, clf.tokenizer, reading, fit_texts, params.batch_size)
     baseline = class_means(fit_logits, np.array([is_palindrome(t) for t in fit_texts]))
     n_model = model_size(clf)
-    built = build_ladder(ladder(params.rank, params.context_dims), tables, doc, n_model, fit_texts, fit_logits, baseline)
+    built = build_ladder(ladder(params.rank, params.context_dims, readings is not None), tables, doc, n_model,
+                         fit_texts, fit_logits, baseline, readings)
     start = out.lap("ladder", start)
     out.seconds.update({f"level {b.name}": b.seconds for b in built})  # printed, never written: outputs stay identical
     test_model = forward_logit_diff(model, clf.encode(test["text"].tolist()), params.batch_size).cpu().numpy()

@@ -7,21 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from palindrome_lens.errors import DataFileError
+from palindrome_lens.explanation.layer0_source import ACTIVATION_BODIES, layer0_functions
 from palindrome_lens.explanation.template import (
     CONSTANTS_MARKER,
     MAIN,
     READOUT,
+    layer_norm_literal,
     level_filename,
     literal,
-    number,
     numbers,
 )
-
-ACTIVATION_BODIES = {
-    "relu": "    return max(x, 0.0)",
-    "gelu": "    return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))",
-    "gelu_new": "    return 0.5 * x * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))",
-}
 
 STRING_LEVEL = '''"""How this palindrome classifier decides, as a program (family: string level; level: {level}), compiled by
 palindrome-lens from the trained model; standard library only. `python {filename} TEXT` prints the decision and the
@@ -43,53 +38,7 @@ import math
 import sys
 
 
-def dot(x, y):
-    return sum(a * b for a, b in zip(x, y))
-
-
-def activation(x):
-{activation}
-
-
-def layer_norm(x, ln):
-    """LayerNorm with the model's weight and bias; `ln` None: the model has none there."""
-    if not ln:
-        return x
-    mean = sum(x) / len(x)
-    centred = [v - mean for v in x]
-    scale = math.sqrt(sum(v * v for v in centred) / len(x) + ln["eps"])
-    return [v / scale * w + b for v, w, b in zip(centred, ln["weight"], ln["bias"])]
-
-
-def project(x, w, b):
-    """x through a (rows of x's length) matrix w, plus b."""
-    return [dot(x, column) + c for column, c in zip(zip(*w), b)]
-
-
-def layer0_attention(table, text):
-    """Every character position's residual stream after layer 0's attention: its own, plus every head's average."""
-    streams = [[c + p for c, p in zip(CHAR_EMBED[INDEX[ch]], table["pos_embed"][i])] for i, ch in enumerate(text)]
-    normed = [layer_norm(x, LN1) for x in streams]
-    heads = range(len(HEADS["w_q"]))
-    keys = [table["bos_key"]] + [[project(x, HEADS["w_k"][h], HEADS["b_k"][h]) for h in heads] for x in normed]
-    values = [table["bos_value"]] + [[project(project(x, HEADS["w_v"][h], HEADS["b_v"][h]), HEADS["w_o"][h],
-                                              [0.0] * len(x)) for h in heads] for x in normed]
-    if table["eos_key"]:
-        keys, values = keys + [table["eos_key"]], values + [table["eos_value"]]
-    out = []
-    for i, x in enumerate(normed):
-        seen = i + 2 if CAUSAL else len(keys)  # causal: character i is token i + 1 and sees tokens 0 .. i + 1
-        mid = [s + b for s, b in zip(streams[i], B_O)]
-        for h in heads:
-            query = project(x, HEADS["w_q"][h], HEADS["b_q"][h])
-            scores = [dot(query, key[h]) for key in keys[:seen]]
-            top = max(scores)
-            weights = [math.exp(s - top) for s in scores]
-            total = sum(weights)
-            for w, value in zip(weights, values[:seen]):
-                mid = [m + w / total * v for m, v in zip(mid, value[h])]
-        out.append(mid)
-    return out
+{layer0_functions}
 
 
 def features(text):
@@ -150,11 +99,6 @@ def render_length(length: int, entry: Mapping[str, Any]) -> str:
     return "".join(lines)
 
 
-def layer_norm_literal(ln: Mapping[str, Any] | None) -> str:
-    return "None" if ln is None else (f'{{"eps": {number(ln["eps"])}, "weight": {numbers(ln["weight"])}, '
-                                      f'"bias": {numbers(ln["bias"])}}}')
-
-
 def render_string_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
     """A string-level program from its constants: {name, act_fn, causal, char_embed, ln1 and ln2 ({weight, bias, eps}
     or None), heads {HEAD_KEYS}, b_o, w_in, b_in, alphabet, n_read, n_fitted, n_model, lengths: {L: LENGTH_KEYS + gate,
@@ -172,7 +116,7 @@ def render_string_level(level: Mapping[str, Any], filename: str = "program.py") 
         layernorm="yes" if level["ln2"] is not None else "none", act=str(level["act_fn"]).upper(),
         n_dims=len(lengths[min(lengths, key=int)]["directions"]), n_read=int(level["n_read"]),
         n_model=int(level["n_model"]), n_fitted=int(level["n_fitted"]),
-        activation=ACTIVATION_BODIES[level["act_fn"]], marker=CONSTANTS_MARKER,
+        layer0_functions=layer0_functions(level["act_fn"]), marker=CONSTANTS_MARKER,
         main=MAIN.format(filename=filename), readout_code=READOUT.format(),
         alphabet="(" + ", ".join(str(int(c)) for c in level["alphabet"]) + ",)",
         causal="True" if level["causal"] else "False", char_embed=literal(level["char_embed"], 0),

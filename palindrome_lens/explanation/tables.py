@@ -45,6 +45,7 @@ class HeadTable:
     direction: np.ndarray  # (d_model,) the evidence direction
     keys: np.ndarray | None = None  # (L, A, A, d_head) mean key / attention scale (salience = keys @ query)
     special_keys: dict[str, np.ndarray] | None = None  # "bos"/"eos" -> (d_head,)
+    query: np.ndarray | None = None  # (d_head,) the readout's mean query (salience = keys @ query)
 
 
 @dataclass
@@ -198,7 +199,8 @@ def readout_head_tables(model: TransformerBridge, tokenizer: Tokenizer, length: 
                        for name, s in special_sums[layer].items()}
             head_keys = _fill_centre(keys[:, h].reshape(length, n_alpha, n_alpha, -1), length) / scale
             special_keys = {name: s["k"][h].numpy() / n / scale for name, s in special_sums[layer].items()}
-            out.append(HeadTable(f"L{layer}H{h}", salience, evidence, special, direction, head_keys, special_keys))
+            out.append(HeadTable(f"L{layer}H{h}", salience, evidence, special, direction, head_keys, special_keys,
+                                 q_mean[h]))
     return out
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from palindrome_lens.errors import DataFileError
+from palindrome_lens.explanation.layer0_source import layer0_functions
 
 CONSTANTS_MARKER = "# ---- constants"
 READOUT_WORDS = {"bos": "BOS", "eos": "EOS"}
@@ -113,12 +114,17 @@ def compared(text, pairs=None):
 
 def features(text, pairs=None):
     """The readout's inputs: each readout head's evidence, then the readout's context."""
-    table, seen, out = table_of(text), compared(text, pairs), []
+    table, seen, out, post = table_of(text), compared(text, pairs), [], None
     for head in table["heads"]:
-        kept = seen[:(len(seen) + 1) // 2] if "pair" in head["salience"] else seen  # merged: one entry per pair
-        marks = head["before"] + [(pair_entry(head["salience"], table["cp"], i, a, b),
-                                   pair_entry(head["evidence"], table["cp"], i, a, b))
-                                  for i, (a, b) in enumerate(kept)] + head["after"]
+        if "key" in head:  # read along two directions of each position's own layer-0 output (level layer_zero)
+            post = post or layer_zero(table, text, pairs)
+            middle = [(dot(x, head["key"]) + head["key_bias"], dot(x, head["value"]) + head["value_bias"])
+                      for x in post]
+        else:
+            kept = seen[:(len(seen) + 1) // 2] if "pair" in head["salience"] else seen  # merged: one entry per pair
+            middle = [(pair_entry(head["salience"], table["cp"], i, a, b),
+                       pair_entry(head["evidence"], table["cp"], i, a, b)) for i, (a, b) in enumerate(kept)]
+        marks = head["before"] + middle + head["after"]
         out.append(weighted_mean([s for s, _ in marks], [e for _, e in marks]))
     context = [0.0] * N_CONTEXT
     for head in table["context"]:
@@ -133,7 +139,7 @@ def logit_diff(text, pairs=None):
     """logit[palindrome] - logit[not] for `text` (characters only, no [BOS]/[EOS]); `pairs` intervenes."""
     table = table_of(text)
     return readout(table, features(text, pairs))
-
+{layer_zero_code}
 
 {readout_code}
 
@@ -144,11 +150,35 @@ ALPHABET = "".join(map(chr, {alphabet}))
 INDEX = {{c: i for i, c in enumerate(ALPHABET)}}
 THRESHOLD = 0.0
 N_CONTEXT = {n_context}
-TABLES = {{
+{layer_zero_globals}TABLES = {{
 {tables}}}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+'''
+
+LAYER_ZERO = '''
+
+def layer_zero(table, text, pairs=None):
+    """Each character position's residual stream after layer 0 (its attention, then MLP 0) through layer 1's
+    LayerNorm (LN_READ); `pairs` {k: (left, right)}: pair k's two positions take the output of the string whose
+    pair k holds those characters."""
+    def post(chars):
+        out = []
+        for mid in layer0_attention(table, chars):
+            hidden = [activation(dot(row, layer_norm(mid, LN2)) + b) for row, b in zip(W_IN, B_IN)]  # MLP 0's neurons
+            out.append([m + dot(row, hidden) + b for m, row, b in zip(mid, W_OUT, B_OUT)])
+        return out
+
+    streams, n = post(text), len(text)
+    for k, (left, right) in (pairs or {}).items():
+        chars = list(text)
+        chars[k], chars[n - 1 - k] = left, right
+        other = post("".join(chars))
+        streams[k], streams[n - 1 - k] = other[k], other[n - 1 - k]
+    return [layer_norm(x, LN_READ) for x in streams]
+
+
 '''
 
 EXACT = '''"""The floor of the ladder (level: exact): the exact palindrome check, compiled by palindrome-lens beside the
@@ -234,19 +264,61 @@ def render_head(head: Mapping[str, Any], value: str) -> str:
             f'{pad} "{value}": {literal(head[value], 13)}}},\n')
 
 
+def render_zero_head(head: Mapping[str, Any]) -> str:
+    """A layer-1 readout head of the layer_zero level: its key and value directions instead of tables."""
+    pad = " " * 12
+    return (f'{pad}{{"name": "{head_name(head["name"])}", "before": {marks(head["before"])}, '
+            f'"after": {marks(head["after"])},\n'
+            f'{pad} "key": {numbers(head["key"])}, "key_bias": {number(head["key_bias"])},\n'
+            f'{pad} "value": {numbers(head["value"])}, "value_bias": {number(head["value_bias"])}}},\n')
+
+
+LAYER0_LENGTH_KEYS = ("pos_embed", "bos_key", "bos_value", "eos_key", "eos_value")
+
+
 def render_length(length: int, tables: Mapping[str, Any]) -> str:
     lines = [f"    {int(length)}: {{\n", '        "heads": [\n']
-    lines += [render_head(head, "evidence") for head in tables["heads"]]
+    lines += [render_zero_head(head) if "key" in head else render_head(head, "evidence") for head in tables["heads"]]
     lines.append("        ],\n        \"context\": [\n")
     lines += [render_head(head, "value") for head in tables["context"]]
     lines.append("        ],\n")
     lines.append(f'        "cp": {literal(tables.get("cp", {}), 8)},  # CP factors shared by the readout tables\n')
+    if "layer0" in tables:  # layer 0's per-length factors (level layer_zero)
+        lines += [f'        "{key}": {literal(tables["layer0"][key], 8)},\n' for key in LAYER0_LENGTH_KEYS]
     lines.append(f'        "gate": {numbers(tables["gate"])},  # FITTED: weight per readout head, then the bias\n')
     lines.append('        "readout": {  # FITTED: 1, features, then their products f[i] * f[j] (i <= j)\n')
     for side in ("palindrome", "not_palindrome"):
         lines.append(f'            "{side}": {numbers(tables["readout"][side])},\n')
     lines.append("        },\n    },\n")
     return "".join(lines)
+
+
+def layer_norm_literal(ln: Mapping[str, Any] | None) -> str:
+    return "None" if ln is None else (f'{{"eps": {number(ln["eps"])}, "weight": {numbers(ln["weight"])}, '
+                                      f'"bias": {numbers(ln["bias"])}}}')
+
+
+LAYER0_HEAD_KEYS = ("w_q", "b_q", "w_k", "b_k", "w_v", "b_v", "w_o")
+
+
+def layer0_globals(l0: Mapping[str, Any]) -> str:
+    """The layer_zero level's globals: layer 0's weights as the string-level program holds them, MLP 0's W_out and
+    b_out, and layer 1's LayerNorm."""
+    heads = l0["heads"]
+    if sorted(heads) != sorted(LAYER0_HEAD_KEYS):
+        raise DataFileError(f"the heads' weights are {sorted(heads)}, not {sorted(LAYER0_HEAD_KEYS)}")
+    heads_text = "{\n" + "".join(f'    "{key}": {literal(heads[key], 4)},\n' for key in LAYER0_HEAD_KEYS) + "}"
+    return (f"CAUSAL = {'True' if l0['causal'] else 'False'}\n"
+            f"CHAR_EMBED = {literal(l0['char_embed'], 0)}  # one row per character\n"
+            f"LN1 = {layer_norm_literal(l0['ln1'])}\n"
+            f"HEADS = {heads_text}  # layer 0: W_Q, b_Q, W_K and b_K (divided by the attention scale), W_V, b_V, W_O\n"
+            f"B_O = {numbers(l0['b_o'])}\n"
+            f"LN2 = {layer_norm_literal(l0['ln2'])}\n"
+            f"W_IN = {literal(l0['w_in'], 0)}  # one row per MLP 0 neuron\n"
+            f"B_IN = {numbers(l0['b_in'])}\n"
+            f"W_OUT = {literal(l0['w_out'], 0)}  # one row per residual-stream dimension\n"
+            f"B_OUT = {numbers(l0['b_out'])}\n"
+            f"LN_READ = {layer_norm_literal(l0['ln_read'])}  # layer 1's LayerNorm before its keys and values\n")
 
 
 def level_filename(name: str) -> str:
@@ -286,6 +358,9 @@ def render_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
                       f"{int(level['n_context'])} directions) shifts the readout." if level["n_context"] else
                       "This level leaves out the readout position's own layer-0 reading of the characters."),
         n_fitted=int(level["n_fitted"]),
+        layer_zero_code=(LAYER_ZERO + layer0_functions(level["layer0"]["act_fn"]).rstrip("\n") + "\n"
+                         if "layer0" in level else ""),
+        layer_zero_globals=layer0_globals(level["layer0"]) if "layer0" in level else "",
         tables="".join(render_length(int(k), lengths[k]) for k in sorted(lengths, key=int)), **common)
 
 
