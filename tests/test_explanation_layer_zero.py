@@ -3,6 +3,7 @@ answers. Each test was checked against its bug made by hand:
 - on a random model with LayerNorm everywhere, the level's salience and evidence per position are the model's own
   keys and values at layer 1 read along the level's directions (blocks.1.attn.hook_k / hook_v): leaving out MLP 0
   or layer 1's LayerNorm is off by far more than the tolerance;
+- the same on an attention-only causal model read at [EOS] (layer 0 without an MLP, as ARENA's);
 - on the lopsided hand-built model the level is exact by construction: salience 20 KEY[p] at character position p
   and evidence STRENGTH[own] |(-16, 1)| at a broken pair's positions, 0 at a matched one, in any context;
 - the written program computes what the numpy twin computes, interchange interventions included: a twin that
@@ -22,19 +23,40 @@ import torch
 from ground_truth import ALPHABET, KEY, LENGTH, STRENGTH
 from test_model import tiny_model
 
+from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import AnalysisError
 from palindrome_lens.explanation import layer_zero
 from palindrome_lens.explanation.ladder import ladder
 from palindrome_lens.explanation.layer_zero import check_reading, read_zero, zero_applies, zero_marks
 from palindrome_lens.explanation.levels import build_ladder
 from palindrome_lens.explanation.tables import read_tables
+from palindrome_lens.model.bridge import new_native_model, wrap_native
 from palindrome_lens.model.classifier import Classifier
+from palindrome_lens.model.config import model_config
+from palindrome_lens.params import ModelParams
 from tests.test_explanation_mutations import explained, lopsided
 
 
 def random_strings(alphabet: str, length: int, n: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     return ["".join(alphabet[i] for i in row) for row in rng.integers(len(alphabet), size=(n, length))]
+
+
+def attention_only_model(seed: int) -> Classifier:
+    tokenizer = Tokenizer("abcd", 6, add_eos=True)
+    params = ModelParams(n_layers=2, d_model=16, n_heads=2, d_head=None, d_mlp=32, act_fn="relu",
+                         normalization="LN", attn_only=True, n_ctx=None, attention_dir="causal", readout="eos")
+    config = model_config(params, tokenizer, seed, [6])
+    return Classifier(wrap_native(new_native_model(config), config), tokenizer, config)
+
+
+def test_an_attention_only_causal_models_layer_zero_is_its_own_keys_and_values() -> None:
+    torch.set_num_threads(1)
+    clf = attention_only_model(seed=4)
+    tables = read_tables(clf.model, clf.tokenizer, 6, 2, 0, 256, seed=0, reader_layers=[1])
+    reading = read_zero(clf.model, clf.tokenizer, tables, 256)
+    assert zero_applies(clf.model, [1]) and reading.spread.w_in.shape[1] == 0 and reading.spread.causal
+    assert check_reading(clf.model, clf.tokenizer, reading, random_strings("abcd", 6, 64, seed=1), 256) < 1e-5
 
 
 def test_the_levels_salience_and_evidence_are_the_models_own_keys_and_values_at_layer_1() -> None:

@@ -48,9 +48,9 @@ CHUNK = 4096  # strings per numpy pass (layer 0's attention weights are (n, H, L
 
 def zero_applies(model: TransformerBridge, reader_layers: Sequence[int]) -> bool:
     """Whether the level exists: layer 1 reads the comparison and layer 0 is what the program can run (an MLP
-    with one of the template's activations)."""
+    with one of the template's activations, or none)."""
     cfg = model.cfg
-    return READER_LAYER in reader_layers and not getattr(cfg, "attn_only", False) and cfg.act_fn in ACTIVATIONS
+    return READER_LAYER in reader_layers and (getattr(cfg, "attn_only", False) or cfg.act_fn in ACTIVATIONS)
 
 
 @dataclass

@@ -125,16 +125,21 @@ def read_spread(model: TransformerBridge, tokenizer: Tokenizer, length: int, bat
     def ln(name: str) -> LayerNormWeights | None:
         return (state[f"{name}.weight"], state[f"{name}.bias"], eps) if f"{name}.weight" in state else None
 
-    # nn.Linear stores (out, in): W_in is read as (d_model, d_mlp)
-    w_in, w_out = state["blocks.0.mlp.in.weight"].T, state["blocks.0.mlp.out.weight"].T
+    # nn.Linear stores (out, in): W_in is read as (d_model, d_mlp); an attention-only model's MLP 0 has no neurons
+    if "blocks.0.mlp.in.weight" in state:
+        w_in, w_out = state["blocks.0.mlp.in.weight"].T, state["blocks.0.mlp.out.weight"].T
+        b_in, b_out = state["blocks.0.mlp.in.bias"], state["blocks.0.mlp.out.bias"]
+    else:
+        w_in, w_out, b_in, b_out = np.zeros((cfg.d_model, 0)), np.zeros((0, cfg.d_model)), np.zeros(0), np.zeros(
+            cfg.d_model)
     return SpreadTables(
         length=length, char_embed=char_embed, pos_embed=pos_embed, ln1=ln("blocks.0.ln1"),
         w_q=_weights(model, "W_Q"), b_q=_weights(model, "b_Q"), w_k=_weights(model, "W_K") / scale,
         b_k=_weights(model, "b_K") / scale, w_v=_weights(model, "W_V"), b_v=_weights(model, "b_V"), w_o=w_o,
         special_key={n: k[0, p] / scale for n, p in specials.items()},
         special_value={n: np.einsum("hd,hdm->hm", v[0, p], w_o) for n, p in specials.items()},
-        b_o=_weights(model, "b_O"), ln2=ln("blocks.0.ln2"), w_in=w_in, b_in=state["blocks.0.mlp.in.bias"],
-        w_out=w_out, b_out=state["blocks.0.mlp.out.bias"], act_fn=str(cfg.act_fn),
+        b_o=_weights(model, "b_O"), ln2=ln("blocks.0.ln2"), w_in=w_in, b_in=b_in, w_out=w_out, b_out=b_out,
+        act_fn=str(cfg.act_fn),
         causal=str(getattr(cfg, "attention_dir", "bidirectional")) == "causal")
 
 
