@@ -37,7 +37,6 @@ from palindrome_lens.explanation.agreement import figures
 from palindrome_lens.model.classifier import load_classifier
 
 KEY = ["pair_pos", "side", "old", "new"]
-LEVELS = ("exact", "algorithm", "characters", "combination", "context", "full")  # ladder order
 
 
 def with_side(edits: pd.DataFrame) -> pd.DataFrame:
@@ -87,9 +86,11 @@ def fresh_palindromes(n: int, lengths: list[int], alphabet: str, exclude: set[st
 
 
 def level_logits(programs: Path, texts: list[str]) -> dict[str, np.ndarray]:
-    """Each ladder level's program file run on `texts` (standard library programs: imported, not sandboxed)."""
+    """Each ladder level's program file run on `texts` (standard library programs: imported, not sandboxed), in
+    the ladder's order (summary.json beside the programs)."""
     out = {}
-    for name in LEVELS:
+    summary = json.loads((programs.parent / "summary.json").read_text(encoding="utf-8"))
+    for name in [level["name"] for level in summary.get("levels", [])]:
         path = programs / f"{name}.py"
         if not path.is_file():
             continue
