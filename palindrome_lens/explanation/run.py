@@ -70,6 +70,7 @@ from palindrome_lens.model.readout import readout_of
 from palindrome_lens.params import ExplainParams
 
 CHECK_ROWS = 200  # strings per set on which the written program.py must give the measured numbers
+CHECK_ROWS_LAYER0 = 50  # the same for a level that runs layer 0 in pure Python (about 20 ms a string)
 CHECK_TOLERANCE = 1e-6
 _STREAM = 19
 
@@ -171,8 +172,9 @@ def measure(built: BuiltLevel, test: pd.DataFrame, test_model: np.ndarray, edits
     """A level's agreement.parquet rows, its figures per set and per kind, and the check that its program file
     gives them."""
     test_program, edits_program = built.logit_diff(test["text"].tolist()), built.logit_diff(edits["text"].tolist())
-    sample = test["text"].tolist()[:CHECK_ROWS] + edits["text"].tolist()[:CHECK_ROWS]
-    gap = check_program(built.source, sample, np.concatenate([test_program[:CHECK_ROWS], edits_program[:CHECK_ROWS]]))
+    rows = CHECK_ROWS_LAYER0 if built.level.layer_zero else CHECK_ROWS
+    sample = test["text"].tolist()[:rows] + edits["text"].tolist()[:rows]
+    gap = check_program(built.source, sample, np.concatenate([test_program[:rows], edits_program[:rows]]))
     table = agreement_table(test, test_model, test_program, edits, edits_program)
     agreement = {name: figures(table[table["set"] == name], baseline) for name in ("test", "edits")}
     kinds = [{"set": name, **row} for name in ("test", "edits") for row in by_kind(table[table["set"] == name], baseline)]
@@ -301,11 +303,12 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
     source = render_level(program_level.constants)  # the same program, named program.py
     iia = iia_all[iia_all["level"] == program_level.name].drop(columns="level").reset_index(drop=True)
     first = tables[lengths[0]]
+    checked = CHECK_ROWS_LAYER0 if program_level.level.layer_zero else CHECK_ROWS
     program_facts = {"level": program_level.name, "logic_lines": logic_lines(source), "bytes": len(source.encode()),
                      "n_read": program_level.n_read, "n_fitted": program_level.n_fitted, "n_model": n_model,
                      "readout_heads": [h.name for h in first.heads], "context_heads": [c.name for c in first.context],
                      "context_dims": int(first.context_directions.shape[0]), "lengths": lengths,
-                     "checked_rows": min(CHECK_ROWS, len(test)) + min(CHECK_ROWS, len(edits)),
+                     "checked_rows": min(checked, len(test)) + min(checked, len(edits)),
                      "check_max_difference": max(m[3] for m in measured), "fit_strings": len(fit_texts)}
     runs, sentence = verdict(agreement, iia, params, program_facts)
     ladder_text = ladder_sentence(rows, None if chosen is None else program_level.name, n_model)

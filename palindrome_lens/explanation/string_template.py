@@ -46,7 +46,8 @@ def features(text):
     table = table_of(text)
     total = [0.0] * len(table["directions"])
     for mid in layer0_attention(table, text):
-        hidden = [activation(dot(row, layer_norm(mid, LN2)) + b) for row, b in zip(W_IN, B_IN)]  # MLP 0's neurons
+        normed = layer_norm(mid, LN2)
+        hidden = [activation(dot(row, normed) + b) for row, b in zip(W_IN, B_IN)]  # MLP 0's neurons
         for k, direction in enumerate(table["directions"]):
             total[k] += dot(direction, mid) + dot(table["out_read"][k], hidden) + table["b_out_read"][k]
     return [t / len(text) for t in total]

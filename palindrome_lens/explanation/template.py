@@ -166,7 +166,8 @@ def layer_zero(table, text, pairs=None):
     def post(chars):
         out = []
         for mid in layer0_attention(table, chars):
-            hidden = [activation(dot(row, layer_norm(mid, LN2)) + b) for row, b in zip(W_IN, B_IN)]  # MLP 0's neurons
+            normed = layer_norm(mid, LN2)
+            hidden = [activation(dot(row, normed) + b) for row, b in zip(W_IN, B_IN)]  # MLP 0's neurons
             out.append([m + dot(row, hidden) + b for m, row, b in zip(mid, W_OUT, B_OUT)])
         return out
 
