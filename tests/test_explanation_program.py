@@ -114,8 +114,7 @@ def test_an_intervention_sets_one_pair_and_matches_the_emulation(program_dir: Pa
 def test_the_logic_stays_short_and_only_numbers_enter_the_code() -> None:
     doc = hand_doc()
     source = render_program(doc)
-    assert logic_lines(source) <= 116  # one template for every level: pair_entry and context_entry build the forms
-    # (and a head of the layer_zero level reads layer 0's output: its functions come only with that level)
+    assert logic_lines(source) <= 110  # one template for every level: pair_entry and context_entry build the forms
     assert "'\\\\'" not in source.split("# ---- constants")[1]  # the alphabet appears as code points only
     hostile = copy.deepcopy(doc)
     hostile["lengths"][str(LENGTH)]["heads"][0]["name"] = 'L1H0"]; import os  #'

@@ -114,18 +114,7 @@ def compared(text, pairs=None):
 
 def features(text, pairs=None):
     """The readout's inputs: each readout head's evidence, then the readout's context."""
-    table, seen, out, post = table_of(text), compared(text, pairs), [], None
-    for head in table["heads"]:
-        if "key" in head:  # read along two directions of each position's own layer-0 output (level layer_zero)
-            post = post or layer_zero(table, text, pairs)
-            middle = [(dot(x, head["key"]) + head["key_bias"], dot(x, head["value"]) + head["value_bias"])
-                      for x in post]
-        else:
-            kept = seen[:(len(seen) + 1) // 2] if "pair" in head["salience"] else seen  # merged: one entry per pair
-            middle = [(pair_entry(head["salience"], table["cp"], i, a, b),
-                       pair_entry(head["evidence"], table["cp"], i, a, b)) for i, (a, b) in enumerate(kept)]
-        marks = head["before"] + middle + head["after"]
-        out.append(weighted_mean([s for s, _ in marks], [e for _, e in marks]))
+{head_loop}
     context = [0.0] * N_CONTEXT
     for head in table["context"]:
         marks = head["before"] + [(context_entry(head["salience"], i, INDEX[c]),
@@ -156,6 +145,27 @@ N_CONTEXT = {n_context}
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 '''
+
+# The readout heads' loop in features(): every head from its tables, or (level layer_zero) layer 1's from layer 0
+HEAD_LOOP = '''    table, seen, out = table_of(text), compared(text, pairs), []
+    for head in table["heads"]:
+        kept = seen[:(len(seen) + 1) // 2] if "pair" in head["salience"] else seen  # merged: one entry per pair
+        marks = head["before"] + [(pair_entry(head["salience"], table["cp"], i, a, b),
+                                   pair_entry(head["evidence"], table["cp"], i, a, b))
+                                  for i, (a, b) in enumerate(kept)] + head["after"]
+        out.append(weighted_mean([s for s, _ in marks], [e for _, e in marks]))'''
+HEAD_LOOP_LAYER_ZERO = '''    table, seen, out, post = table_of(text), compared(text, pairs), [], None
+    for head in table["heads"]:
+        if "key" in head:  # read along two directions of each position's own layer-0 output (level layer_zero)
+            post = post or layer_zero(table, text, pairs)
+            middle = [(dot(x, head["key"]) + head["key_bias"], dot(x, head["value"]) + head["value_bias"])
+                      for x in post]
+        else:
+            kept = seen[:(len(seen) + 1) // 2] if "pair" in head["salience"] else seen  # merged: one entry per pair
+            middle = [(pair_entry(head["salience"], table["cp"], i, a, b),
+                       pair_entry(head["evidence"], table["cp"], i, a, b)) for i, (a, b) in enumerate(kept)]
+        marks = head["before"] + middle + head["after"]
+        out.append(weighted_mean([s for s, _ in marks], [e for _, e in marks]))'''
 
 LAYER_ZERO = '''
 
@@ -362,6 +372,7 @@ def render_level(level: Mapping[str, Any], filename: str = "program.py") -> str:
         layer_zero_code=(LAYER_ZERO + layer0_functions(level["layer0"]["act_fn"]).rstrip("\n") + "\n"
                          if "layer0" in level else ""),
         layer_zero_globals=layer0_globals(level["layer0"]) if "layer0" in level else "",
+        head_loop=HEAD_LOOP_LAYER_ZERO if "layer0" in level else HEAD_LOOP,
         tables="".join(render_length(int(k), lengths[k]) for k in sorted(lengths, key=int)), **common)
 
 
