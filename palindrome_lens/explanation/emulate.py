@@ -137,5 +137,9 @@ class Emulator:
             rows = np.flatnonzero(lengths == length)
             prog = self.lengths[int(length)]
             f = self.features([texts[i] for i in rows], pair, None if sources is None else [sources[i] for i in rows])
-            out[rows] = apply_readout(f, len(prog.salience), prog.gate, prog.readout)
+            out[rows] = apply_readout(f, self.n_heads(int(length)), prog.gate, prog.readout)
         return out
+
+    def n_heads(self, length: int) -> int:
+        """Readout heads of a length's program (the gate reads their features)."""
+        return len(self.lengths[length].salience)

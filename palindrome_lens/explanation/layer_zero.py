@@ -27,8 +27,7 @@ from palindrome_lens.attribution.common import attn_scale, parse_head
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import AnalysisError
 from palindrome_lens.explanation.constants import rounded
-from palindrome_lens.explanation.emulate import Emulator, weighted_mean
-from palindrome_lens.explanation.readout import apply_readout
+from palindrome_lens.explanation.emulate import Emulator
 from palindrome_lens.explanation.string_level import (
     ACTIVATIONS,
     LayerNormWeights,
@@ -204,24 +203,8 @@ class ZeroEmulator(Emulator):
                                              *[np.full((len(codes), 1), a[1]) for a in after]], axis=1))
         return [marks[name] for name in self.order[length]]
 
-    def features(self, texts: Sequence[str], pair: int | None = None, sources: Sequence[str] | None = None
-                 ) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, 0))
-        heads = [weighted_mean(s, v)[:, None] for s, v in self.head_marks(texts, pair, sources)]
-        return np.concatenate([*heads, self.context_features(texts)], axis=1)
-
-    def logit_diff(self, texts: Sequence[str], pair: int | None = None, sources: Sequence[str] | None = None
-                   ) -> np.ndarray:
-        texts = list(texts)
-        out = np.zeros(len(texts))
-        lengths = np.array([len(t) for t in texts])
-        for length in np.unique(lengths):
-            rows = np.flatnonzero(lengths == length)
-            prog = self.lengths[int(length)]
-            f = self.features([texts[i] for i in rows], pair, None if sources is None else [sources[i] for i in rows])
-            out[rows] = apply_readout(f, len(self.order[int(length)]), prog.gate, prog.readout)
-        return out
+    def n_heads(self, length: int) -> int:
+        return len(self.order[length])
 
 
 def reading_read(r: ZeroReading, with_shared: bool) -> int:
