@@ -26,6 +26,7 @@ from test_model import tiny_model
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import AnalysisError
 from palindrome_lens.explanation import layer_zero
+from palindrome_lens.explanation.emulate import alphabet_codes
 from palindrome_lens.explanation.ladder import ladder
 from palindrome_lens.explanation.layer_zero import check_reading, read_zero, zero_applies, zero_marks
 from palindrome_lens.explanation.levels import build_ladder
@@ -123,3 +124,13 @@ def test_the_written_program_and_its_twin_agree_with_a_pair_set_from_another_str
         written = [program.logit_diff(b, {pair: (s[pair], s[LENGTH - 1 - pair])}) for b, s in zip(bases, sources)]
         assert written == pytest.approx(twin, abs=1e-6), pair
         assert not np.allclose(twin, built.logit_diff(bases)), "the intervention changes the readout"
+
+
+def test_the_emulators_character_codes_are_each_characters_index_in_the_alphabet() -> None:
+    alphabet = "zqé0a'"  # unsorted, with a non-ASCII letter and a quote
+    texts = random_strings(alphabet, 7, 300, seed=8)
+    assert alphabet_codes(texts, alphabet).tolist() == [[alphabet.index(c) for c in t] for t in texts]
+    with pytest.raises(KeyError, match="b"):
+        alphabet_codes(["zzbzz"], alphabet)
+    with pytest.raises(ValueError, match="one length"):
+        alphabet_codes(["zz", "zzz"], alphabet)

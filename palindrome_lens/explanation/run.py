@@ -70,7 +70,7 @@ from palindrome_lens.model.readout import readout_of
 from palindrome_lens.params import ExplainParams
 
 CHECK_ROWS = 200  # strings per set on which the written program.py must give the measured numbers
-CHECK_ROWS_LAYER0 = 50  # the same for a level that runs layer 0 in pure Python (about 20 ms a string)
+CHECK_ROWS_LAYER0 = 10  # the same for a level that runs layer 0 in pure Python (about 20 ms a string)
 CHECK_TOLERANCE = 1e-6
 _STREAM = 19
 

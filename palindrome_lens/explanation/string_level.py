@@ -29,6 +29,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from palindrome_lens.attribution.common import attn_scale
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import AnalysisError
+from palindrome_lens.explanation.emulate import alphabet_codes
 from palindrome_lens.explanation.readout import quadratic_terms
 from palindrome_lens.explanation.tables import run_capturing
 
@@ -227,11 +228,11 @@ class SpreadEmulator:
     """The string-level program over many strings (grouped by length); `pair`/`sources` are not supported."""
 
     def __init__(self, alphabet: str, programs: dict[int, SpreadProgram]) -> None:
-        self.index = {c: i for i, c in enumerate(alphabet)}
+        self.alphabet = alphabet
         self.programs = programs
 
     def codes(self, texts: Sequence[str]) -> np.ndarray:
-        return np.array([[self.index[c] for c in t] for t in texts], dtype=np.int64).reshape(len(texts), -1)
+        return alphabet_codes(texts, self.alphabet)
 
     def features(self, texts: Sequence[str]) -> np.ndarray:
         return self.programs[len(texts[0])].features(self.codes(texts)) if texts else np.zeros((0, 0))
