@@ -111,9 +111,10 @@ def test_a_level_with_context_finds_the_known_failures_and_one_without_does_not(
             assert len(found) >= 150, level  # more than half of the 264 (measured 192)
         assert row["hit_rate"] >= 0.8 and row["times_random"] >= 5.0, level
         assert row["predicted_wrong"] == row["model_wrong"], level  # this program is exact: it predicts no more
+        assert row["predicted_and_wrong"] == row["predicted_wrong"], level  # and every error it predicts is one
     for level in WITHOUT_CONTEXT:  # the control: blind to the count, it cannot rank the errors first
         row = rows[level]
-        assert row["predicted_wrong"] == 0, level
+        assert row["predicted_wrong"] == 0 and row["predicted_and_wrong"] == 0, level
         assert row["distinct_wrong"] <= 40 and row["hit_rate"] <= 2.0 * random_rate, level
         assert 4 * row["distinct_wrong"] <= min(rows[c]["distinct_wrong"] for c in WITH_CONTEXT), level
 

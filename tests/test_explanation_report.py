@@ -197,12 +197,13 @@ def test_the_index_ends_its_paragraph_with_the_explain_stage_headline(written: P
     paragraph = section(pages[0], "Every finding, in sentences").text
     headline = json.loads((written / "summary.json").read_text())["headline"]
     assert headline[0].startswith("The model runs this program.") and paragraph.endswith(headline[-1])
-    lines = section(pages[0], "Verdicts").steps
+    *lines, breaks = section(pages[0], "Verdicts").steps
     assert lines[-1].sentence == "Program: the model runs the compiled program."
     program = json.loads((written / "summary.json").read_text())["program"]
     assert f"it is the ladder's {program['level']} level, {program['n_read'] + program['n_fitted']:,} numbers" \
         in lines[-1].evidence
     assert lines[-1].href == "explanation.html" and "of test strings (the exact palindrome check:" in lines[-1].evidence
+    assert breaks.sentence.startswith("Where it breaks:") and breaks.href == "explanation.html#breaks"
     edits, targets = json.loads((written / "summary.json").read_text())["agreement"]["edits"], \
         json.loads((written / "summary.json").read_text())["targets"]
     assert (f"with Spearman {num(edits['spearman'], 3)} and R^2 {num(edits['r2'], 3)} (gates "

@@ -25,7 +25,7 @@ from palindrome_lens.report.formatting import pct, pcts
 from palindrome_lens.report.glossary import TERMS, link_terms
 from palindrome_lens.report.inputs import ReportInputs, load_inputs
 from palindrome_lens.report.pages import PAGE_FILES, report_pages
-from palindrome_lens.report.pages.index import ladder_algorithm, verdict_lines
+from palindrome_lens.report.pages.index import failures_verdict, ladder_algorithm, verdict_lines
 from palindrome_lens.report.provenance import collect_provenance, flatten_params
 from tests.conftest import ROOT, commit_all, run
 from tests.report_outputs import COMMIT, PARAMS, built_page, page, section, write_all
@@ -149,6 +149,31 @@ def test_the_algorithm_hook_shows_the_ladders_text_only_when_there_is_one(tmp_pa
     assert [v.link_text for v in lines] == ["the errors", "the explanation ladder", "the circuit", "the scrubbing",
                                             "the explanation"]
     assert lines[-1].sentence == "Program: none was built for this run."
+
+
+def failure_row(level: str, distinct: int, hit: float, said: int, right: int, random_wrong: int = 15) -> dict:
+    return {"level": level, "proposals": 5000, "model_wrong": distinct, "distinct_wrong": distinct, "hit_rate": hit,
+            "predicted_wrong": said, "predicted_and_wrong": right, "random_rate": random_wrong / 200000,
+            "random_n": 200000, "random_wrong": random_wrong,
+            "times_random": hit / (random_wrong / 200000) if random_wrong else None,
+            "times_random_at_least": None if random_wrong else hit / (3 / 200000), "patterns": {}}
+
+
+def test_where_it_breaks_names_the_level_that_finds_most_beside_random_edits_and_its_predictions() -> None:
+    assert failures_verdict(None) is None and failures_verdict(ExplanationInputs({"failures": []})) is None
+    rows = [failure_row("context", 57, 0.0114, 0, 0), failure_row("layer_zero", 404, 0.0808, 351, 321),
+            failure_row("full", 53, 0.0106, 0, 0)]
+    step = failures_verdict(ExplanationInputs({"failures": rows}))
+    assert step.sentence == ("Where it breaks: the layer_zero level's proposals, chosen from its own numbers, fool the "
+                             "model on 404 distinct strings.")
+    assert step.evidence == ("8.08% of its 5,000 proposals, 1,077× the rate on 15 of 200,000 random single edits of "
+                             "fresh palindromes, 0.007%; before the model is run it calls 351 of them wrong, and the "
+                             "model gets 321 of those wrong")
+    assert step.href == "explanation.html#breaks"
+    quiet = failures_verdict(ExplanationInputs({"failures": [failure_row("full", 7, 0.0014, 0, 0, random_wrong=0)]}))
+    assert "at least 93× the rate on 0 of 200,000" in quiet.evidence and quiet.evidence.endswith("outright")
+    none = failures_verdict(ExplanationInputs({"failures": [failure_row("full", 0, 0.0, 0, 0)]}))
+    assert none.sentence == "Where it breaks: no level's proposals fool the model."
 
 
 def test_no_established_step_is_said_plainly(tmp_path: Path) -> None:

@@ -145,7 +145,7 @@ def propose(levels: Sequence[tuple[str, LogitFn]], alphabet: str, lengths: Seque
 def scores(proposals: pd.DataFrame, random_wrong: int, random_n: int) -> list[dict[str, Any]]:
     """Per level: proposals, the model's misclassifications among them, hit rate against random single edits
     (`random_wrong` of `random_n` misclassified; none: the ratio to the rule of three's bound, a lower bound),
-    distinct strings found, and how many of the program's predicted errors these are."""
+    distinct strings found, how many errors the program predicts outright and how many of those the model makes."""
     random_rate = random_wrong / random_n if random_n else None
     bound = 3.0 / random_n if random_n and not random_wrong else None
     rows = []
@@ -155,6 +155,7 @@ def scores(proposals: pd.DataFrame, random_wrong: int, random_n: int) -> list[di
         rows.append({"level": str(name), "proposals": len(group), "model_wrong": int(wrong.sum()),
                      "distinct_wrong": int(group.loc[wrong, "text"].nunique()), "hit_rate": rate,
                      "predicted_wrong": int((group["program_wrong_side"] > 0).sum()),
+                     "predicted_and_wrong": int(((group["program_wrong_side"] > 0).to_numpy() & wrong).sum()),
                      "random_rate": random_rate, "random_n": random_n, "random_wrong": random_wrong,
                      "times_random": (rate / random_rate) if rate is not None and random_rate else None,
                      "times_random_at_least": (rate / bound) if rate is not None and bound else None,

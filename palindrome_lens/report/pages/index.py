@@ -157,6 +157,33 @@ def program_verdict(explanation: ExplanationInputs | None) -> Step | None:
                 "explanation.html", "the program")
 
 
+def failures_verdict(explanation: ExplanationInputs | None) -> Step | None:
+    """Where the model breaks, found from the explanation: the level whose proposals (chosen from its own numbers,
+    the model never asked) fool the model on the most distinct strings, beside the model's rate on random single
+    edits; and how many errors that level predicts outright, and how many of those the model makes."""
+    rows = (explanation.summary.get("failures") or []) if explanation is not None else []
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: (r["distinct_wrong"], r["hit_rate"] or 0.0))
+    random = (f"{best['random_wrong']:,} of {best['random_n']:,} random single edits of fresh palindromes, "
+              f"{pct(best['random_rate'], 3)}")
+    if not best["distinct_wrong"]:
+        return Step("Where it breaks: no level's proposals fool the model.",
+                    f"{sum(r['proposals'] for r in rows):,} proposals, none misclassified; the model misclassifies "
+                    f"{random}", "explanation.html#breaks", "the failure search")
+    if best.get("times_random") is not None:
+        times = f"{best['times_random']:,.0f}× the rate on {random}"
+    else:
+        times = f"at least {best['times_random_at_least']:,.0f}× the rate on {random} (rule of three)"
+    said, right = best.get("predicted_wrong") or 0, best.get("predicted_and_wrong")
+    predicted = (f"; before the model is run it calls {said:,} of them wrong, and the model gets {right:,} of those "
+                 f"wrong" if said and right is not None else "; it predicts none of them outright")
+    return Step(f"Where it breaks: the {best['level']} level's proposals, chosen from its own numbers, fool the model "
+                f"on {best['distinct_wrong']:,} distinct strings.",
+                f"{pct(best['hit_rate'], 2)} of its {best['proposals']:,} proposals, {times}{predicted}",
+                "explanation.html#breaks", "the failure search")
+
+
 def fit_targets(summary: dict) -> str:
     """' (gates 0.8 and 0.3)': the within-class fit's gates beside the figures, where the summary gives them."""
     targets = summary.get("targets") or {}
@@ -166,9 +193,11 @@ def fit_targets(summary: dict) -> str:
 
 
 def verdict_lines(inputs: ReportInputs) -> list[Step]:
-    """The first screen's lines: test accuracy, the algorithm (the ladder's hook), circuit, scrubbing, program."""
+    """The first screen's lines: test accuracy, the algorithm (the ladder's hook), circuit, scrubbing, program, and
+    where it breaks (the failure search)."""
     lines = (accuracy_verdict(inputs), ladder_algorithm(inputs.explanation), circuit_verdict(inputs.attribution),
-             scrubbing_verdict(inputs.attribution), program_verdict(inputs.explanation))
+             scrubbing_verdict(inputs.attribution), program_verdict(inputs.explanation),
+             failures_verdict(inputs.explanation))
     return [line for line in lines if line is not None]
 
 
