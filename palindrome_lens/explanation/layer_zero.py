@@ -15,7 +15,6 @@ characters set: the model-side intervention patches those positions' residual st
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from palindrome_lens.explanation.string_level import (
     layer_norm,
     read_spread,
     resid_post,
+    rounded_spread,
     shared_read,
 )
 from palindrome_lens.explanation.tables import LengthTables, run_capturing
@@ -104,15 +104,8 @@ def rounded_reading(r: ZeroReading) -> ZeroReading:
     def ln(w: LayerNormWeights | None) -> LayerNormWeights | None:
         return None if w is None else (x(w[0]), x(w[1]), w[2])
 
-    t = r.spread
-    spread = dataclasses.replace(
-        t, char_embed=x(t.char_embed), pos_embed=x(t.pos_embed), ln1=ln(t.ln1), w_q=x(t.w_q), b_q=x(t.b_q),
-        w_k=x(t.w_k), b_k=x(t.b_k), w_v=x(t.w_v), b_v=x(t.b_v), w_o=x(t.w_o), b_o=x(t.b_o), w_in=x(t.w_in),
-        b_in=x(t.b_in), w_out=x(t.w_out), b_out=x(t.b_out), ln2=ln(t.ln2),
-        special_key={k: x(v) for k, v in t.special_key.items()},
-        special_value={k: x(v) for k, v in t.special_value.items()})
     heads = [ZeroHead(h.name, x(h.key), float(x(h.key_bias)), x(h.value), float(x(h.value_bias))) for h in r.heads]
-    return ZeroReading(spread, ln(r.ln_read), heads)
+    return ZeroReading(rounded_spread(r.spread), ln(r.ln_read), heads)
 
 
 def normed_post(r: ZeroReading, codes: np.ndarray, pair: int | None = None,

@@ -17,6 +17,7 @@ Fitted: the gate and the two quadratics of readout.py, in the `dims` projected f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from palindrome_lens.attribution.common import attn_scale
 from palindrome_lens.data.tokenizer import Tokenizer
 from palindrome_lens.errors import AnalysisError
+from palindrome_lens.explanation.constants import rounded
 from palindrome_lens.explanation.emulate import alphabet_codes
 from palindrome_lens.explanation.readout import quadratic_terms
 from palindrome_lens.explanation.tables import run_capturing
@@ -142,6 +144,22 @@ def read_spread(model: TransformerBridge, tokenizer: Tokenizer, length: int, bat
         b_o=_weights(model, "b_O"), ln2=ln("blocks.0.ln2"), w_in=w_in, b_in=b_in, w_out=w_out, b_out=b_out,
         act_fn=str(cfg.act_fn),
         causal=str(getattr(cfg, "attention_dir", "bidirectional")) == "causal")
+
+
+def rounded_spread(t: SpreadTables) -> SpreadTables:
+    """The factors as a program holds them (constants.DIGITS significant digits): a numpy twin uses the same numbers."""
+    def r(x: np.ndarray) -> np.ndarray:
+        return np.asarray(rounded(x), dtype=np.float64).reshape(np.shape(x))
+
+    def ln(weights: LayerNormWeights | None) -> LayerNormWeights | None:
+        return None if weights is None else (r(weights[0]), r(weights[1]), weights[2])
+
+    return dataclasses.replace(
+        t, char_embed=r(t.char_embed), pos_embed=r(t.pos_embed), ln1=ln(t.ln1), w_q=r(t.w_q), b_q=r(t.b_q),
+        w_k=r(t.w_k), b_k=r(t.b_k), w_v=r(t.w_v), b_v=r(t.b_v), w_o=r(t.w_o), b_o=r(t.b_o), w_in=r(t.w_in),
+        b_in=r(t.b_in), w_out=r(t.w_out), b_out=r(t.b_out), ln2=ln(t.ln2),
+        special_key={k: r(v) for k, v in t.special_key.items()},
+        special_value={k: r(v) for k, v in t.special_value.items()})
 
 
 def activation(x: np.ndarray, name: str) -> np.ndarray:

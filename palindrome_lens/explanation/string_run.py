@@ -41,6 +41,7 @@ from palindrome_lens.explanation.string_level import (
     read_spread,
     readout_directions,
     resid_post,
+    rounded_spread,
     shared_read,
 )
 from palindrome_lens.explanation.string_template import render_string_level
@@ -60,25 +61,10 @@ LEVELS = [
 ]
 
 
-def _rounded_tables(t: SpreadTables) -> SpreadTables:
-    """The tables as the program holds them (DIGITS significant digits): the numpy twin uses the same numbers."""
-    def r(x: np.ndarray) -> np.ndarray:
-        return np.asarray(rounded(x), dtype=np.float64).reshape(np.shape(x))
-
-    def ln(weights: tuple | None) -> tuple | None:
-        return None if weights is None else (r(weights[0]), r(weights[1]), weights[2])
-
-    return dataclasses.replace(
-        t, char_embed=r(t.char_embed), pos_embed=r(t.pos_embed), ln1=ln(t.ln1), w_q=r(t.w_q), b_q=r(t.b_q),
-        w_k=r(t.w_k), b_k=r(t.b_k), w_v=r(t.w_v), b_v=r(t.b_v), w_o=r(t.w_o), b_o=r(t.b_o), w_in=r(t.w_in),
-        b_in=r(t.b_in), special_key={k: r(v) for k, v in t.special_key.items()},
-        special_value={k: r(v) for k, v in t.special_value.items()}, ln2=ln(t.ln2))
-
-
 def fit_spread(t: SpreadTables, codes: np.ndarray, logits: np.ndarray, palindrome: np.ndarray) -> SpreadProgram:
     """One length's program: the read tables (rounded), the readout directions over the fit strings and the readout
     fitted to the model's logits there."""
-    t = _rounded_tables(t)
+    t = rounded_spread(t)
     mean_post = resid_post(t, codes).mean(axis=1)
     directions = np.asarray(rounded(readout_directions(mean_post, palindrome, DIMS)))
     out_read = np.asarray(rounded(t.w_out @ directions.T)).reshape(t.w_out.shape[0], -1)
