@@ -178,6 +178,14 @@ def test_a_model_that_never_errs_on_random_edits_gives_a_lower_bound_not_a_ratio
     assert some["times_random"] == pytest.approx(0.5 / 1e-4) and some["times_random_at_least"] is None
 
 
+def test_the_errors_a_program_predicts_are_counted_apart_from_those_the_model_makes() -> None:
+    # the program calls rows 0, 1 and 2 wrong; the model gets rows 0 and 3 wrong: one prediction comes true
+    proposals = pd.DataFrame({"level": ["full"] * 4, "text": list("abcd"), "model_wrong": [True, False, False, True],
+                              "program_wrong_side": [2.0, 1.0, 0.5, -1.0], "pattern": ["p"] * 4})
+    (row,) = scores(proposals, 3, 30_000)
+    assert (row["predicted_wrong"], row["predicted_and_wrong"], row["model_wrong"]) == (3, 1, 2)
+
+
 def test_proposals_are_split_evenly_between_the_pools_when_the_program_predicts_no_error() -> None:
     """A program that leans the same way everywhere (it predicts no error) still spends its proposals on every pool:
     one-character strings, then palindromes of 2 and 3 characters, a third each; ranking across pools alone

@@ -294,7 +294,8 @@ def explanation_page(explanation: ExplanationInputs | None, n_examples: int) -> 
             if explanation.algorithm else "No algorithm level: the logic of program.py, up to its constants.",
             Code(explanation.algorithm or source[:source.index(CONSTANTS_MARKER)].rstrip() + "\n"), anchor="algorithm"),
         Section("The ladder", (
-            "Each level adds one kind of detail to the one below. Left to right: more numbers read from the model "
+            "Each table level adds one kind of detail to the one below; layer_zero, where there is one, computes "
+            "layer 1's keys and values from layer 0 instead of looking them up. Left to right: more numbers read from the model "
             f"and fitted (log scale); the dotted line is the model's {n_model:,} parameters, the dashed one the gate. "
             "The exact check (the diamond) decides by the label and predicts one logit difference per class."),
             Figure(ladder_figure(levels, summary.get("graded") or [], summary["targets"], n_model)), anchor="ladder"),
