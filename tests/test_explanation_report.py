@@ -31,7 +31,7 @@ from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import build_report, render_page
 from palindrome_lens.report.inputs import load_inputs
 from palindrome_lens.report.pages import report_pages
-from palindrome_lens.report.pages.explanation import explanation_page, graded_section
+from palindrome_lens.report.pages.explanation import explanation_page, graded_section, label_sides
 from palindrome_lens.report.pages.explorer import explorer_page
 from tests.report_outputs import write_all
 
@@ -248,3 +248,13 @@ def test_the_page_with_a_program_opens_offline_with_every_figure_drawn(written: 
     result = browser.open_page(tmp_path / page.filename)
     assert result.problems() == [] and result.network_requests == []
     assert len(result.plots) == 4 and all(result.plots.values())  # the ladder, the scatter, two per-pair heatmaps
+
+
+def test_two_levels_of_close_size_keep_their_labels_by_their_own_points() -> None:
+    # layer_zero (14,513 numbers) scores above full (15,133): its label goes above, full's below, whatever the order
+    sizes, scores = [2, 103, 1339, 14513, 15133], [0.0, 0.03, 0.84, 0.92, 0.90]
+    assert label_sides(sizes, scores)[3:] == ["top center", "bottom center"]
+    assert label_sides(sizes, [0.0, 0.03, 0.84, 0.90, 0.92])[3:] == ["bottom center", "top center"]
+    assert label_sides([1, 10], [0.5, 0.5]) == ["top center", "bottom center"] and label_sides([5], [None]) == [
+        "top center"]
+

@@ -115,6 +115,26 @@ def lead_text(summary: dict[str, Any]) -> str:
             f"parameters{bigger}.\n\n" + "\n\n".join(summary["sentences"]))
 
 
+def label_sides(x: list[float], y: list[Any]) -> list[str]:
+    """Where each point's label goes: above when the point is at least as high as its nearest neighbour on the log
+    axis, below when lower (two levels of close size, e.g. layer_zero and full, keep their labels by their own
+    points); ties alternate, since neighbours on a log axis crowd."""
+    logs = np.log10(np.maximum(np.asarray(x, dtype=float), 1.0))
+    values = np.array([np.nan if v is None else v for v in y], dtype=float)
+    sides = []
+    for i in range(len(x)):
+        others = [j for j in range(len(x)) if j != i]
+        if not others or np.isnan(values[i]):
+            sides.append("top center")
+            continue
+        j = min(others, key=lambda k: abs(logs[k] - logs[i]))
+        if np.isnan(values[j]) or values[i] == values[j]:
+            sides.append(("top center", "bottom center")[i % 2])
+        else:
+            sides.append("top center" if values[i] > values[j] else "bottom center")
+    return sides
+
+
 def ladder_figure(levels: list[dict[str, Any]], graded: list[dict[str, Any]], targets: dict[str, Any],
                   n_model: int) -> go.Figure:
     """Each score against the level's numbers (read + fitted, log x): the gate as a dashed line, the model's
@@ -133,7 +153,7 @@ def ladder_figure(levels: list[dict[str, Any]], graded: list[dict[str, Any]], ta
         for j, (name, y) in enumerate(series.items()):
             fig.add_trace(go.Scatter(
                 x=x, y=y, mode="lines+markers+text", text=text if j == 0 else None, name=name or "level",
-                textposition=["top center", "bottom center"] * len(x),  # alternate: neighbours on a log axis crowd
+                textposition=label_sides(x, y),
                 line={"color": SERIES[j]},
                 marker={"size": 9, "symbol": ["diamond"] + ["circle"] * (len(x) - 1)},
                 hovertemplate="%{text}: %{y:.4f}<extra></extra>" if j == 0 else None), **where)
