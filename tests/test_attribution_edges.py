@@ -16,6 +16,7 @@ from palindrome_lens.attribution.edges import (
     edge_hooks,
     path_patching,
     possible_edges,
+    screening_pairs,
     sender_output,
 )
 from palindrome_lens.attribution.nodes import (
@@ -216,3 +217,26 @@ def test_the_batch_size_and_the_order_of_pairs_of_mixed_lengths_change_nothing()
     for batch_size in (5, 16):
         table = path_patching(w.model, w.tokens, w.cache, backwards, masks, edges, batch_size=batch_size)
         assert np.allclose(table["effect"], reference["effect"], atol=1e-4), batch_size
+
+
+def test_screened_edges_are_measured_on_the_spread_pairs_alone_and_the_rest_on_every_pair() -> None:
+    """The stage measures the edges no figure draws on a few pairs: each such edge's row must be exactly what
+    patching those pairs alone gives, and every other edge keeps every pair."""
+    w = world("ln")
+    masks, edges = _wiring(w)
+    pairs, _, _ = _pairs(w)
+    few = screening_pairs(len(pairs), 5)
+    assert len(few) == 5 and few[0] == 0 and few[-1] == len(pairs) - 1
+    assert pairs.iloc[few]["length"].nunique() == 2  # spread over the set, not its first lengths
+    screened = set(edges[::2])
+    table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16, screened=screened,
+                          screen_pairs=5)
+    alone = path_patching(w.model, w.tokens, w.cache, pairs.iloc[few].reset_index(drop=True), masks, edges,
+                          batch_size=16)
+    whole = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16)
+    mine = np.array([e in screened for e in edges])
+    columns = ["effect", "n_pairs", "pair_q25", "pair_median", "pair_q75"]
+    assert np.allclose(table.loc[mine, columns].to_numpy(float), alone.loc[mine, columns].to_numpy(float), atol=1e-5)
+    assert np.allclose(table.loc[~mine, columns].to_numpy(float), whole.loc[~mine, columns].to_numpy(float), atol=1e-5)
+    assert (table.loc[mine, "n_pairs"] <= 5).all() and (table.loc[~mine, "n_pairs"] > 5).all()
+    assert np.array_equal(screening_pairs(4, 64), np.arange(4))

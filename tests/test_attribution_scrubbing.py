@@ -25,6 +25,7 @@ from palindrome_lens.attribution.scrubbing import (
     run_metrics,
     units,
 )
+from palindrome_lens.attribution.summary import scrub_facts, scrub_verdict
 
 
 def _world_scrubber(seed: int = 0) -> Scrubber:
@@ -181,3 +182,20 @@ def test_visible_features_see_only_pairs_at_or_before_the_position() -> None:
 
 def _partition(code: np.ndarray) -> set:
     return {frozenset(np.flatnonzero(code == c).tolist()) for c in np.unique(code)}
+
+
+def test_pairs_are_scrubbed_alone_only_when_every_global_share_reaches_the_floor() -> None:
+    """`local_from` skips the pair-alone scrubs of a hypothesis that fails globally; the verdict cannot change
+    (a global share below the floor fails the gate whatever the pairs give) and the global figures are the same."""
+    s = _world_scrubber()
+    for hypothesis in (Hypothesis("flags", 0, {"chars": "pair_match"}), Hypothesis("nothing", 0, {"chars": "none"})):
+        every = s.scrub(hypothesis)
+        lowest = min(every[k] for k in ("recovered", "recovered_constant", "accuracy_recovered"))
+        below, at = s.scrub(hypothesis, local_from=lowest + 1e-6), s.scrub(hypothesis, local_from=lowest)
+        assert below["local"] is None and below["local_skipped"]
+        assert at["local"] == every["local"] and not at["local_skipped"] and every["local"] is not None
+        for key in ("recovered", "recovered_constant", "accuracy_recovered", "control", "constant"):
+            assert below[key] == every[key]
+        if lowest < 0.9:
+            assert scrub_verdict(below, 0.9) == scrub_verdict(every, 0.9) == "fails"
+        assert scrub_facts(below, "fails")["local_skipped"] and not scrub_facts(every, "fails")["local_skipped"]

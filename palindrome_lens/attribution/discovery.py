@@ -20,7 +20,7 @@ tried (single or joined), its bits, figures and verdict.
 
 Candidates are screened on a class-balanced subset of rows with fewer draws; one that passes the
 screen with a band to spare is scrubbed in full (every row, N_DRAWS draws), and only a full pass is
-kept. The number of scrubs is bounded by `budget`: each boundary may spend an even share of what is
+kept. A scrub whose global shares fall below the band runs no pair-alone scrubs: it fails whatever they give. The number of scrubs is bounded by `budget`: each boundary may spend an even share of what is
 left (what it does not spend goes to the next), and a boundary whose share ran out says so.
 """
 
@@ -168,13 +168,14 @@ class _Search:
             if not self.budget.take():
                 return False
             trial = Hypothesis(f"discovered_l{self.layer}", self.layer, {**self.keep, group: feature})
-            screened = self.scrubber.scrub(trial, rows=self.screen_rows, draws=SCREEN_DRAWS)
+            lo = self.target - SCREEN_BAND  # below this on a global share, neither a pass nor near one
+            screened = self.scrubber.scrub(trial, rows=self.screen_rows, draws=SCREEN_DRAWS, local_from=lo)
             screen_verdict = self.verdict(screened)
             full = None
             if screen_verdict == "supported" or _near(screened, self.target):
                 if not self.budget.take():
                     return False
-                full = self.scrubber.scrub(trial, draws=N_DRAWS)
+                full = self.scrubber.scrub(trial, draws=N_DRAWS, local_from=lo)
             full_verdict = self.verdict(full) if full is not None else None
             accepted = full_verdict == "supported"
             self.path.append(Step(group, feature, dict(trial.keep), bits_of[feature], scrub_facts(screened, screen_verdict),

@@ -22,7 +22,7 @@ a pair's two strings share every position.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ from palindrome_lens.stage import tqdm_disabled
 
 LOGITS = "logits"
 VIAS = ("q", "k", "v", "mlp_in", "logits")
+SCREEN_PAIRS = 64  # pairs an undrawn edge is measured on (its effect only colours the wiring heatmap)
 
 
 @dataclass(frozen=True)
@@ -157,12 +158,19 @@ def entering_residuals(model: TransformerBridge, tokens: torch.Tensor, batch_siz
     return [torch.cat(part) for part in parts]
 
 
+def screening_pairs(n: int, k: int = SCREEN_PAIRS) -> np.ndarray:
+    """Indices of k pairs spread evenly over the n (corruption_pairs orders them by length and pair), all if n <= k."""
+    return np.arange(n) if n <= k else np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
 def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: ActivationCache, pairs: pd.DataFrame,
-                  masks: dict[str, np.ndarray], edges: list[Edge], batch_size: int) -> pd.DataFrame:
-    """edges.parquet: one row per edge with its effect (ratio of means) and per-pair spread."""
+                  masks: dict[str, np.ndarray], edges: list[Edge], batch_size: int,
+                  screened: Collection[Edge] = frozenset(), screen_pairs: int = SCREEN_PAIRS) -> pd.DataFrame:
+    """edges.parquet: one row per edge with its effect (ratio of means) and per-pair spread. Edges in `screened`
+    (those no figure draws: the stage passes every edge that does not join the circuit's nodes) are measured on
+    `screen_pairs` pairs spread over the set, the rest on every pair; `n_pairs` says which."""
     if pairs.empty or not edges:
         return _empty()
-    device = device_of(model)
     clean_ids = torch.tensor(pairs["clean_id"].to_numpy())
     corrupted_ids = torch.tensor(pairs["corrupted_id"].to_numpy())
     corrupted = tokens[corrupted_ids]
@@ -171,39 +179,65 @@ def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: Activat
     positions = readout_positions(model, corrupted)
     readout_mask = torch.zeros(corrupted.shape, dtype=torch.bool)
     readout_mask[torch.arange(len(corrupted)), positions] = True
-    group_mask = {g: torch.from_numpy(m[pairs["corrupted_id"].to_numpy()]) for g, m in masks.items()}
-    outputs: dict[str, torch.Tensor] = {}
-    entering = entering_residuals(model, corrupted, batch_size)
-    ln = LayerNorms(model)
+    run = _PairRun(model, cache, clean_ids, corrupted_ids, corrupted, readout_mask,
+                   {g: torch.from_numpy(m[pairs["corrupted_id"].to_numpy()]) for g, m in masks.items()},
+                   entering_residuals(model, corrupted, batch_size), LayerNorms(model), batch_size, {})
     groups: dict[tuple[str, str], list[Edge]] = {}  # edges into one receiver input share their hooks
     for edge in edges:
         groups.setdefault((edge.receiver_name, edge.via), []).append(edge)
-    patched: dict[Edge, np.ndarray] = {}
-    n = len(corrupted)
+    every, few = np.arange(len(pairs)), screening_pairs(len(pairs), screen_pairs)
+    patched: dict[Edge, tuple[np.ndarray, np.ndarray]] = {}
     for group in tqdm(groups.values(), desc="path patching", unit="receiver", disable=tqdm_disabled()):
+        for rows, part in ((every, [e for e in group if e not in screened]), (few, [e for e in group if e in screened])):
+            if part:
+                patched.update({e: (rows, v) for e, v in zip(part, run.measure(part, rows))})
+    return pd.DataFrame([_row(e, patched[e][1], clean[patched[e][0]], base[patched[e][0]], model.cfg.n_layers)
+                         for e in edges])
+
+
+@dataclass
+class _PairRun:
+    """What every receiver group's forwards share: the pairs' sender outputs, masks and entering residuals."""
+
+    model: TransformerBridge
+    cache: ActivationCache
+    clean_ids: torch.Tensor
+    corrupted_ids: torch.Tensor
+    corrupted: torch.Tensor
+    readout_mask: torch.Tensor
+    group_mask: dict[str, torch.Tensor]
+    entering: list[torch.Tensor]
+    ln: LayerNorms
+    batch_size: int
+    outputs: dict[str, torch.Tensor]
+
+    def measure(self, group: list[Edge], rows: np.ndarray) -> list[np.ndarray]:
+        """Per edge of one receiver input, the patched logit differences on the chosen pairs."""
+        model, device, index = self.model, device_of(self.model), torch.from_numpy(rows)
         receiver = group[0].receiver
-        for s in {e.sender.component for e in group} - set(outputs):
-            outputs[s] = sender_output(model, cache, s, clean_ids) - sender_output(model, cache, s, corrupted_ids)
+        for s in {e.sender.component for e in group} - set(self.outputs):
+            self.outputs[s] = (sender_output(model, self.cache, s, self.clean_ids)
+                               - sender_output(model, self.cache, s, self.corrupted_ids))
         # every (edge, pair) is one row of a stacked batch: the senders' deltas side by side, one forward per slice
-        delta = torch.cat([outputs[e.sender.component] * group_mask[e.sender.group][..., None].float() for e in group])
-        receiver_mask = (readout_mask if receiver is None else group_mask[receiver.group]).repeat(len(group), 1)
+        delta = torch.cat([self.outputs[e.sender.component][index]
+                           * self.group_mask[e.sender.group][index][..., None].float() for e in group])
+        receiver_mask = (self.readout_mask if receiver is None else self.group_mask[receiver.group])[index].repeat(
+            len(group), 1)
         corrupted_z = None
         if receiver is not None and receiver.is_head:
             layer, head = parse_head(receiver.component)
-            corrupted_z = cache_tensor(cache, f"blocks.{layer}.attn.hook_z")[corrupted_ids][:, :, head].repeat(
-                len(group), 1, 1)
+            corrupted_z = cache_tensor(self.cache, f"blocks.{layer}.attn.hook_z")[self.corrupted_ids[index]][
+                :, :, head].repeat(len(group), 1, 1)
         layer = model.cfg.n_layers if receiver is None else receiver.layer  # the forward starts here
-        stacked, resid = corrupted.repeat(len(group), 1), entering[layer].repeat(len(group), 1, 1)
+        stacked, resid = self.corrupted[index].repeat(len(group), 1), self.entering[layer][index].repeat(len(group), 1, 1)
         out = []
-        for start in range(0, len(stacked), batch_size):
-            sl = slice(start, start + batch_size)
-            hooks = edge_hooks(model, ln, group[0], delta[sl].to(device), receiver_mask[sl].to(device),
+        for start in range(0, len(stacked), self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            hooks = edge_hooks(model, self.ln, group[0], delta[sl].to(device), receiver_mask[sl].to(device),
                                None if corrupted_z is None else corrupted_z[sl].to(device))
             out.append(resume_logit_diff(model, resid[sl].to(device), stacked[sl], layer - 1, hooks).cpu().numpy())
         values = np.concatenate(out)
-        for i, edge in enumerate(group):
-            patched[edge] = values[i * n:(i + 1) * n]
-    return pd.DataFrame([_row(edge, patched[edge], clean, base, model.cfg.n_layers) for edge in edges])
+        return [values[i * len(rows):(i + 1) * len(rows)] for i in range(len(group))]
 
 
 def _row(edge: Edge, patched: np.ndarray, clean: np.ndarray, corrupted: np.ndarray, n_layers: int) -> dict[str, Any]:

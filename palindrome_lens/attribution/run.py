@@ -182,7 +182,9 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         pairs = corruption_pairs(examples)
         senders = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"] + candidates
         edges = possible_edges(senders, candidates, readout_kind)
-        t["edges"] = path_patching(model, tokens, cache, pairs, masks, edges, bs)
+        drawn = {nd.name for nd in [*embedding_nodes(groups, masks), *circuit]} | {LOGITS}
+        undrawn = [e for e in edges if not {e.sender.name, e.receiver_name} <= drawn]  # only the wiring heatmap's
+        t["edges"] = path_patching(model, tokens, cache, pairs, masks, edges, bs, screened=undrawn)
     with out.timed("composition"):
         t["composition"] = composition_table(model, seed)
     with out.timed("donor pool"):

@@ -314,8 +314,10 @@ class Scrubber:
         return self._runs[key]
 
     def scrub(self, hypothesis: Hypothesis, rows: np.ndarray | None = None, draws: int = N_DRAWS,
-              local: bool = True) -> dict[str, Any]:
-        """The scrubbing result of one hypothesis: losses on both scales, control, constant, local scrubs."""
+              local: bool = True, local_from: float | None = None) -> dict[str, Any]:
+        """The scrubbing result of one hypothesis: losses on both scales, control, constant, local scrubs. With
+        `local_from`, the local scrubs (most of a scrub's forwards) run only when each global share recovered is at
+        least that: below it the hypothesis fails whatever its pairs do, and `local_skipped` says they did not run."""
         if not 0 <= hypothesis.after_layer < self.model.cfg.n_layers:
             raise ValueError(f"hypothesis {hypothesis.name}: after_layer {hypothesis.after_layer} is not a layer of "
                              f"this {self.model.cfg.n_layers}-layer model")
@@ -351,7 +353,11 @@ class Scrubber:
             "baseline": {"label_entropy": constant, "random_loss": random_loss, "model_loss": model_loss},
             "runs": runs,
         }
-        result["local"] = self.local(hypothesis, rows, draws, random_loss - model_loss) if local else None
+        shares = [result[k] for k in ("recovered", "recovered_constant", "accuracy_recovered")]
+        result["local_skipped"] = local and local_from is not None and any(v is not None and v < local_from
+                                                                          for v in shares)
+        run_local = local and not result["local_skipped"]
+        result["local"] = self.local(hypothesis, rows, draws, random_loss - model_loss) if run_local else None
         return result
 
     def local(self, hypothesis: Hypothesis, rows: np.ndarray, draws: int, span: float) -> dict[str, Any]:

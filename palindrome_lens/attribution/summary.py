@@ -251,7 +251,8 @@ def scrub_facts(result: dict[str, Any], verdict: str) -> dict[str, Any]:
     return {**{k: result.get(k) for k in ("recovered", "recovered_constant", "accuracy_recovered", "control",
                                           "control_constant", "constant", "self_draw_share")},
             "local_recovered": local.get("recovered"), "local_accuracy_recovered": local.get("accuracy_recovered"),
-            "worst_unit": local.get("worst_unit"), "bits": result.get("bits"), "verdict": verdict}
+            "local_skipped": bool(result.get("local_skipped")), "worst_unit": local.get("worst_unit"),
+            "bits": result.get("bits"), "verdict": verdict}
 
 
 def _figures(step: dict[str, Any]) -> dict[str, Any]:

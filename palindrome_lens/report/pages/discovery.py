@@ -64,7 +64,8 @@ def path_table(boundary: dict[str, Any]) -> pd.DataFrame:
                      "scrub": "full" if step["full"] else "screen",
                      "loss recovered": pct(f.get("recovered")), "from a constant": pct(f.get("recovered_constant")),
                      "accuracy recovered": pct(f.get("accuracy_recovered")),
-                     "each pair alone": pct(f.get("local_recovered")), "control": pct(f.get("control")),
+                     "each pair alone": "not run" if f.get("local_skipped") else pct(f.get("local_recovered")),
+                     "control": pct(f.get("control")),
                      "self draws": pct(f.get("self_draw_share")), "verdict": f["verdict"],
                      "kept": "yes" if step["accepted"] else ""})
     return pd.DataFrame(rows)
@@ -124,7 +125,9 @@ def discovery_sections(circuit: dict[str, Any]) -> list[Section]:
                 f"what the group keeps, and the halves of the string searched apart (kept only when a half goes "
                 f"coarser). A screen uses {discovered['screen_rows']} class-balanced "
                 f"rows and {discovered['screen_draws']} draws; one within 5 points of every gate is scrubbed in full "
-                f"({discovered['draws']} draws, every row), and only a full pass is kept. Budget: "
+                f"({discovered['draws']} draws, every row), and only a full pass is kept. A scrub more than 5 points "
+                f"below a global gate fails whatever its pairs give, so its pairs are not scrubbed alone ('not run' "
+                f"in the table). Budget: "
                 f"{discovered['evaluated']} of {discovered['budget']} scrubs used, each boundary an even share of "
                 f"what was left" + ("; it ran out at this boundary." if boundary.get("budget_exhausted") else ".")),
                 path_figure(boundary, target) if boundary["path"] else Text("Nothing was tried."),
