@@ -6,9 +6,11 @@ data/raw/test.parquet; every model must fit it) into a temp directory, then runs
 `palindrome_lens.attribution.analyse` with the attribute params `--rounds` times per model and thread count
 (`--threads`, default 1 as the stage runs), alternating the order round by round so load from other
 processes hits all alike. Prints the median seconds of each part (the stage's own timers) and the total per
-run, and each run's ratio to the first (the first model at the first thread count).
+run, and each run's ratio to the first (the first model at the first thread count). With `--rows`, one more
+untimed run per model counts the rows that enter a transformer block in each part: a measure of the work that
+does not depend on how busy the machine is (a block's cost per row differs between models: time one too).
 
-    .venv/bin/python benchmarks/attribute_runtime.py [--rounds 3] [--threads 1] [--models data/model other/model]
+    .venv/bin/python benchmarks/attribute_runtime.py [--rounds 3] [--threads 1] [--rows] [--models data/model other/model]
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import string
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,6 +32,7 @@ os.environ.setdefault("PALINDROME_LENS_QUIET", "1")
 
 from palindrome_lens.activations import choose_examples, load_cache, load_examples, write_activations  # noqa: E402
 from palindrome_lens.attribution import analyse, needed_hooks  # noqa: E402
+from palindrome_lens.attribution.run import Attribution  # noqa: E402
 from palindrome_lens.data.generate import SCHEMA  # noqa: E402
 from palindrome_lens.data.parquet import read_table  # noqa: E402
 from palindrome_lens.model.classifier import load_classifier  # noqa: E402
@@ -48,6 +53,36 @@ def prepare(model: str, test, params, tmp: Path) -> tuple:
     return clf, load_cache(tmp, clf, hooks=needed_hooks(clf)), load_examples(tmp / "examples.parquet")
 
 
+def block_rows(clf, cache, examples, test_df, params) -> dict[str, int]:  # noqa: ANN001
+    """Per part, the rows that entered a transformer block (pre-hooks on the native blocks; the stage's own timer
+    brackets the parts, so it is wrapped here for this run only)."""
+    counted = {"rows": 0}
+
+    def count(module: torch.nn.Module, args: tuple) -> None:
+        counted["rows"] += int(args[0].shape[0])
+
+    per_part: dict[str, int] = defaultdict(int)
+    original = Attribution.timed
+
+    @contextmanager
+    def timed(self: Attribution, part: str) -> Iterator[None]:
+        before = counted["rows"]
+        with original(self, part):
+            yield
+        per_part[part] += counted["rows"] - before
+
+    handles = [block.register_forward_pre_hook(count) for block in clf.model.original_model.layers]
+    Attribution.timed = timed
+    try:
+        analyse(clf, cache, examples, test_df, params.attribute, params.seed)
+    finally:
+        Attribution.timed = original
+        for handle in handles:
+            handle.remove()
+    per_part["total"] = sum(per_part.values())
+    return dict(per_part)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -55,6 +90,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="a model directory; repeat for more")
     parser.add_argument("--models", nargs="+", default=[], help="model directories")
     parser.add_argument("--test", default=str(ROOT / "data" / "raw" / "test.parquet"))
+    parser.add_argument("--rows", action="store_true", help="also count the rows entering a block, per part")
     args = parser.parse_args()
     models = args.model + args.models or [str(ROOT / "data" / "model")]
     params = load_params_file(ROOT / "params.yaml")
@@ -81,15 +117,26 @@ def main() -> None:
                     seconds[m, n][part].append(value)
                 seconds[m, n]["total"].append(time.perf_counter() - start)
                 print(f"round {r + 1} {name[m, n]}: {seconds[m, n]['total'][-1]:.1f} s", flush=True)
-    parts = list(dict.fromkeys(p for run in runs for p in seconds[run] if p != "total")) + ["total"]
+        counts = [block_rows(*prepared_model, test_df, params) for prepared_model in prepared] if args.rows else []
+    parts = list(dict.fromkeys([p for run in runs for p in seconds[run]] + [p for c in counts for p in c]))
+    parts = [p for p in parts if p != "total"] + ["total"]
     median = {run: {p: statistics.median(v) for p, v in seconds[run].items()} for run in runs}
     first = runs[0]
-    print(f"{'part':<28}" + "".join(f"{name[run] + ' s':>10}" for run in runs)
-          + "".join(f"{name[run] + '/' + name[first]:>10}" for run in runs[1:]))
-    for p in parts:
+    if args.rounds:
+        print(f"{'part':<28}" + "".join(f"{name[run] + ' s':>10}" for run in runs)
+              + "".join(f"{name[run] + '/' + name[first]:>10}" for run in runs[1:]))
+    for p in parts if args.rounds else []:
         cells = [median[run].get(p, float("nan")) for run in runs]
         ratios = [cell / cells[0] if cells[0] else float("nan") for cell in cells[1:]]
         print(f"{p:<28}" + "".join(f"{cell:>10.2f}" for cell in cells) + "".join(f"{x:>10.2f}" for x in ratios))
+    if counts:
+        letters = string.ascii_uppercase[:len(models)]
+        print(f"\n{'rows into a block (M)':<28}" + "".join(f"{m:>10}" for m in letters)
+              + "".join(f"{m + '/A':>10}" for m in letters[1:]))
+        for p in parts:
+            cells = [c.get(p, 0) / 1e6 for c in counts]
+            ratios = [cell / cells[0] if cells[0] else float("nan") for cell in cells[1:]]
+            print(f"{p:<28}" + "".join(f"{cell:>10.3f}" for cell in cells) + "".join(f"{x:>10.2f}" for x in ratios))
 
 
 if __name__ == "__main__":
