@@ -150,3 +150,29 @@ def test_sentences_state_the_discovered_features_with_their_figures() -> None:
     layer0 = text[1]
     assert layer0.startswith("After layer 0,") and "Coarser features fail at each character position: label" in layer0
     assert "100.0% of the loss" in layer0
+
+
+@pytest.mark.parametrize("name", ["planted", "flagcount"])
+def test_skipping_pair_alone_scrubs_below_the_band_changes_no_step_of_the_search(name: str,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search skips a scrub's pair-alone scrubs when a global share is below the screen band. Run again with
+    every pair scrubbed alone, each step (feature, screen verdict, whether a full scrub ran, its verdict, acceptance)
+    and each boundary's result must be the same, and some step must have been skipped (or the test tests nothing)."""
+    skipping = found(name)
+    s = scrubber(name)
+    every = s.scrub
+    monkeypatch.setattr(s, "scrub", lambda *a, local_from=None, **k: every(*a, **k))
+    everything = discover(s, ("bos", "chars", "eos"), False, TARGET, 80, 0, lambda r: scrub_verdict(r, TARGET))
+    monkeypatch.undo()
+
+    def steps(doc: dict) -> list:
+        return [(b["after_layer"], st["group"], st["feature"], st["screen"]["verdict"], st["full"] is not None,
+                 (st["full"] or {}).get("verdict"), st["accepted"]) for b in doc["boundaries"] for st in b["path"]]
+
+    assert steps(skipping) == steps(everything)
+    assert [b["keep"] for b in skipping["boundaries"]] == [b["keep"] for b in everything["boundaries"]]
+    assert [b["result"]["recovered"] for b in skipping["boundaries"]] == [b["result"]["recovered"]
+                                                                          for b in everything["boundaries"]]
+    skipped = [st for b in skipping["boundaries"] for st in b["path"] if st["screen"]["local_skipped"]]
+    assert skipped and all(st["screen"]["verdict"] == "fails" and st["full"] is None for st in skipped)
+    assert not any(st["screen"]["local_skipped"] for b in everything["boundaries"] for st in b["path"])

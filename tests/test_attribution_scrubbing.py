@@ -188,7 +188,8 @@ def test_pairs_are_scrubbed_alone_only_when_every_global_share_reaches_the_floor
     """`local_from` skips the pair-alone scrubs of a hypothesis that fails globally; the verdict cannot change
     (a global share below the floor fails the gate whatever the pairs give) and the global figures are the same."""
     s = _world_scrubber()
-    for hypothesis in (Hypothesis("flags", 0, {"chars": "pair_match"}), Hypothesis("nothing", 0, {"chars": "none"})):
+    for hypothesis in (Hypothesis("flags", 0, {"chars": "pair_match"}), Hypothesis("nothing", 0, {"chars": "none"}),
+                       Hypothesis("characters", 0, {"chars": "pair_chars"})):
         every = s.scrub(hypothesis)
         lowest = min(every[k] for k in ("recovered", "recovered_constant", "accuracy_recovered"))
         below, at = s.scrub(hypothesis, local_from=lowest + 1e-6), s.scrub(hypothesis, local_from=lowest)
@@ -198,4 +199,6 @@ def test_pairs_are_scrubbed_alone_only_when_every_global_share_reaches_the_floor
             assert below[key] == every[key]
         if lowest < 0.9:
             assert scrub_verdict(below, 0.9) == scrub_verdict(every, 0.9) == "fails"
+        else:  # a scrub whose pairs were never scrubbed alone supports nothing, however well it does globally
+            assert scrub_verdict(every, 0.9) == "supported" and scrub_verdict(below, 0.9) == "fails"
         assert scrub_facts(below, "fails")["local_skipped"] and not scrub_facts(every, "fails")["local_skipped"]

@@ -16,8 +16,9 @@ from plotly.colors import hex_to_rgb
 
 from palindrome_lens.report import render_page
 from palindrome_lens.report.graph import BAND_PX, COLUMN_PX, EDGE_SCALE
-from palindrome_lens.report.inputs import ReportInputs, load_inputs
+from palindrome_lens.report.inputs import Attribution, ReportInputs, load_inputs
 from palindrome_lens.report.pages import PAGE_FILES, write_report
+from palindrome_lens.report.pages.wiring import wiring_sections
 from tests.browser import Browser
 from tests.report_outputs import (
     ACCURACY_RECOVERED,
@@ -326,3 +327,18 @@ def test_every_page_opens_offline_and_the_graph_is_drawn(browser: Browser, synth
     drawn = browser.driver.execute_script(_GRAPH_JS)
     assert set(drawn["edges"]) == DRAWN and sorted(drawn["nodes"]) == sorted([*DRAWN_INPUTS, *CIRCUIT, "logits"])
     assert drawn["lines"] >= len(DRAWN)  # an SVG path per edge
+
+
+def test_edges_measured_on_fewer_pairs_are_counted_and_said(synthetic: ReportInputs) -> None:
+    """The stage measures the edges no figure draws on fewer pairs: the page says how many edges, on how many."""
+    edges = synthetic.attribution["edges"].copy()
+    undrawn = ~edges.apply(lambda r: f"{r.sender}->{r.receiver}:{r.via}", axis=1).isin(DRAWN)
+    edges.loc[undrawn, "n_pairs"] = 3
+    attribution = Attribution(synthetic.attribution.summary, {**synthetic.attribution.tables, "edges": edges},
+                              synthetic.attribution.circuit)
+    sections = {s.heading: s for s in wiring_sections(attribution)}
+    said = (f"The edges between drawn nodes are measured over 6 example pairs; the {int(undrawn.sum())} others, which "
+            "only colour the heatmap, over 3")
+    assert 0 < undrawn.sum() < len(edges)
+    assert said in sections["Every edge, by input"].caption and said in sections["Every edge (table)"].caption
+    assert "same 6 example pairs" not in sections["Every edge (table)"].caption

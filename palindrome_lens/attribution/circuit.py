@@ -207,7 +207,8 @@ def minimality(scorer: CircuitScorer, circuit: list[Node], full: float,
         exhaustive = len(others) <= MINIMALITY_EXHAUSTIVE
         sizes = range(len(others) + 1) if exhaustive else range(min(MINIMALITY_K_SIZE, len(others)) + 1)
         ks = [list(c) for r in sizes for c in itertools.combinations(others, r)]
-        if screen is not None and len(ks) > SCREEN_ABOVE:
+        screened = screen is not None and len(ks) > SCREEN_ABOVE
+        if screened:
             ranked = np.abs(screen.f([without(circuit, [*k, v]) for k in ks]) - screen.f([without(circuit, k)
                                                                                           for k in ks]))
             ks = [ks[i] for i in np.argsort(-ranked, kind="stable")[:RESCORED]]
@@ -216,5 +217,7 @@ def minimality(scorer: CircuitScorer, circuit: list[Node], full: float,
         diffs = np.abs(without_v - with_v) / full
         best = int(np.argmax(diffs))
         out[v.name] = {"value": float(diffs[best]), "k": [nd.name for nd in ks[best]],
-                       "search": "exhaustive" if exhaustive else f"every K of at most {MINIMALITY_K_SIZE} nodes"}
+                       "search": ("exhaustive" if exhaustive else f"every K of at most {MINIMALITY_K_SIZE} nodes")
+                       + (f", ranked on {len(screen.rows) if screen.rows is not None else 'every'} rows, the best "
+                          f"{RESCORED} scored on every row" if screened else "")}
     return out

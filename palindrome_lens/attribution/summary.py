@@ -110,6 +110,7 @@ def scrub_verdict(result: dict[str, Any], target: float) -> str:
     local = result.get("local") or {}
     enough = all(within(result.get(k), target) for k in ("recovered", "recovered_constant", "accuracy_recovered"))
     enough = enough and within(local.get("recovered"), target) and within(local.get("accuracy_recovered"), target)
+    enough = enough and not result.get("local_skipped")  # pairs never scrubbed alone support nothing
     return "supported" if enough and (constant is None or rec > constant) else "fails"
 
 
@@ -261,7 +262,7 @@ def _figures(step: dict[str, Any]) -> dict[str, Any]:
 
 def _score(step: dict[str, Any]) -> float:
     f = _figures(step)
-    values = [f.get(k) for k in ("recovered_constant", "accuracy_recovered", "local_recovered")]
+    values = [f.get(k) for k in ("recovered", "recovered_constant", "accuracy_recovered", "local_recovered")]
     return min((v for v in values if v is not None), default=-math.inf)
 
 

@@ -83,7 +83,7 @@ def path_figure(boundary: dict[str, Any], target: float) -> Figure:
         worst = []
         for s in steps:
             f = s["full"] or s["screen"]
-            values = [f.get(k) for k in ("recovered_constant", "accuracy_recovered", "local_recovered")]
+            values = [f.get(k) for k in ("recovered", "recovered_constant", "accuracy_recovered", "local_recovered")]
             worst.append(min((v for v in values if v is not None), default=None))
         shown = [None if w is None else min(max(w, Y_FLOOR), Y_CEILING) for w in worst]
         symbols = ["star" if s["accepted"] else "triangle-down" if w is not None and w < Y_FLOOR else

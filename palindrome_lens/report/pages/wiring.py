@@ -99,14 +99,16 @@ def wiring_sections(attribution: Attribution) -> list[Section]:
     floor = circuit["gates"]["edge_floor"]
     table = edge_table(edges, graph)
     weak = table["effect"].abs() < floor
-    pairs = (f" Every edge is measured over the same {int(edges['n_pairs'].iloc[0])} example pairs."
-             if edges["n_pairs"].nunique() == 1 else "")
+    counts = edges["n_pairs"].astype(int)
+    pairs = (f" Every edge is measured over the same {counts.iloc[0]} example pairs." if counts.nunique() == 1 else
+             f" The edges between drawn nodes are measured over {counts.max()} example pairs; the {int((counts < counts.max()).sum())} "
+             f"others, which only colour the heatmap, over {counts.min()} spread over them (n_pairs in the table).")
     data = [Download("edges.csv", edges, "data/attribution/edges.parquet")]
     sections += [
         Section("Every edge, by input", (
             "Every sender → receiver edge the wiring allows, measured by path patching: one panel per input of the "
             "receiver. Colour and number are the effect: red restores the clean answer, blue pushes the other way, "
-            "white does nothing. Blank cells are edges the wiring does not allow."),
+            "white does nothing. Blank cells are edges the wiring does not allow." + pairs),
             edge_heatmap(edges, list(circuit["search"]["candidates"])), data=data),
         Section("Every edge (table)", (
             "The edges with |effect| at least the edge floor, sorted by |effect|, with the per-pair quartiles (a large "
