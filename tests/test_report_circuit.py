@@ -338,7 +338,7 @@ def test_edges_measured_on_fewer_pairs_are_counted_and_said(synthetic: ReportInp
                               synthetic.attribution.circuit)
     sections = {s.heading: s for s in wiring_sections(attribution)}
     said = (f"The edges between drawn nodes are measured over 6 example pairs; the {int(undrawn.sum())} others, which "
-            "only colour the heatmap, over 3")
+            "the graph does not draw, over 3")
     assert 0 < undrawn.sum() < len(edges)
     assert said in sections["Every edge, by input"].caption and said in sections["Every edge (table)"].caption
     assert "same 6 example pairs" not in sections["Every edge (table)"].caption

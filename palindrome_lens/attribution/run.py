@@ -183,7 +183,7 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         senders = [nd for nd in embedding_nodes(groups, masks) if nd.component == "embed"] + candidates
         edges = possible_edges(senders, candidates, readout_kind)
         drawn = {nd.name for nd in [*embedding_nodes(groups, masks), *circuit]} | {LOGITS}
-        undrawn = [e for e in edges if not {e.sender.name, e.receiver_name} <= drawn]  # only the wiring heatmap's
+        undrawn = [e for e in edges if not {e.sender.name, e.receiver_name} <= drawn]  # not in the graph: a few pairs
         t["edges"] = path_patching(model, tokens, cache, pairs, masks, edges, bs, screened=undrawn)
     with out.timed("composition"):
         t["composition"] = composition_table(model, seed)

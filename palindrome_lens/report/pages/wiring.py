@@ -102,7 +102,7 @@ def wiring_sections(attribution: Attribution) -> list[Section]:
     counts = edges["n_pairs"].astype(int)
     pairs = (f" Every edge is measured over the same {counts.iloc[0]} example pairs." if counts.nunique() == 1 else
              f" The edges between drawn nodes are measured over {counts.max()} example pairs; the {int((counts < counts.max()).sum())} "
-             f"others, which only colour the heatmap, over {counts.min()} spread over them (n_pairs in the table).")
+             f"others, which the graph does not draw, over {counts.min()} spread over them (n_pairs in the table).")
     data = [Download("edges.csv", edges, "data/attribution/edges.parquet")]
     sections += [
         Section("Every edge, by input", (
