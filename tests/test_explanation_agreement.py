@@ -87,6 +87,10 @@ def test_the_sentence_says_runs_this_program_only_when_every_gate_passes() -> No
                        "program_errors": 0})
     runs, sentence = verdict(a, iia, params, PROGRAM)
     assert runs and "too few to judge recall and precision by: the gate needs at least 20" in sentence
+    a["edits"]["model_errors"] = 0  # none at all (the default model): still not judged, and said so
+    runs, sentence = verdict(a, iia, params, PROGRAM)
+    assert runs and "misclassifies none of them (too few to judge recall and precision by: the gate needs at least " \
+        "20) and neither does the program" in sentence
     a["edits"]["model_errors"] = 20
     assert not verdict(a, iia, params, PROGRAM)[0]
     # a control that never tested anything (no decision-changing pair) is not a control that passed

@@ -31,7 +31,7 @@ from palindrome_lens.report.formatting import num
 from palindrome_lens.report.html import build_report, render_page
 from palindrome_lens.report.inputs import load_inputs
 from palindrome_lens.report.pages import report_pages
-from palindrome_lens.report.pages.explanation import explanation_page, graded_section, label_sides
+from palindrome_lens.report.pages.explanation import explanation_page, graded_section, label_sides, lead_text
 from palindrome_lens.report.pages.explorer import explorer_page
 from tests.report_outputs import write_all
 
@@ -138,6 +138,16 @@ def test_where_it_breaks_lists_the_search_and_the_strings_that_fool_the_model(wr
     search = next(s for s in page.sections if s.heading == "Where it breaks: the failure search")
     texts = failures.loc[wrong, "text"].tolist()
     assert f"The model misclassifies {len(set(texts))} distinct proposed strings: " in search.caption
+    summary = json.loads((copy / "summary.json").read_text())
+    assert sum(r["predicted_wrong"] for r in summary["failures"]) == 0 and "No program predicts" in search.caption
+    assert "What they lack" not in search.caption  # the planted model leans no way within a class: nothing to measure
+    summary["ceiling"]["model"]["edits"].update(spearman=0.91, r2=0.75)  # then the ceiling says what the top lacks
+    summary["levels"][-1].update(spearman_edits=0.89, r2_edits=0.67)
+    (copy / "summary.json").write_text(json.dumps(summary))
+    search = next(s for s in explanation_page(load_explanation(copy), n_examples=5).sections
+                  if s.heading == "Where it breaks: the failure search")
+    assert ("What they lack, measured: fed the model's own features" in search.caption
+            and f"0.91 / 0.75 on the edits, the {summary['levels'][-1]['name']} level 0.89 / 0.67:" in search.caption)
     top = section(page, "Where it breaks: the model's worst misclassified proposals").df
     assert top["text"].tolist()[0] == texts[1] and set(top["text"]) == set(texts)
     assert top.columns.tolist() == ["text", "true class", "model's logit diff", "program's logit diff", "proposed by",
@@ -258,3 +268,17 @@ def test_two_levels_of_close_size_keep_their_labels_by_their_own_points() -> Non
     assert label_sides([1, 10], [0.5, 0.5]) == ["top center", "bottom center"] and label_sides([5], [None]) == [
         "top center"]
 
+
+
+def test_when_no_level_passes_the_page_says_why_program_py_is_the_level_it_is() -> None:
+    """ARENA: no level passes; program.py is layer_zero, no larger than the model, failing as few gates as any."""
+    levels = [{"name": "layer_zero", "n_read": 5426, "n_fitted": 33, "n_total": 5459},
+              {"name": "full", "n_read": 42180, "n_fitted": 33, "n_total": 42213}]
+    summary = {"levels": levels, "program_level": "layer_zero", "passing_level": None, "n_model": 8290,
+               "sentences": ["No level of the ladder passes the gates."]}
+    assert lead_text(summary).startswith(
+        "program.py is the layer_zero level of the ladder: no level passes every gate, and of the levels no larger "
+        "than the model it fails the fewest. It reads 5,426 numbers from the model and fits 33, 65.85% of the "
+        "model's 8,290 parameters.\n\n")
+    too_big = lead_text({**summary, "program_level": "full", "n_model": 1000})
+    assert "and it fails the fewest. It reads 42,180" in too_big and "rather than compressing them" in too_big

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from palindrome_lens.explanation.sentences import against, ceiling_sentence, ladder_sentence
+from palindrome_lens.explanation.sentences import against, ceiling_sentence, ladder_sentence, program_pick
 
 
 @pytest.mark.parametrize(("figure", "gate", "shown"), [
@@ -51,10 +51,31 @@ def test_a_level_larger_than_the_model_is_called_so() -> None:
     (3 layers x 4 heads: the full level holds 57,256 + 141 numbers for 39,554 parameters)."""
     rows = [{"name": "context", "n_read": 3148, "n_fitted": 141, "n_total": 3289, "failed": ["the within-class fit"]},
             {"name": "full", "n_read": 57256, "n_fitted": 141, "n_total": 57397, "failed": ["the within-class fit"]}]
-    text = ladder_sentence(rows, None, 39554)
+    text = ladder_sentence(rows, None, 39554, "context")
+    assert "program.py is the context level: of the levels no larger than the model, it fails the fewest gates (1)" in text
     assert "full (57,256 numbers read and 141 fitted, 1.45 times the model: more numbers than it explains)" in text
     assert "context (3,148 numbers read and 141 fitted) misses" in text
-    passing = ladder_sentence([{**rows[1], "failed": []}], "full", 39554)
+    passing = ladder_sentence([{**rows[1], "failed": []}], "full", 39554, "full")
     assert "141 fitted, 145.11% of the model's 39,554 parameters: more numbers than it explains." in passing
-    fits = ladder_sentence([{**rows[0], "failed": []}], "context", 39554)
+    fits = ladder_sentence([{**rows[0], "failed": []}], "context", 39554, "context")
     assert "8.32% of the model's 39,554 parameters." in fits and "more numbers" not in fits
+
+
+def test_program_py_is_never_larger_than_the_model_while_a_smaller_level_does_as_well() -> None:
+    """The smallest passing level; when none passes, the level no larger than the model that fails the fewest gates
+    (ARENA: layer_zero, 0.66x the model, fails 4 gates like the full tables at 5.1x; context fails 5), the larger
+    on a tie; size rules only while some level fits in the model."""
+    def row(name: str, n: int, failed: int) -> dict:
+        return {"name": name, "n_total": n, "failed": ["gate"] * failed, "passes": failed == 0}
+
+    arena = [row("exact", 2, 5), row("algorithm", 183, 5), row("layer_zero", 5459, 4), row("context", 6395, 5),
+             row("full", 42213, 4)]
+    assert arena[program_pick(arena, 8290)]["name"] == "layer_zero"
+    tie = [row("characters", 555, 3), row("context", 6395, 3), row("full", 42213, 1)]
+    assert tie[program_pick(tie, 8290)]["name"] == "context"
+    assert tie[program_pick(tie, 100)]["name"] == "full"  # every level larger than the model: the fewest failed
+    passing = [row("algorithm", 183, 1), row("combination", 1339, 0), row("full", 16207, 0)]
+    assert passing[program_pick(passing, 26850)]["name"] == "combination"
+    text = ladder_sentence([{**r, "n_read": r["n_total"], "n_fitted": 0} for r in arena], None, 8290, "layer_zero")
+    assert "program.py is the layer_zero level: of the levels no larger than the model, it fails the fewest gates (4)" \
+        in text

@@ -59,6 +59,7 @@ from palindrome_lens.explanation.sentences import (
     iia_facts,
     ladder_sentence,
     pair_constants,
+    program_pick,
     verdict,
     weakest_pair,
     weakest_sentence,
@@ -298,7 +299,7 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
         iia = iia_all[iia_all["level"] == b.name]
         rows.append(level_row(b, agreement, kinds, iia, gate_checks(agreement, iia, params), n_model))
     chosen = next((i for i, r in enumerate(rows) if r["passes"]), None)
-    pick = chosen if chosen is not None else len(built) - 1
+    pick = program_pick(rows, n_model)
     program_level, (table, agreement, kinds, _) = built[pick], measured[pick]
     source = render_level(program_level.constants)  # the same program, named program.py
     iia = iia_all[iia_all["level"] == program_level.name].drop(columns="level").reset_index(drop=True)
@@ -311,7 +312,7 @@ def explain(clf: Classifier, circuit: Mapping[str, Any], train: pd.DataFrame, te
                      "checked_rows": min(checked, len(test)) + min(checked, len(edits)),
                      "check_max_difference": max(m[3] for m in measured), "fit_strings": len(fit_texts)}
     runs, sentence = verdict(agreement, iia, params, program_facts)
-    ladder_text = ladder_sentence(rows, None if chosen is None else program_level.name, n_model)
+    ladder_text = ladder_sentence(rows, None if chosen is None else program_level.name, n_model, program_level.name)
     weakest = weakest_pair(table[table["set"] == "edits"], pd.concat([pair_constants(doc, n) for n in lengths]))
     headline = [*forced_sentence(choice), sentence, ladder_text]  # what the index says
     ceiling_text = ceiling_sentence(ceiling, rows[-1], params)

@@ -94,11 +94,12 @@ def _max(s: pd.Series) -> float | None:
 
 
 def errors_text(f: Mapping[str, Any], min_errors: int) -> str:
-    if f["model_errors"] == 0:
-        return (f"the model misclassifies none of them and the program predicts {f['program_errors']} misclassifications"
-                if f["program_errors"] else "the model misclassifies none of them and neither does the program")
     few = (f" (too few to judge recall and precision by: the gate needs at least {min_errors})"
            if f["model_errors"] < min_errors else "")
+    if f["model_errors"] == 0:
+        return (f"the model misclassifies none of them{few} and the program predicts {f['program_errors']} "
+                "misclassifications" if f["program_errors"] else
+                f"the model misclassifies none of them{few} and neither does the program")
     return (f"it reproduces {f['errors_reproduced']} of the model's {f['model_errors']} misclassifications{few} (recall "
             f"{pct(f['error_recall'])}, precision {pct(f['error_precision'])} of the {f['program_errors']} it predicts; "
             "the exact palindrome check reproduces none)")
@@ -136,8 +137,20 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
                    f"{figures}; {alignment}.")
 
 
-def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_model: int, top: str = "full") -> str:
-    """Which level passes the gates, and what each smaller level misses."""
+def program_pick(rows: Sequence[Mapping[str, Any]], n_model: int) -> int:
+    """The row program.py compiles: the smallest level that passes every gate; when none does, the level that fails
+    the fewest gates among those no larger than the model (an explanation is a compression), the larger on a tie
+    (rows go smallest first). Only where every level is larger than the model does size not rule."""
+    passing = next((i for i, r in enumerate(rows) if r["passes"]), None)
+    if passing is not None:
+        return passing
+    small = [i for i, r in enumerate(rows) if r["n_total"] <= n_model] or list(range(len(rows)))
+    return min(small, key=lambda i: (len(rows[i]["failed"]), -i))
+
+
+def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_model: int, picked: str) -> str:
+    """Which level passes the gates, and what each smaller level misses; when none passes, which level program.py
+    is instead (`picked`, by program_pick) and why."""
     def size(r: Mapping[str, Any], times: bool = True) -> str:
         larger = (f", {r['n_total'] / n_model:.2f} times the model: more numbers than it explains"
                   if times and r["n_total"] > n_model else "")
@@ -147,8 +160,11 @@ def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_mod
                        if r["name"] != chosen and (chosen is None or r["n_total"] <= next(
                            x["n_total"] for x in rows if x["name"] == chosen)))
     if chosen is None:
+        row = next(r for r in rows if r["name"] == picked)
+        why = ("of the levels no larger than the model, it fails the fewest gates" if row["n_total"] <= n_model
+               else "it fails the fewest gates")
         return (f"No level of the ladder passes the gates (the model has {n_model:,} parameters): {misses}. "
-                f"program.py is the {top} level, the closest the ladder gets.")
+                f"program.py is the {picked} level: {why} ({len(row['failed'])}).")
     row = next(r for r in rows if r["name"] == chosen)
     larger = ": more numbers than it explains" if row["n_total"] > n_model else ""
     return (f"The smallest level that passes every gate is {chosen}: {size(row, times=False)}, "

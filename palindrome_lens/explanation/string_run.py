@@ -31,7 +31,14 @@ from palindrome_lens.explanation.files import (
 from palindrome_lens.explanation.ladder import Level
 from palindrome_lens.explanation.levels import BuiltLevel, build_exact
 from palindrome_lens.explanation.readout import fit_readout, n_fitted
-from palindrome_lens.explanation.sentences import errors_text, gate_checks, ladder_sentence, num, pct
+from palindrome_lens.explanation.sentences import (
+    errors_text,
+    gate_checks,
+    ladder_sentence,
+    num,
+    pct,
+    program_pick,
+)
 from palindrome_lens.explanation.string_level import (
     SpreadEmulator,
     SpreadProgram,
@@ -210,7 +217,7 @@ def explain_string_level(clf: Classifier, choice: FamilyChoice, train: pd.DataFr
     rows = [level_row(b, agreement, kinds, empty_iia, string_checks(agreement, params), n_model)
             for b, (_, agreement, kinds, _) in zip(built, measured)]
     chosen = next((i for i, r in enumerate(rows) if r["passes"]), None)
-    pick = chosen if chosen is not None else len(built) - 1
+    pick = program_pick(rows, n_model)
     program_level, (table, agreement, kinds, _) = built[pick], measured[pick]
     source = (render_string_level(program_level.constants) if program_level.name == "string_level"
               else render_level(program_level.constants))  # the same program, named program.py
@@ -220,7 +227,7 @@ def explain_string_level(clf: Classifier, choice: FamilyChoice, train: pd.DataFr
                      "checked_rows": min(200, len(test)) + min(200, len(edits)),
                      "check_max_difference": max(m[3] for m in measured), "fit_strings": len(fit_texts)}
     runs, sentence = string_verdict(agreement, rows[pick]["gates"], params, program_facts)
-    ladder_text = ladder_sentence(rows, None if chosen is None else program_level.name, n_model, "string_level")
+    ladder_text = ladder_sentence(rows, None if chosen is None else program_level.name, n_model, program_level.name)
     headline = [*([later] if later else []), sentence, ladder_text]
     doc = {"format": CONSTANTS_FORMAT, "family": choice.name, "hypothesis": choice.hypothesis,
            "after_layer": choice.after_layer, "alphabet": [ord(c) for c in clf.tokenizer.alphabet],

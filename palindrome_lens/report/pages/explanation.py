@@ -107,7 +107,8 @@ def lead_text(summary: dict[str, Any]) -> str:
     if row is None or not n_model:
         return "\n\n".join(summary["sentences"])
     why = (f"the smallest of its {len(levels)} levels that passes every gate" if summary.get("passing_level")
-           else "no level passes every gate, and it is the closest the ladder gets")
+           else "no level passes every gate, and of the levels no larger than the model it fails the fewest"
+           if row["n_total"] <= n_model else "no level passes every gate, and it fails the fewest")
     bigger = (": more numbers than the model has, so it restates the model's tables rather than compressing them"
               if row["n_total"] >= n_model else "")
     return (f"program.py is the {chosen} level of the ladder: {why}. It reads {row['n_read']:,} numbers from the model "
@@ -205,6 +206,20 @@ def times_random(row: dict[str, Any]) -> str:
     return "n/a" if at_least is None else f"≥ {at_least:.0f}× (0 of {row['random_n']:,} random edits wrong)"
 
 
+def lacking(summary: dict[str, Any]) -> str:
+    """What the programs lack where none predicts an error, measured: the feature ceiling (the same readout fed the
+    model's own per-string attention and evidence) against the ladder's top level, on the edits."""
+    own = ((summary.get("ceiling") or {}).get("model") or {}).get("edits") or {}
+    top = (summary.get("levels") or [None])[-1]
+    if own.get("spearman") is None or own.get("r2") is None or top is None:
+        return ""
+    return (f" What they lack, measured: fed the model's own features (the readout heads' attention and evidence as "
+            f"the model computes them on each string), the same readout follows the model with Spearman / R² "
+            f"{num(own['spearman'], 2)} / {num(own['r2'], 2)} on the edits, the {top['name']} level "
+            f"{num(top['spearman_edits'], 2)} / {num(top['r2_edits'], 2)}: its tables average those over contexts, "
+            "while the model's move with the rest of the string.")
+
+
 def breaks_section(summary: dict[str, Any], failures: pd.DataFrame | None, n: int) -> list[Section]:
     """The failure search per level, and the strings it found that the model misclassifies."""
     rows = summary.get("failures") or []
@@ -240,7 +255,7 @@ def breaks_section(summary: dict[str, Any], failures: pd.DataFrame | None, n: in
         f"{times_random(best)} the rate of random single edits ({pct(best['random_rate'], 3)}).") + (
         " No program predicts the error itself: each puts these strings on the right side, and proposed them as the "
         "ones it puts least far from the wrong one. The mechanism points at where the model is weak, not at its "
-        "margin." if not said else
+        "margin." + lacking(summary) if not said else
         f" The programs themselves say {said} of the proposals are misclassified."))
     columns = {"text": "text", "label": "true class", "model_logit_diff": "model's logit diff",
                "program_logit_diff": "program's logit diff", "level": "proposed by", "pattern": "pattern"}
