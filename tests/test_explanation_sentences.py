@@ -74,6 +74,9 @@ def test_program_py_is_never_larger_than_the_model_while_a_smaller_level_does_as
     tie = [row("characters", 555, 3), row("context", 6395, 3), row("full", 42213, 1)]
     assert tie[program_pick(tie, 8290)]["name"] == "context"
     assert tie[program_pick(tie, 100)]["name"] == "full"  # every level larger than the model: the fewest failed
+    spread = [row("exact", 2, 1), row("string_level", 900, 2)]  # seed 1: the accurate exact check is no explanation
+    assert spread[program_pick(spread, 26850)]["name"] == "string_level"
+    assert program_pick([row("exact", 2, 1)], 26850) == 0
     passing = [row("algorithm", 183, 1), row("combination", 1339, 0), row("full", 16207, 0)]
     assert passing[program_pick(passing, 26850)]["name"] == "combination"
     text = ladder_sentence([{**r, "n_read": r["n_total"], "n_fitted": 0} for r in arena], None, 8290, "layer_zero")

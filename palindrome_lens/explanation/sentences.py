@@ -140,11 +140,15 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
 def program_pick(rows: Sequence[Mapping[str, Any]], n_model: int) -> int:
     """The row program.py compiles: the smallest level that passes every gate; when none does, the level that fails
     the fewest gates among those no larger than the model (an explanation is a compression), the larger on a tie
-    (rows go smallest first). Only where every level is larger than the model does size not rule."""
+    (rows go smallest first). Only where every level is larger than the model does size not rule. The floor (the
+    exact check, the first row) is the baseline the levels are measured against, not an explanation of this model:
+    it is picked only by passing, or when it is the whole ladder (an accurate model's exact check fails fewer gates
+    than a string-level program that says how it decides)."""
     passing = next((i for i, r in enumerate(rows) if r["passes"]), None)
     if passing is not None:
         return passing
-    small = [i for i, r in enumerate(rows) if r["n_total"] <= n_model] or list(range(len(rows)))
+    levels = range(1, len(rows)) if len(rows) > 1 else range(len(rows))
+    small = [i for i in levels if rows[i]["n_total"] <= n_model] or list(levels)
     return min(small, key=lambda i: (len(rows[i]["failed"]), -i))
 
 
