@@ -141,13 +141,21 @@ def test_where_it_breaks_lists_the_search_and_the_strings_that_fool_the_model(wr
     summary = json.loads((copy / "summary.json").read_text())
     assert sum(r["predicted_wrong"] for r in summary["failures"]) == 0 and "No program predicts" in search.caption
     assert "What they lack" not in search.caption  # the planted model leans no way within a class: nothing to measure
-    summary["ceiling"]["model"]["edits"].update(spearman=0.91, r2=0.75)  # then the ceiling says what the top lacks
-    summary["levels"][-1].update(spearman_edits=0.89, r2_edits=0.67)
-    (copy / "summary.json").write_text(json.dumps(summary))
-    search = next(s for s in explanation_page(load_explanation(copy), n_examples=5).sections
-                  if s.heading == "Where it breaks: the failure search")
-    assert ("What they lack, measured: fed the model's own features" in search.caption
-            and f"0.91 / 0.75 on the edits, the {summary['levels'][-1]['name']} level 0.89 / 0.67:" in search.caption)
+    def caption(ceiling: tuple[float, float], levels: dict[str, tuple[float, float]]) -> str:
+        summary["ceiling"]["model"]["edits"].update(spearman=ceiling[0], r2=ceiling[1])
+        for row in summary["levels"]:
+            row.update(dict(zip(("spearman_edits", "r2_edits"), levels.get(row["name"], (0.1, 0.0)))))
+        (copy / "summary.json").write_text(json.dumps(summary))
+        return next(s for s in explanation_page(load_explanation(copy), n_examples=5).sections
+                    if s.heading == "Where it breaks: the failure search").caption
+
+    # the ceiling against the level that follows the model best, not the top one
+    text = caption((0.91, 0.75), {"context": (0.89, 0.67), summary["levels"][-1]["name"]: (0.85, 0.6)})
+    assert ("What they lack, measured: fed the model's own features" in text
+            and "0.91 / 0.75 on the edits, the best level (context) 0.89 / 0.67: the tables average" in text)
+    assert "What they lack" not in caption((0.91, 0.75), {"context": (0.92, 0.5)})  # a level as good: nothing lacks
+    short = caption((0.75, 0.95), {"context": (0.7, 0.8)})  # the model's own features miss the gate too
+    assert "0.75 / 0.95 on the edits, the best level (context) 0.7 / 0.8: the model's own features miss" in short
     top = section(page, "Where it breaks: the model's worst misclassified proposals").df
     assert top["text"].tolist()[0] == texts[1] and set(top["text"]) == set(texts)
     assert top.columns.tolist() == ["text", "true class", "model's logit diff", "program's logit diff", "proposed by",
@@ -272,13 +280,17 @@ def test_two_levels_of_close_size_keep_their_labels_by_their_own_points() -> Non
 
 def test_when_no_level_passes_the_page_says_why_program_py_is_the_level_it_is() -> None:
     """ARENA: no level passes; program.py is layer_zero, no larger than the model, failing as few gates as any."""
-    levels = [{"name": "layer_zero", "n_read": 5426, "n_fitted": 33, "n_total": 5459},
-              {"name": "full", "n_read": 42180, "n_fitted": 33, "n_total": 42213}]
+    levels = [{"name": "layer_zero", "n_read": 5426, "n_fitted": 33, "n_total": 5459, "spearman_edits": 0.75,
+               "failed": ["a", "b", "c", "d"]},
+              {"name": "full", "n_read": 42180, "n_fitted": 33, "n_total": 42213, "spearman_edits": 0.72,
+               "failed": ["a", "b", "c", "d"]}]
     summary = {"levels": levels, "program_level": "layer_zero", "passing_level": None, "n_model": 8290,
                "sentences": ["No level of the ladder passes the gates."]}
     assert lead_text(summary).startswith(
-        "program.py is the layer_zero level of the ladder: no level passes every gate, and of the levels no larger "
-        "than the model it fails the fewest. It reads 5,426 numbers from the model and fits 33, 65.85% of the "
-        "model's 8,290 parameters.\n\n")
+        "program.py is the layer_zero level of the ladder: no level passes every gate; of the levels beyond the "
+        "exact check (the baseline) that are no larger than the model, it fails the fewest gates (4) and, of those, "
+        "follows the model best within a class (edits Spearman 0.75). It reads 5,426 numbers from the model and "
+        "fits 33, 65.85% of the model's 8,290 parameters.\n\n")
     too_big = lead_text({**summary, "program_level": "full", "n_model": 1000})
-    assert "and it fails the fewest. It reads 42,180" in too_big and "rather than compressing them" in too_big
+    assert "(the baseline), it fails the fewest gates (4)" in too_big and "rather than compressing them" in too_big
+    assert "rather than compressing" not in lead_text({**summary, "n_model": 5459})  # as many numbers: not more

@@ -52,7 +52,7 @@ def test_a_level_larger_than_the_model_is_called_so() -> None:
     rows = [{"name": "context", "n_read": 3148, "n_fitted": 141, "n_total": 3289, "failed": ["the within-class fit"]},
             {"name": "full", "n_read": 57256, "n_fitted": 141, "n_total": 57397, "failed": ["the within-class fit"]}]
     text = ladder_sentence(rows, None, 39554, "context")
-    assert "program.py is the context level: of the levels no larger than the model, it fails the fewest gates (1)" in text
+    assert "program.py is the context level: of the levels beyond the exact check (the baseline) that are no larger" in text
     assert "full (57,256 numbers read and 141 fitted, 1.45 times the model: more numbers than it explains)" in text
     assert "context (3,148 numbers read and 141 fitted) misses" in text
     passing = ladder_sentence([{**rows[1], "failed": []}], "full", 39554, "full")
@@ -62,23 +62,31 @@ def test_a_level_larger_than_the_model_is_called_so() -> None:
 
 
 def test_program_py_is_never_larger_than_the_model_while_a_smaller_level_does_as_well() -> None:
-    """The smallest passing level; when none passes, the level no larger than the model that fails the fewest gates
-    (ARENA: layer_zero, 0.66x the model, fails 4 gates like the full tables at 5.1x; context fails 5), the larger
-    on a tie; size rules only while some level fits in the model."""
-    def row(name: str, n: int, failed: int) -> dict:
-        return {"name": name, "n_total": n, "failed": ["gate"] * failed, "passes": failed == 0}
+    """The smallest passing level; when none passes, among the levels beyond the exact check that are no larger than
+    the model, the one failing the fewest gates, then the best edits Spearman, then the larger (ARENA: layer_zero,
+    0.66x the model, fails 4 gates like the full tables at 5.1x; context fails 5)."""
+    def row(name: str, n: int, failed: int, rho: float | None = 0.5) -> dict:
+        return {"name": name, "n_total": n, "n_read": n, "n_fitted": 0, "failed": ["gate"] * failed,
+                "passes": failed == 0, "spearman_edits": rho}
 
-    arena = [row("exact", 2, 5), row("algorithm", 183, 5), row("layer_zero", 5459, 4), row("context", 6395, 5),
-             row("full", 42213, 4)]
+    arena = [row("exact", 2, 5), row("algorithm", 183, 5), row("layer_zero", 5459, 4, 0.75), row("context", 6395, 5),
+             row("full", 42213, 4, 0.72)]
     assert arena[program_pick(arena, 8290)]["name"] == "layer_zero"
-    tie = [row("characters", 555, 3), row("context", 6395, 3), row("full", 42213, 1)]
-    assert tie[program_pick(tie, 8290)]["name"] == "context"
+    tie = [row("exact", 2, 5), row("characters", 555, 3), row("context", 6395, 3), row("full", 42213, 1)]
+    assert tie[program_pick(tie, 8290)]["name"] == "context"  # a tie in gates and Spearman: the larger
     assert tie[program_pick(tie, 100)]["name"] == "full"  # every level larger than the model: the fewest failed
-    spread = [row("exact", 2, 1), row("string_level", 900, 2)]  # seed 1: the accurate exact check is no explanation
+    seed = [row("exact", 2, 1, 0.0), row("combination", 1339, 1, 0.42), row("layer_zero", 14691, 1, 0.74),
+            row("full", 16207, 1, 0.64), row("unscored", 16300, 1, None)]
+    assert seed[program_pick(seed, 26850)]["name"] == "layer_zero"  # seed 2: closer to the fit gate than full
+    spread = [row("exact", 2, 1), row("string_level", 900, 3, 0.25)]  # seed 1: the accurate check is no explanation
     assert spread[program_pick(spread, 26850)]["name"] == "string_level"
     assert program_pick([row("exact", 2, 1)], 26850) == 0
     passing = [row("algorithm", 183, 1), row("combination", 1339, 0), row("full", 16207, 0)]
     assert passing[program_pick(passing, 26850)]["name"] == "combination"
-    text = ladder_sentence([{**r, "n_read": r["n_total"], "n_fitted": 0} for r in arena], None, 8290, "layer_zero")
-    assert "program.py is the layer_zero level: of the levels no larger than the model, it fails the fewest gates (4)" \
-        in text
+    text = ladder_sentence(arena, None, 8290, "layer_zero")
+    assert ("program.py is the layer_zero level: of the levels beyond the exact check (the baseline) that are no "
+            "larger than the model, it fails the fewest gates (4) and, of those, follows the model best within a "
+            "class (edits Spearman 0.75).") in text
+    spread_text = ladder_sentence(spread, None, 26850, "string_level")
+    assert "exact (2 numbers read and 0 fitted) misses gate" in spread_text  # fewer misses, and still not picked
+    assert "program.py is the string_level level: of the levels beyond the exact check" in spread_text

@@ -138,18 +138,30 @@ def verdict(agreement: Mapping[str, Any], iia: pd.DataFrame, params: ExplainPara
 
 
 def program_pick(rows: Sequence[Mapping[str, Any]], n_model: int) -> int:
-    """The row program.py compiles: the smallest level that passes every gate; when none does, the level that fails
-    the fewest gates among those no larger than the model (an explanation is a compression), the larger on a tie
-    (rows go smallest first). Only where every level is larger than the model does size not rule. The floor (the
-    exact check, the first row) is the baseline the levels are measured against, not an explanation of this model:
-    it is picked only by passing, or when it is the whole ladder (an accurate model's exact check fails fewer gates
-    than a string-level program that says how it decides)."""
+    """The row program.py compiles: the smallest level that passes every gate. When none does: among the levels
+    beyond the floor (the exact check, the first row: the baseline the levels are measured against, not an
+    explanation of this model) that are no larger than the model (an explanation is a compression), the one that
+    fails the fewest gates, then follows the model best within a class (edits Spearman), then the larger. Where
+    every level is larger than the model, size does not rule; the floor only where it is the whole ladder."""
     passing = next((i for i, r in enumerate(rows) if r["passes"]), None)
     if passing is not None:
         return passing
     levels = range(1, len(rows)) if len(rows) > 1 else range(len(rows))
     small = [i for i in levels if rows[i]["n_total"] <= n_model] or list(levels)
-    return min(small, key=lambda i: (len(rows[i]["failed"]), -i))
+
+    def spearman(i: int) -> float:
+        value = rows[i].get("spearman_edits")
+        return -math.inf if value is None or math.isnan(value) else float(value)
+
+    return min(small, key=lambda i: (len(rows[i]["failed"]), -spearman(i), -i))
+
+
+def pick_reason(row: Mapping[str, Any], n_model: int) -> str:
+    """Why program_pick chose `row` when no level passes, in words."""
+    within = " that are no larger than the model" if row["n_total"] <= n_model else ""
+    return (f"of the levels beyond the exact check (the baseline){within}, it fails the fewest gates "
+            f"({len(row['failed'])}) and, of those, follows the model best within a class (edits Spearman "
+            f"{num(row.get('spearman_edits'))})")
 
 
 def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_model: int, picked: str) -> str:
@@ -165,10 +177,8 @@ def ladder_sentence(rows: Sequence[Mapping[str, Any]], chosen: str | None, n_mod
                            x["n_total"] for x in rows if x["name"] == chosen)))
     if chosen is None:
         row = next(r for r in rows if r["name"] == picked)
-        why = ("of the levels no larger than the model, it fails the fewest gates" if row["n_total"] <= n_model
-               else "it fails the fewest gates")
         return (f"No level of the ladder passes the gates (the model has {n_model:,} parameters): {misses}. "
-                f"program.py is the {picked} level: {why} ({len(row['failed'])}).")
+                f"program.py is the {picked} level: {pick_reason(row, n_model)}.")
     row = next(r for r in rows if r["name"] == chosen)
     larger = ": more numbers than it explains" if row["n_total"] > n_model else ""
     return (f"The smallest level that passes every gate is {chosen}: {size(row, times=False)}, "

@@ -7,6 +7,7 @@ align its variables with the model's nodes. The string-level family gets the sam
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections import Counter
 from typing import Any
@@ -16,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from palindrome_lens.explanation.agreement import spearman
-from palindrome_lens.explanation.sentences import pair_constants
+from palindrome_lens.explanation.sentences import pair_constants, pick_reason
 from palindrome_lens.explanation.template import CONSTANTS_MARKER
 from palindrome_lens.report.code import Code
 from palindrome_lens.report.content import Figure, Table, Text
@@ -107,10 +108,9 @@ def lead_text(summary: dict[str, Any]) -> str:
     if row is None or not n_model:
         return "\n\n".join(summary["sentences"])
     why = (f"the smallest of its {len(levels)} levels that passes every gate" if summary.get("passing_level")
-           else "no level passes every gate, and of the levels no larger than the model it fails the fewest"
-           if row["n_total"] <= n_model else "no level passes every gate, and it fails the fewest")
+           else f"no level passes every gate; {pick_reason(row, n_model)}")
     bigger = (": more numbers than the model has, so it restates the model's tables rather than compressing them"
-              if row["n_total"] >= n_model else "")
+              if row["n_total"] > n_model else "")
     return (f"program.py is the {chosen} level of the ladder: {why}. It reads {row['n_read']:,} numbers from the model "
             f"and fits {row['n_fitted']:,}, {pct(row['n_total'] / n_model, 2)} of the model's {n_model:,} "
             f"parameters{bigger}.\n\n" + "\n\n".join(summary["sentences"]))
@@ -208,16 +208,24 @@ def times_random(row: dict[str, Any]) -> str:
 
 def lacking(summary: dict[str, Any]) -> str:
     """What the programs lack where none predicts an error, measured: the feature ceiling (the same readout fed the
-    model's own per-string attention and evidence) against the ladder's top level, on the edits."""
+    model's own per-string attention and evidence) against the level that follows the model best within a class,
+    on the edits. Nothing when the ceiling is not ahead of that level, or unmeasured."""
     own = ((summary.get("ceiling") or {}).get("model") or {}).get("edits") or {}
-    top = (summary.get("levels") or [None])[-1]
-    if own.get("spearman") is None or own.get("r2") is None or top is None:
+    scored = [r for r in summary.get("levels") or [] if r.get("spearman_edits") is not None]
+    if own.get("spearman") is None or own.get("r2") is None or not scored:
         return ""
-    return (f" What they lack, measured: fed the model's own features (the readout heads' attention and evidence as "
-            f"the model computes them on each string), the same readout follows the model with Spearman / R² "
-            f"{num(own['spearman'], 2)} / {num(own['r2'], 2)} on the edits, the {top['name']} level "
-            f"{num(top['spearman_edits'], 2)} / {num(top['r2_edits'], 2)}: its tables average those over contexts, "
-            "while the model's move with the rest of the string.")
+    best = max(scored, key=lambda r: r["spearman_edits"])
+    if own["spearman"] <= best["spearman_edits"]:
+        return ""
+    fed = (f" What they lack, measured: fed the model's own features (the readout heads' attention and evidence as "
+           f"the model computes them on each string), the same readout follows the model with Spearman / R² "
+           f"{num(own['spearman'], 2)} / {num(own['r2'], 2)} on the edits, the best level ({best['name']}) "
+           f"{num(best['spearman_edits'], 2)} / {num(best['r2_edits'], 2)}")
+    targets = summary.get("targets") or {}
+    if own["spearman"] < targets.get("spearman_target", -math.inf) or own["r2"] < targets.get("r2_target", -math.inf):
+        return fed + (": the model's own features miss the within-class fit too, so what makes it fail lies beyond "
+                      "this template's features.")
+    return fed + ": the tables average those features over contexts, while the model's move with the rest of the string."
 
 
 def breaks_section(summary: dict[str, Any], failures: pd.DataFrame | None, n: int) -> list[Section]:
