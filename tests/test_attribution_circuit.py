@@ -156,3 +156,23 @@ def test_a_large_circuits_minimality_ranks_its_sets_on_the_screen_and_scores_the
     assert minimal["L0H5@chars"]["value"] == 0.0
     comp = completeness(scorer(0.5), nodes, 10.0, screen=scorer(1.0))
     assert all(v <= 0.5 + 1e-9 for v in comp["tried"].values())  # every gap scored on the full scorer
+
+
+def test_a_large_circuits_minimality_always_scores_the_empty_k_on_every_row() -> None:
+    """The screen ranks sets K on a few rows; where it ranks K = {} low but every row says v alone matters most, the
+    value is still v's effect with nothing else removed (3x4 model: 14 of 15 nodes kept their values with the
+    smaller ranking screen only once K = {} was always scored)."""
+    nodes = [Node(0, f"L0H{i}", "chars") for i in range(13)]
+    pair = {nodes[1], nodes[2]}
+
+    def scorer(value: Callable[[frozenset], float]) -> CircuitScorer:
+        class Ablator(FakeAblator):
+            def logit_diffs(self, sets, rows=None, desc=None):
+                return np.array([np.where(LABEL, f, -f) for f in (value(frozenset(nodes) - set(s)) for s in sets)])
+        return CircuitScorer(Ablator(value), nodes, LABEL)
+
+    full = scorer(lambda kept: 10.0 * (nodes[0] in kept) + 2.0 * (pair <= kept))  # K = {}: 10 of F(M)'s 12
+    screen = scorer(lambda kept: 10.0 * (nodes[0] in kept and not pair <= kept))  # the screen ranks K = {} at 0
+    minimal = minimality(full, nodes, 12.0, screen=screen)
+    assert minimal["L0H0@chars"]["k"] == [] and minimal["L0H0@chars"]["value"] == pytest.approx(10 / 12)
+    assert "the best 2 and K = {} scored on every row" in minimal["L0H0@chars"]["search"]

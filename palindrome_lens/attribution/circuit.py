@@ -15,7 +15,8 @@ embeddings are the input and stay. F(M) is the model's own value.
   search adds the node that raises F most, then drops every node it can do without. The result says
   which search ran. Sets are screened on a class-balanced subsample of SEARCH_ROWS analysis strings
   (one forward pass per set is the whole cost); every set within SCREEN_BAND of the target there is
-  scored again on every string, and only that score decides.
+  scored again on every string, and only that score decides. A circuit too large for the exhaustive forms
+  ranks its completeness K (greedy) and minimality sets on RANK_ROWS strings and scores the best on every one.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ SCREEN_ABOVE = 64  # sets K per node past which minimality ranks them on the scr
 GREEDY_SCREEN_ABOVE = 8  # circuit nodes past which completeness grows its greedy K on the screen rows
 RESCORED = 2  # the best-ranked sets K scored again on every row (8 gave the same 14 values on the 3x4 model)
 SEARCH_ROWS = 256  # strings (half palindromes) each candidate set is screened on
+RANK_ROWS = 128  # the rows a large circuit's completeness K and minimality sets are ranked on (the best rescored on all)
 SCREEN_BAND = 0.1  # sets screened within this of the target are scored on every string
 _STREAM = 9
 
@@ -200,7 +202,8 @@ def taking_over(scorer: CircuitScorer, circuit: list[Node], k: list[Node], top: 
 def minimality(scorer: CircuitScorer, circuit: list[Node], full: float,
                screen: CircuitScorer | None = None) -> dict[str, dict[str, Any]]:
     """Per node v: max over K of |F(C \\ (K + v)) - F(C \\ K)| / F(M), and the K that gives it. Where a node has
-    more than SCREEN_ABOVE sets K, they are ranked on `screen`'s rows and the RESCORED best scored on every row."""
+    more than SCREEN_ABOVE sets K, they are ranked on `screen`'s rows and the RESCORED best, with K = {}, scored on
+    every row."""
     out = {}
     for v in circuit:
         others = [nd for nd in circuit if nd != v]
@@ -211,7 +214,7 @@ def minimality(scorer: CircuitScorer, circuit: list[Node], full: float,
         if screened:
             ranked = np.abs(screen.f([without(circuit, [*k, v]) for k in ks]) - screen.f([without(circuit, k)
                                                                                           for k in ks]))
-            ks = [ks[i] for i in np.argsort(-ranked, kind="stable")[:RESCORED]]
+            ks = [ks[i] for i in dict.fromkeys([0, *np.argsort(-ranked, kind="stable")[:RESCORED]])]  # K = {} too
         with_v = scorer.f([without(circuit, k) for k in ks])
         without_v = scorer.f([without(circuit, [*k, v]) for k in ks])
         diffs = np.abs(without_v - with_v) / full
@@ -219,5 +222,5 @@ def minimality(scorer: CircuitScorer, circuit: list[Node], full: float,
         out[v.name] = {"value": float(diffs[best]), "k": [nd.name for nd in ks[best]],
                        "search": ("exhaustive" if exhaustive else f"every K of at most {MINIMALITY_K_SIZE} nodes")
                        + (f", ranked on {len(screen.rows) if screen.rows is not None else 'every'} rows, the best "
-                          f"{RESCORED} scored on every row" if screened else "")}
+                          f"{RESCORED} and K = {{}} scored on every row" if screened else "")}
     return out

@@ -32,6 +32,7 @@ from palindrome_lens.attribution.attention import (
     readout_attention,
 )
 from palindrome_lens.attribution.circuit import (
+    RANK_ROWS,
     SEARCH_ROWS,
     CircuitScorer,
     completeness,
@@ -172,9 +173,10 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     circuit = search.nodes
     full = float(scorer.f([candidates])[0])
     with out.timed("completeness and minimality"):
-        complete = (completeness(scorer, circuit, full, screen) if full > 0
+        ranker = CircuitScorer(ablators[settings.ablation], candidates, label, screening_rows(examples, seed, RANK_ROWS))
+        complete = (completeness(scorer, circuit, full, ranker) if full > 0
                     else {"value": None, "worst_k": None, "tried": {}})
-        minimal = minimality(scorer, circuit, full, screen) if full > 0 else {}
+        minimal = minimality(scorer, circuit, full, ranker) if full > 0 else {}
         t["nodes"] = node_table(scorer, candidates, circuit, minimal, full)
 
     # edges by path patching, composition scores, scrubbing
