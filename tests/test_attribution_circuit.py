@@ -16,6 +16,7 @@ from palindrome_lens.attribution.circuit import (
     minimality,
     screening_rows,
     search_circuit,
+    taking_over,
     without,
 )
 from palindrome_lens.attribution.nodes import Node
@@ -176,3 +177,25 @@ def test_a_large_circuits_minimality_always_scores_the_empty_k_on_every_row() ->
     minimal = minimality(full, nodes, 12.0, screen=screen)
     assert minimal["L0H0@chars"]["k"] == [] and minimal["L0H0@chars"]["value"] == pytest.approx(10 / 12)
     assert "the best 2 and K = {} scored on every row" in minimal["L0H0@chars"]["search"]
+
+
+def test_a_large_circuits_taking_over_ranks_outside_nodes_on_the_screen_and_reports_every_rows_shares() -> None:
+    """Past 2 * top outside nodes, the screen ranks which nodes take over for K and the shares reported are the full
+    scorer's: here the screen's shares are the squares of the true ones (same order), so a share read off the
+    screen would show."""
+    nodes = [Node(0, f"L0H{i}", "chars") for i in range(13)]
+
+    def scorer(weight: Callable[[int], float]) -> CircuitScorer:
+        def value(kept: frozenset) -> float:  # node 0 decides; without it, every other node kept adds its weight
+            return 100.0 if nodes[0] in kept else sum(weight(i) for i in range(1, 13) if nodes[i] in kept)
+
+        class Ablator(FakeAblator):
+            def logit_diffs(self, sets, rows=None, desc=None):
+                return np.array([np.where(LABEL, f, -f) for f in (value(frozenset(nodes) - set(s)) for s in sets)])
+        return CircuitScorer(Ablator(value), nodes, LABEL)
+
+    full, screen = scorer(float), scorer(lambda i: float(i * i))
+    shares = taking_over(full, [nodes[0]], [nodes[0]], screen=screen)
+    assert [t["node"] for t in shares] == ["L0H12@chars", "L0H11@chars", "L0H10@chars"]
+    assert [t["share"] for t in shares] == pytest.approx([12 / 78, 11 / 78, 10 / 78])
+    assert taking_over(full, [nodes[0]], [nodes[0]]) == shares  # every node scored on every row: the same three

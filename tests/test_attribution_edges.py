@@ -240,3 +240,25 @@ def test_screened_edges_are_measured_on_the_spread_pairs_alone_and_the_rest_on_e
     assert np.allclose(table.loc[~mine, columns].to_numpy(float), whole.loc[~mine, columns].to_numpy(float), atol=1e-5)
     assert (table.loc[mine, "n_pairs"] <= 5).all() and (table.loc[~mine, "n_pairs"] > 5).all()
     assert np.array_equal(screening_pairs(4, 64), np.arange(4))
+
+
+def test_edges_between_drawn_nodes_are_confirmed_on_every_pair_where_the_spread_pairs_reach_half_the_floor() -> None:
+    """With `confirm_from`, an unscreened edge keeps its spread-pair figure when it stays under the threshold there,
+    and gets every pair's figure when it reaches it: so no edge can clear the floor on a few pairs' say."""
+    w = world("ln")
+    masks, edges = _wiring(w)
+    pairs, _, _ = _pairs(w)
+    few = screening_pairs(len(pairs), 5)
+    alone = path_patching(w.model, w.tokens, w.cache, pairs.iloc[few].reset_index(drop=True), masks, edges,
+                          batch_size=16)
+    whole = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16)
+    threshold = float(np.median(alone["effect"].abs()))  # half the edges either side
+    table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16, screen_pairs=5,
+                          confirm_from=threshold)
+    confirmed = (alone["effect"].abs() >= threshold).to_numpy()
+    assert 0 < confirmed.sum() < len(edges)
+    columns = ["effect", "n_pairs", "pair_q25", "pair_median", "pair_q75"]
+    assert np.allclose(table.loc[confirmed, columns].to_numpy(float), whole.loc[confirmed, columns].to_numpy(float),
+                       atol=1e-5)
+    assert np.allclose(table.loc[~confirmed, columns].to_numpy(float), alone.loc[~confirmed, columns].to_numpy(float),
+                       atol=1e-5)

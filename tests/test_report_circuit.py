@@ -330,15 +330,15 @@ def test_every_page_opens_offline_and_the_graph_is_drawn(browser: Browser, synth
 
 
 def test_edges_measured_on_fewer_pairs_are_counted_and_said(synthetic: ReportInputs) -> None:
-    """The stage measures the edges no figure draws on fewer pairs: the page says how many edges, on how many."""
+    """The stage measures most edges on fewer pairs: the page says how many edges, on how many."""
     edges = synthetic.attribution["edges"].copy()
     undrawn = ~edges.apply(lambda r: f"{r.sender}->{r.receiver}:{r.via}", axis=1).isin(DRAWN)
     edges.loc[undrawn, "n_pairs"] = 3
     attribution = Attribution(synthetic.attribution.summary, {**synthetic.attribution.tables, "edges": edges},
                               synthetic.attribution.circuit)
     sections = {s.heading: s for s in wiring_sections(attribution)}
-    said = (f"The edges between drawn nodes are measured over 6 example pairs; the {int(undrawn.sum())} others, which "
-            "the graph does not draw, over 3")
+    said = (f"{int((~undrawn).sum())} edges are measured over 6 example pairs and the other {int(undrawn.sum())} over 3 "
+            "spread over them")
     assert 0 < undrawn.sum() < len(edges)
     assert said in sections["Every edge, by input"].caption and said in sections["Every edge (table)"].caption
     assert "same 6 example pairs" not in sections["Every edge (table)"].caption

@@ -213,31 +213,45 @@ class Ablator:
 
     def _hooks(self, sets: Sequence[Sequence[Node]], rows: np.ndarray, index: torch.Tensor,
                device: torch.device) -> list:
-        """Forward hooks that replace each stacked set's nodes (one block of rows per set)."""
-        n = len(rows)
-        by_component: dict[str, np.ndarray] = {}
+        """Forward hooks that replace each stacked set's nodes (one block of rows per set): one hook per hook point,
+        every head of a layer's `hook_z` at once, the replacement broadcast over the sets rather than copied."""
+        n, width = len(rows), self.tokens.shape[1]
+        by_hook: dict[str, dict[int | None, np.ndarray]] = {}
         for s, nodes in enumerate(sets):
             for nd in nodes:
-                mask = by_component.setdefault(nd.component, np.zeros((len(sets), n, self.tokens.shape[1]), bool))
+                hook, head = component_hook(nd.component)
+                mask = by_hook.setdefault(hook, {}).setdefault(head, np.zeros((len(sets), n, width), bool))
                 mask[s] |= self.masks[nd.group][rows]
         hooks = []
-        for component, mask in by_component.items():
-            hook, head = component_hook(component)
-            where = torch.from_numpy(mask.reshape(len(sets) * n, -1)).to(device)
-            values = self.value(component)[index].repeat(len(sets), *([1] * (self.value(component).dim() - 1)))
-            hooks.append((hook, _replacer(head, where, values)))
+        for hook, per_head in by_hook.items():
+            if None in per_head:  # an MLP's output: (sets, n, pos)
+                where = per_head[None]
+                values = self.value(component_of(hook, None))[index]
+            else:  # a layer's heads: (sets, n, pos, head), the replacement of every head side by side
+                n_heads = self.model.cfg.n_heads
+                where = np.zeros((len(sets), n, width, n_heads), bool)
+                for head, mask in per_head.items():
+                    where[..., head] = mask
+                if hook not in self.values:
+                    self.values[hook] = torch.stack([self.value(component_of(hook, h)) for h in range(n_heads)], dim=2)
+                values = self.values[hook][index]
+            hooks.append((hook, _replacer(torch.from_numpy(where).to(device), values)))
         return hooks
 
 
-def _replacer(head: int | None, where: torch.Tensor, values: torch.Tensor):  # noqa: ANN202
+def component_of(hook: str, head: int | None) -> str:
+    """The inverse of component_hook: (`blocks.1.attn.hook_z`, 0) -> `L1H0`; (`blocks.0.hook_mlp_out`, None) ->
+    `0_mlp_out`."""
+    layer = int(hook.split(".")[1])
+    return f"L{layer}H{head}" if head is not None else f"{layer}_mlp_out"
+
+
+def _replacer(where: torch.Tensor, values: torch.Tensor):  # noqa: ANN202
+    """`where` (sets, n, pos[, head]) chooses `values` (n, pos, ...) over the activation (sets * n, pos, ...)."""
     def hook(activation: torch.Tensor, hook: object) -> torch.Tensor:
-        values_ = values.to(activation.dtype)
-        mask = where.reshape(*where.shape, *([1] * (values_.dim() - 2)))
-        if head is None:
-            return torch.where(mask, values_, activation)
-        out = activation.clone()
-        out[:, :, head] = torch.where(mask, values_, activation[:, :, head])
-        return out
+        stacked = activation.reshape(where.shape[0], *values.shape)
+        mask = where.reshape(*where.shape, *([1] * (values.dim() - where.dim() + 1)))
+        return torch.where(mask, values.to(activation.dtype), stacked).reshape(activation.shape)
 
     return hook
 
@@ -283,10 +297,11 @@ def whole_component_nodes(component: str, masks: dict[str, np.ndarray], layer: i
 
 
 def ablation_table(ablators: dict[str, Ablator], model: TransformerBridge, examples: pd.DataFrame,
-                   base: np.ndarray, nodes: Iterable[Node]) -> pd.DataFrame:
+                   base: np.ndarray, nodes: Iterable[Node], alone: np.ndarray | None = None) -> pd.DataFrame:
     """ablation.parquet: every component at every position alone, in each mode; and every candidate
-    node alone under resample ablation. `positions` is `all` or the node's group; kind `balanced` holds the
-    class-balanced metrics (mean_logit_diff there is the lean towards "palindrome")."""
+    node alone under resample ablation (`alone`: those logit differences if already run, one row per node).
+    `positions` is `all` or the node's group; kind `balanced` holds the class-balanced metrics (mean_logit_diff
+    there is the lean towards "palindrome")."""
     comps = components(model)
     rows = [{"component": NONE, "positions": NONE, "mode": NONE, **r} for r in metric_rows(base, base, examples)]
     for mode, ablator in ablators.items():
@@ -295,8 +310,9 @@ def ablation_table(ablators: dict[str, Ablator], model: TransformerBridge, examp
             rows += [{"component": component, "positions": ALL, "mode": mode, **r}
                      for r in metric_rows(diff, base, examples)]
     nodes = list(nodes)
-    resample = ablators["resample"]
-    for nd, diff in zip(nodes, resample.logit_diffs([[nd] for nd in nodes], desc="node ablation")):
+    if alone is None:
+        alone = ablators["resample"].logit_diffs([[nd] for nd in nodes], desc="node ablation")
+    for nd, diff in zip(nodes, alone):
         rows += [{"component": nd.component, "positions": nd.group, "mode": "resample", **r}
                  for r in metric_rows(diff, base, examples)]
     return pd.DataFrame(rows)

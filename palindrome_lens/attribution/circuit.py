@@ -16,7 +16,8 @@ embeddings are the input and stay. F(M) is the model's own value.
   which search ran. Sets are screened on a class-balanced subsample of SEARCH_ROWS analysis strings
   (one forward pass per set is the whole cost); every set within SCREEN_BAND of the target there is
   scored again on every string, and only that score decides. A circuit too large for the exhaustive forms
-  ranks its completeness K (greedy) and minimality sets on RANK_ROWS strings and scores the best on every one.
+  ranks its completeness K (greedy), the nodes that take over and its minimality sets on RANK_ROWS strings and
+  scores the best on every one.
 """
 
 from __future__ import annotations
@@ -64,12 +65,15 @@ class CircuitScorer:
         todo = list(dict.fromkeys(s for s in kept_sets if s not in self.memo))
         if todo:
             ablated = [[nd for nd in self.candidates if nd not in s] for s in todo]
-            diffs = self.ablator.logit_diffs(ablated, rows=self.rows)
-            label = self._label()
-            margins = np.where(label, diffs, -diffs)
-            for s, m in zip(todo, margins):
-                self.memo[s] = (float(balanced_mean(m, label)), float(balanced_accuracy(m, label)))
+            self.remember(todo, self.ablator.logit_diffs(ablated, rows=self.rows))
         return [self.memo[s] for s in kept_sets]
+
+    def remember(self, kept_sets: Iterable[Iterable[Node]], diffs: np.ndarray) -> None:
+        """Take F of these kept sets from logit differences already run elsewhere (same ablator, same rows)."""
+        label = self._label()
+        for s, d in zip(kept_sets, diffs):
+            m = np.where(label, d, -d)
+            self.memo[frozenset(s)] = (float(balanced_mean(m, label)), float(balanced_accuracy(m, label)))
 
     def f(self, kept_sets: Iterable[Iterable[Node]]) -> np.ndarray:
         return np.array([m for m, _ in self.evaluate(kept_sets)])
@@ -183,13 +187,21 @@ def completeness(scorer: CircuitScorer, circuit: list[Node], full: float,
     results = {name: float(v) for (name, _), v in zip(named, values)}
     worst = max(results, key=results.__getitem__) if results else None
     return {"value": results[worst] if worst else 0.0, "worst_k": worst, "tried": results,
-            "taking_over": taking_over(scorer, circuit, tried[worst]) if worst else []}
+            "taking_over": taking_over(scorer, circuit, tried[worst], screen=screen if grower is screen else None)
+            if worst else []}
 
 
-def taking_over(scorer: CircuitScorer, circuit: list[Node], k: list[Node], top: int = 3) -> list[dict[str, Any]]:
+def taking_over(scorer: CircuitScorer, circuit: list[Node], k: list[Node], top: int = 3,
+                screen: CircuitScorer | None = None) -> list[dict[str, Any]]:
     """Which nodes outside the circuit make up for K: with K ablated from the model, ablating one more outside node
-    u closes this share of the gap F(M \\ K) - F(C \\ K) (1: u alone takes over), the largest first."""
+    u closes this share of the gap F(M \\ K) - F(C \\ K) (1: u alone takes over), the largest first. With `screen`,
+    the outside nodes are ranked on its rows and the best 2 * `top` scored on every row."""
     outside = [nd for nd in scorer.candidates if nd not in circuit]
+    if screen is not None and len(outside) > 2 * top:
+        f_m, f_c = screen.f([without(screen.candidates, k), without(circuit, k)])
+        if abs(f_m - f_c) >= 1e-9:
+            ranked = (f_m - screen.f([without(screen.candidates, [*k, u]) for u in outside])) / (f_m - f_c)
+            outside = [outside[i] for i in sorted(np.argsort(-ranked, kind="stable")[:2 * top])]
     f_m, f_c = scorer.f([without(scorer.candidates, k), without(circuit, k)])
     gap = f_m - f_c
     if not outside or abs(gap) < 1e-9:
@@ -204,17 +216,28 @@ def minimality(scorer: CircuitScorer, circuit: list[Node], full: float,
     """Per node v: max over K of |F(C \\ (K + v)) - F(C \\ K)| / F(M), and the K that gives it. Where a node has
     more than SCREEN_ABOVE sets K, they are ranked on `screen`'s rows and the RESCORED best, with K = {}, scored on
     every row."""
-    out = {}
+    plans = {}
     for v in circuit:
         others = [nd for nd in circuit if nd != v]
         exhaustive = len(others) <= MINIMALITY_EXHAUSTIVE
         sizes = range(len(others) + 1) if exhaustive else range(min(MINIMALITY_K_SIZE, len(others)) + 1)
         ks = [list(c) for r in sizes for c in itertools.combinations(others, r)]
-        screened = screen is not None and len(ks) > SCREEN_ABOVE
+        plans[v] = (ks, exhaustive, screen is not None and len(ks) > SCREEN_ABOVE)
+    # every node's sets go into one call (the memo answers the per-node reads): sets that ablate the same early
+    # nodes share those blocks' runs across nodes too
+    ranked_ks = [(v, k) for v, (ks, _, screened) in plans.items() if screened for k in ks]
+    if ranked_ks:
+        screen.f([without(circuit, k) for _, k in ranked_ks] + [without(circuit, [*k, v]) for v, k in ranked_ks])
+    for v, (ks, exhaustive, screened) in plans.items():
         if screened:
             ranked = np.abs(screen.f([without(circuit, [*k, v]) for k in ks]) - screen.f([without(circuit, k)
                                                                                           for k in ks]))
-            ks = [ks[i] for i in dict.fromkeys([0, *np.argsort(-ranked, kind="stable")[:RESCORED]])]  # K = {} too
+            plans[v] = ([ks[i] for i in dict.fromkeys([0, *np.argsort(-ranked, kind="stable")[:RESCORED]])],  # K = {}
+                        exhaustive, screened)
+    scorer.f([without(circuit, k) for ks, _, _ in plans.values() for k in ks]
+             + [without(circuit, [*k, v]) for v, (ks, _, _) in plans.items() for k in ks])
+    out = {}
+    for v, (ks, exhaustive, screened) in plans.items():
         with_v = scorer.f([without(circuit, k) for k in ks])
         without_v = scorer.f([without(circuit, [*k, v]) for k in ks])
         diffs = np.abs(without_v - with_v) / full

@@ -165,8 +165,11 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
     sources = resample_sources(examples, seed)
     ablators = {mode: Ablator(model, tokens, cache, examples, masks, mode, sources) for mode in MODES}
     with out.timed("ablation"):
-        t["ablation"] = ablation_table(ablators, model, examples, base, candidates)
+        alone = ablators["resample"].logit_diffs([[nd] for nd in candidates], desc="node ablation")
+        t["ablation"] = ablation_table(ablators, model, examples, base, candidates, alone)
     scorer = CircuitScorer(ablators[settings.ablation], candidates, label)
+    if settings.ablation == "resample":  # each node alone is a row of nodes.parquet too: run once
+        scorer.remember([without(candidates, [nd]) for nd in candidates], alone)
     screen = CircuitScorer(ablators[settings.ablation], candidates, label, screening_rows(examples, seed))
     with out.timed("search"):
         search = search_circuit(screen, scorer, settings.faithfulness_target, settings.search_budget)
@@ -186,7 +189,8 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         edges = possible_edges(senders, candidates, readout_kind)
         drawn = {nd.name for nd in [*embedding_nodes(groups, masks), *circuit]} | {LOGITS}
         undrawn = [e for e in edges if not {e.sender.name, e.receiver_name} <= drawn]  # not in the graph: a few pairs
-        t["edges"] = path_patching(model, tokens, cache, pairs, masks, edges, bs, screened=undrawn)
+        t["edges"] = path_patching(model, tokens, cache, pairs, masks, edges, bs, screened=undrawn,
+                                    confirm_from=settings.edge_floor / 2)
     with out.timed("composition"):
         t["composition"] = composition_table(model, seed)
     with out.timed("donor pool"):

@@ -101,8 +101,10 @@ def wiring_sections(attribution: Attribution) -> list[Section]:
     weak = table["effect"].abs() < floor
     counts = edges["n_pairs"].astype(int)
     pairs = (f" Every edge is measured over the same {counts.iloc[0]} example pairs." if counts.nunique() == 1 else
-             f" The edges between drawn nodes are measured over {counts.max()} example pairs; the {int((counts < counts.max()).sum())} "
-             f"others, which the graph does not draw, over {counts.min()} spread over them (n_pairs in the table).")
+             f" {int((counts == counts.max()).sum())} edges are measured over {counts.max()} example pairs and the other "
+             f"{int((counts < counts.max()).sum())} over {counts.min()} spread over them (n_pairs in the table): every edge is "
+             f"measured on those {counts.min()} first, and one between drawn nodes whose |effect| there reaches half the "
+             f"edge floor is measured again on all {counts.max()}, so every edge the graph draws stands on every pair.")
     data = [Download("edges.csv", edges, "data/attribution/edges.parquet")]
     sections += [
         Section("Every edge, by input", (
