@@ -199,3 +199,23 @@ def test_a_large_circuits_taking_over_ranks_outside_nodes_on_the_screen_and_repo
     assert [t["node"] for t in shares] == ["L0H12@chars", "L0H11@chars", "L0H10@chars"]
     assert [t["share"] for t in shares] == pytest.approx([12 / 78, 11 / 78, 10 / 78])
     assert taking_over(full, [nodes[0]], [nodes[0]]) == shares  # every node scored on every row: the same three
+    scored = len(full.memo)
+    assert scored == 2 + 12  # F(M \ K), F(C \ K) and every outside node, on every row
+    # a screen that ranks the other way round: only its best 6 (nodes 1-6) reach every row, and the three reported
+    # are the best of those by every row's shares
+    fresh = scorer(float)
+    shares = taking_over(fresh, [nodes[0]], [nodes[0]], screen=scorer(lambda i: float(13 - i)))
+    assert len(fresh.memo) == 2 + 6
+    assert [t["node"] for t in shares] == ["L0H6@chars", "L0H5@chars", "L0H4@chars"]
+    assert [t["share"] for t in shares] == pytest.approx([6 / 78, 5 / 78, 4 / 78])
+
+
+def test_remembered_sets_equal_what_the_scorer_would_compute() -> None:
+    """`remember` takes F from logit differences run elsewhere: the same figures as evaluating them."""
+    _, full = scorers(and_of_a_and_b)
+    sets = [[A, B], [A, C], [B, C, D]]
+    ablated = [without(NODES, s) for s in sets]
+    other = CircuitScorer(full.ablator, NODES, LABEL)
+    other.remember(sets, full.ablator.logit_diffs(ablated))
+    assert other.evaluate(sets) == full.evaluate(sets)
+    assert other.n_evaluated == 3

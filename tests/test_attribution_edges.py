@@ -262,3 +262,23 @@ def test_edges_between_drawn_nodes_are_confirmed_on_every_pair_where_the_spread_
                        atol=1e-5)
     assert np.allclose(table.loc[~confirmed, columns].to_numpy(float), alone.loc[~confirmed, columns].to_numpy(float),
                        atol=1e-5)
+
+
+def test_screened_edges_are_never_confirmed_and_few_pairs_need_no_second_pass() -> None:
+    """`confirm_from` re-measures only the edges the graph may draw: a screened edge keeps its spread-pair figure
+    however large it is; and with no more pairs than the spread, every edge is measured once, on every pair."""
+    w = world("ln")
+    masks, edges = _wiring(w)
+    pairs, _, _ = _pairs(w)
+    few = screening_pairs(len(pairs), 5)
+    alone = path_patching(w.model, w.tokens, w.cache, pairs.iloc[few].reset_index(drop=True), masks, edges,
+                          batch_size=16)
+    screened = set(edges)
+    table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16, screened=screened,
+                          screen_pairs=5, confirm_from=0.0)  # 0: every unscreened edge would be confirmed
+    columns = ["effect", "n_pairs", "pair_q25", "pair_median", "pair_q75"]
+    assert np.allclose(table[columns].to_numpy(float), alone[columns].to_numpy(float), atol=1e-5)
+    whole = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16)
+    table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16,
+                          screen_pairs=len(pairs), confirm_from=1e9)
+    assert np.allclose(table[columns].to_numpy(float), whole[columns].to_numpy(float), atol=1e-5)

@@ -170,8 +170,9 @@ def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: Activat
     """edges.parquet: one row per edge with its effect (ratio of means) and per-pair spread. Edges in `screened`
     (those no figure draws: the stage passes every edge that does not join the circuit's nodes) are measured on
     `screen_pairs` pairs spread over the set, the rest on every pair; with `confirm_from`, the rest are measured on
-    those pairs first too and again on every pair only where |effect| reaches `confirm_from` (the stage passes half
-    the edge floor, so every edge at the floor is an every-pair figure). `n_pairs` says which."""
+    those pairs first too and again on every pair only where |effect| reaches `confirm_from` or has no figure there
+    (the stage passes half the edge floor, so every edge between drawn nodes at the floor is an every-pair figure).
+    `n_pairs` says which."""
     if pairs.empty or not edges:
         return _empty()
     clean_ids = torch.tensor(pairs["clean_id"].to_numpy())
@@ -194,8 +195,8 @@ def path_patching(model: TransformerBridge, tokens: torch.Tensor, cache: Activat
         first_few = [e for e in group if e in screened or confirm_from is not None]
         if first_few:
             patched.update({e: (few, v) for e, v in zip(first_few, run.measure(first_few, few))})
-        wide = [e for e in group if e not in screened and (confirm_from is None or (
-            len(few) < len(every) and abs(recovery_stats(patched[e][1], clean[few], base[few])["recovery"]) >= confirm_from))]
+        wide = [e for e in group if e not in screened and (confirm_from is None or (  # no figure (NaN) is confirmed too
+            len(few) < len(every) and not abs(recovery_stats(patched[e][1], clean[few], base[few])["recovery"]) < confirm_from))]
         if wide:
             patched.update({e: (every, v) for e, v in zip(wide, run.measure(wide, every))})
     return pd.DataFrame([_row(e, patched[e][1], clean[patched[e][0]], base[patched[e][0]], model.cfg.n_layers)

@@ -168,12 +168,12 @@ def analyse(clf: Classifier, cache: ActivationCache, examples: pd.DataFrame, tes
         alone = ablators["resample"].logit_diffs([[nd] for nd in candidates], desc="node ablation")
         t["ablation"] = ablation_table(ablators, model, examples, base, candidates, alone)
     scorer = CircuitScorer(ablators[settings.ablation], candidates, label)
-    if settings.ablation == "resample":  # each node alone is a row of nodes.parquet too: run once
-        scorer.remember([without(candidates, [nd]) for nd in candidates], alone)
     screen = CircuitScorer(ablators[settings.ablation], candidates, label, screening_rows(examples, seed))
     with out.timed("search"):
         search = search_circuit(screen, scorer, settings.faithfulness_target, settings.search_budget)
     circuit = search.nodes
+    if settings.ablation == "resample":  # each node alone is a row of nodes.parquet too: run once (after the search,
+        scorer.remember([without(candidates, [nd]) for nd in candidates], alone)  # which counts the sets it scored)
     full = float(scorer.f([candidates])[0])
     with out.timed("completeness and minimality"):
         ranker = CircuitScorer(ablators[settings.ablation], candidates, label, screening_rows(examples, seed, RANK_ROWS))

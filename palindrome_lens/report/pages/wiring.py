@@ -104,7 +104,8 @@ def wiring_sections(attribution: Attribution) -> list[Section]:
              f" {int((counts == counts.max()).sum())} edges are measured over {counts.max()} example pairs and the other "
              f"{int((counts < counts.max()).sum())} over {counts.min()} spread over them (n_pairs in the table): every edge is "
              f"measured on those {counts.min()} first, and one between drawn nodes whose |effect| there reaches half the "
-             f"edge floor is measured again on all {counts.max()}, so every edge the graph draws stands on every pair.")
+             f"edge floor is measured again on all {counts.max()}, so every edge the graph draws at the floor or above stands on "
+             f"every pair.")
     data = [Download("edges.csv", edges, "data/attribution/edges.parquet")]
     sections += [
         Section("Every edge, by input", (
