@@ -242,25 +242,33 @@ def test_screened_edges_are_measured_on_the_spread_pairs_alone_and_the_rest_on_e
     assert np.array_equal(screening_pairs(4, 64), np.arange(4))
 
 
-def test_edges_between_drawn_nodes_are_confirmed_on_every_pair_where_the_spread_pairs_reach_half_the_floor() -> None:
-    """With `confirm_from`, an unscreened edge keeps its spread-pair figure when it stays under the threshold there,
-    and gets every pair's figure when it reaches it: so no edge can clear the floor on a few pairs' say."""
-    w = world("ln")
+def _spread_and_every_pair(w) -> tuple:
+    """The wiring, the pairs, and every edge measured on the 5 spread pairs alone and on every pair."""
     masks, edges = _wiring(w)
     pairs, _, _ = _pairs(w)
     few = screening_pairs(len(pairs), 5)
     alone = path_patching(w.model, w.tokens, w.cache, pairs.iloc[few].reset_index(drop=True), masks, edges,
                           batch_size=16)
     whole = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16)
+    return masks, edges, pairs, alone, whole
+
+
+FIGURES = ["effect", "n_pairs", "pair_q25", "pair_median", "pair_q75"]
+
+
+def test_edges_between_drawn_nodes_are_confirmed_on_every_pair_where_the_spread_pairs_reach_half_the_floor() -> None:
+    """With `confirm_from`, an unscreened edge keeps its spread-pair figure when it stays under the threshold there,
+    and gets every pair's figure when it reaches it: so no edge can clear the floor on a few pairs' say."""
+    w = world("ln")
+    masks, edges, pairs, alone, whole = _spread_and_every_pair(w)
     threshold = float(np.median(alone["effect"].abs()))  # half the edges either side
     table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16, screen_pairs=5,
                           confirm_from=threshold)
     confirmed = (alone["effect"].abs() >= threshold).to_numpy()
     assert 0 < confirmed.sum() < len(edges)
-    columns = ["effect", "n_pairs", "pair_q25", "pair_median", "pair_q75"]
-    assert np.allclose(table.loc[confirmed, columns].to_numpy(float), whole.loc[confirmed, columns].to_numpy(float),
+    assert np.allclose(table.loc[confirmed, FIGURES].to_numpy(float), whole.loc[confirmed, FIGURES].to_numpy(float),
                        atol=1e-5)
-    assert np.allclose(table.loc[~confirmed, columns].to_numpy(float), alone.loc[~confirmed, columns].to_numpy(float),
+    assert np.allclose(table.loc[~confirmed, FIGURES].to_numpy(float), alone.loc[~confirmed, FIGURES].to_numpy(float),
                        atol=1e-5)
 
 
@@ -268,17 +276,10 @@ def test_screened_edges_are_never_confirmed_and_few_pairs_need_no_second_pass() 
     """`confirm_from` re-measures only the edges the graph may draw: a screened edge keeps its spread-pair figure
     however large it is; and with no more pairs than the spread, every edge is measured once, on every pair."""
     w = world("ln")
-    masks, edges = _wiring(w)
-    pairs, _, _ = _pairs(w)
-    few = screening_pairs(len(pairs), 5)
-    alone = path_patching(w.model, w.tokens, w.cache, pairs.iloc[few].reset_index(drop=True), masks, edges,
-                          batch_size=16)
-    screened = set(edges)
-    table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16, screened=screened,
+    masks, edges, pairs, alone, whole = _spread_and_every_pair(w)
+    table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16, screened=set(edges),
                           screen_pairs=5, confirm_from=0.0)  # 0: every unscreened edge would be confirmed
-    columns = ["effect", "n_pairs", "pair_q25", "pair_median", "pair_q75"]
-    assert np.allclose(table[columns].to_numpy(float), alone[columns].to_numpy(float), atol=1e-5)
-    whole = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16)
+    assert np.allclose(table[FIGURES].to_numpy(float), alone[FIGURES].to_numpy(float), atol=1e-5)
     table = path_patching(w.model, w.tokens, w.cache, pairs, masks, edges, batch_size=16,
                           screen_pairs=len(pairs), confirm_from=1e9)
-    assert np.allclose(table[columns].to_numpy(float), whole[columns].to_numpy(float), atol=1e-5)
+    assert np.allclose(table[FIGURES].to_numpy(float), whole[FIGURES].to_numpy(float), atol=1e-5)
