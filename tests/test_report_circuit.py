@@ -342,3 +342,11 @@ def test_edges_measured_on_fewer_pairs_are_counted_and_said(synthetic: ReportInp
     assert 0 < undrawn.sum() < len(edges)
     assert said in sections["Every edge, by input"].caption and said in sections["Every edge (table)"].caption
     assert "same 6 example pairs" not in sections["Every edge (table)"].caption
+    assert "so every edge the graph draws at the floor stands on every pair" in sections["Every edge (table)"].caption
+    # one drawn edge measured on the fewer pairs only: the caption no longer says every drawn edge stands on all
+    edges.loc[(~undrawn).to_numpy().nonzero()[0][0], "n_pairs"] = 3
+    attribution = Attribution(synthetic.attribution.summary, {**synthetic.attribution.tables, "edges": edges},
+                              synthetic.attribution.circuit)
+    caption = {s.heading: s for s in wiring_sections(attribution)}["Every edge (table)"].caption
+    assert "yet 1 edge the graph draws at the floor stands on the 3 only" in caption
+    assert "so every edge the graph draws" not in caption

@@ -100,12 +100,16 @@ def wiring_sections(attribution: Attribution) -> list[Section]:
     table = edge_table(edges, graph)
     weak = table["effect"].abs() < floor
     counts = edges["n_pairs"].astype(int)
+    drawn = [(s, r, v) in graph for s, r, v in zip(edges["sender"], edges["receiver"], edges["via"])]
+    short = int((counts[drawn] < counts.max()).sum())  # drawn edges on the fewer pairs: the sentence says so if any
     pairs = (f" Every edge is measured over the same {counts.iloc[0]} example pairs." if counts.nunique() == 1 else
              f" {int((counts == counts.max()).sum())} edges are measured over {counts.max()} example pairs and the other "
              f"{int((counts < counts.max()).sum())} over {counts.min()} spread over them (n_pairs in the table): every edge is "
              f"measured on those {counts.min()} first, and one between drawn nodes whose |effect| there reaches half the "
-             f"edge floor is measured again on all {counts.max()}, so every edge the graph draws at the floor or above stands on "
-             f"every pair.")
+             f"edge floor is measured again on all {counts.max()}, "
+             + ("so every edge the graph draws at the floor stands on every pair." if not short else
+                f"yet {short} edge{'s' if short > 1 else ''} the graph draws at the floor stand{'' if short > 1 else 's'} "
+                f"on the {counts.min()} only."))
     data = [Download("edges.csv", edges, "data/attribution/edges.parquet")]
     sections += [
         Section("Every edge, by input", (
