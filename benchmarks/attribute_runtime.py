@@ -59,8 +59,9 @@ def node_passes(result: Attribution, n_layers: int) -> int:
 
 
 def decomposition(median: dict[str, float], first: dict[str, float], passes: int, first_passes: int) -> str:
-    """One model's ratio to the first, split into the per-node parts and the rest, and the least per-node
-    seconds of the first model at which TARGET would still be out of reach (see the module docstring)."""
+    """One model's ratio to the first, split into the per-node parts and the rest; and, where it can be told, the
+    most seconds the first model's per-node parts may take for TARGET to be reachable at the bound (see the module
+    docstring), or that no cost of theirs reaches it."""
     per_node = sum(median.get(p, 0.0) for p in PER_NODE)
     per_node_first = sum(first.get(p, 0.0) for p in PER_NODE)
     rest, rest_first = median["total"] - per_node, first["total"] - per_node_first
